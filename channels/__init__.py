@@ -1,0 +1,1 @@
+"""Payment channel adapters and their simulators (one package per provider)."""

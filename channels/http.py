@@ -1,0 +1,71 @@
+"""The one injectable HTTP client every adapter talks to its provider through.
+
+It owns nothing global: paycore creates one aiohttp ClientSession per process
+(keep-alive, no per-request connection set-up) and hands each adapter a
+ChannelHttp bound to its channel name. Transport failures become typed
+ChannelErrors; every call is timed for metrics through ``observe``.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import Callable, Mapping
+
+import aiohttp
+
+from channels.base import ChannelError
+
+Observer = Callable[[str, str, str, float], None]  # channel, flow, outcome, seconds
+
+
+def _no_observer(channel: str, flow: str, outcome: str, seconds: float) -> None:
+    return None
+
+
+@dataclass(slots=True)
+class HttpReply:
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+
+class ChannelHttp:
+    def __init__(self, session: aiohttp.ClientSession, channel: str, timeout: float,
+                 observe: Observer = _no_observer) -> None:
+        self.session = session
+        self.channel = channel
+        self.timeout = timeout
+        self.observe = observe
+
+    async def request(self, method: str, url: str, *, flow: str, headers: Mapping[str, str] | None = None,
+                      data: bytes | str | None = None, timeout: float | None = None) -> HttpReply:
+        """Send one request; raise ChannelError(retriable=True) when the outcome is unknown.
+
+        A timeout or a reset after the request may have been received is
+        *retriable* (the provider may have acted); a refused connection is not
+        (nothing reached the provider) but is still a fault for the breaker.
+        """
+        t0 = time.perf_counter()
+        outcome = "ok"
+        try:
+            async with self.session.request(
+                method, url, headers=headers, data=data,
+                timeout=aiohttp.ClientTimeout(total=timeout or self.timeout),
+            ) as resp:
+                body = await resp.read()
+                if resp.status >= 500:
+                    outcome = "http_5xx"
+                return HttpReply(resp.status, resp.headers, body)
+        except asyncio.TimeoutError as e:
+            outcome = "timeout"
+            raise ChannelError(f"{self.channel} {flow}: timed out", retriable=True, kind="timeout") from e
+        except aiohttp.ClientConnectorError as e:
+            outcome = "connect"
+            raise ChannelError(f"{self.channel} {flow}: cannot connect", retriable=False, kind="connect") from e
+        except (aiohttp.ClientError, OSError) as e:
+            outcome = "reset"
+            raise ChannelError(f"{self.channel} {flow}: transport error ({type(e).__name__})",
+                               retriable=True, kind="reset") from e
+        finally:
+            self.observe(self.channel, flow, outcome, time.perf_counter() - t0)

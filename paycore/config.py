@@ -1,0 +1,187 @@
+"""Configuration: frozen dataclasses built from ``config/default.toml``, the
+file named by ``PAYCORE_CONFIG`` (merged over the defaults) and ``PAYCORE_*``
+environment variables (over both). Secrets are :class:`Secret` and never show
+in repr or logs. Nothing changes after start-up.
+"""
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Mapping
+
+from channels.base import ChannelSettings, RecoveryRule
+from paycore.secrets import Secret
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = REPO_ROOT / "config" / "default.toml"
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    workers: int = 1
+    public_base_url: str = "http://127.0.0.1:8080"   # what providers post notifications to
+    max_body: int = 1024 * 1024
+    log_level: str = "INFO"
+    access_log: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseConfig:
+    url: str = "postgresql://postgres@127.0.0.1:5432/paycore"
+    pool_min: int = 2
+    pool_max: int = 10
+    command_timeout: float = 5.0
+    connect_timeout: float = 3.0
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaConfig:
+    bootstrap: str = ""              # empty: no Kafka, the outbox just grows (dev only)
+    topic: str = "paycore.payments"
+    idempotence: bool = True         # on for a real cluster; the dev broker lacks InitProducerId
+    compression: str | None = "gzip"
+    linger_ms: int = 5
+    batch_max: int = 1000
+    send_timeout: float = 10.0
+    partitions: int = 6
+
+
+@dataclass(frozen=True, slots=True)
+class JournalConfig:
+    batch_max: int = 256             # state changes per group commit
+    max_wait_ms: float = 2.0         # how long the first change in a batch may wait for company
+    relay_interval_ms: float = 20.0  # relay poll when the outbox was empty
+    relay_backoff_max: float = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class SecurityConfig:
+    master_key: Secret = field(default_factory=lambda: Secret(""))   # encrypts merchant secrets at rest
+    replay_window: int = 300
+    rate_limit_per_second: float = 2000.0     # per merchant, token bucket
+    rate_limit_burst: float = 4000.0
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentsConfig:
+    default_max_amount: int = 100_000_00      # fen: 100,000 yuan
+    default_expire_in: int = 300
+    max_expire_in: int = 7 * 24 * 3600
+    long_poll_max: int = 30
+    recovery_interval: float = 0.5           # how often the recovery loop looks for due work
+    recovery_batch: int = 200
+
+
+@dataclass(frozen=True, slots=True)
+class RoutePattern:
+    channel: str
+    pattern: re.Pattern[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    server: ServerConfig = ServerConfig()
+    database: DatabaseConfig = DatabaseConfig()
+    kafka: KafkaConfig = KafkaConfig()
+    journal: JournalConfig = JournalConfig()
+    security: SecurityConfig = SecurityConfig()
+    payments: PaymentsConfig = PaymentsConfig()
+    routing: tuple[RoutePattern, ...] = ()
+    channels: Mapping[str, ChannelSettings] = field(default_factory=dict)
+    breaker: Mapping[str, Any] = field(default_factory=dict)
+
+
+def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        if isinstance(v, Mapping) and isinstance(out.get(k), dict):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def _section(cls, data: Mapping[str, Any] | None):
+    data = dict(data or {})
+    known = {f for f in cls.__dataclass_fields__}
+    unknown = set(data) - known
+    if unknown:
+        raise ValueError(f"unknown settings for {cls.__name__}: {sorted(unknown)}")
+    return cls(**data)
+
+
+def channel_settings(name: str, d: Mapping[str, Any], default_recovery: RecoveryRule | None = None) -> ChannelSettings:
+    """Build one channel's settings from its config table.
+
+    ``secret_file`` (preferred) or ``secret`` give the provider's symmetric key;
+    ``recovery`` overrides the adapter's default recovery rule field by field.
+    """
+    d = dict(d)
+    secret = d.pop("secret", "")
+    secret_file = d.pop("secret_file", "")
+    if secret_file:
+        secret = Path(secret_file).read_text().strip()
+    rec = d.pop("recovery", {}) or {}
+    recovery = replace(default_recovery or RecoveryRule(), **rec)
+    extra = dict(d.pop("extra", {}) or {})
+    known = set(ChannelSettings.__dataclass_fields__) - {"name", "secret", "recovery", "extra"}
+    for k in list(d):
+        if k not in known:
+            extra[k] = d.pop(k)
+    return ChannelSettings(name=name, secret=Secret(secret), recovery=recovery, extra=extra, **d)
+
+
+def load(path: str | os.PathLike[str] | None = None, overrides: Mapping[str, Any] | None = None,
+         env: Mapping[str, str] | None = None) -> Config:
+    env = os.environ if env is None else env
+    data = tomllib.loads(DEFAULT_CONFIG.read_text())
+    path = path or env.get("PAYCORE_CONFIG")
+    if path:
+        data = _merge(data, tomllib.loads(Path(path).read_text()))
+    if overrides:
+        data = _merge(data, overrides)
+    return from_dict(data, env)
+
+
+def from_dict(data: Mapping[str, Any], env: Mapping[str, str] | None = None) -> Config:
+    env = os.environ if env is None else env
+    server = dict(data.get("server", {}))
+    database = dict(data.get("database", {}))
+    kafka = dict(data.get("kafka", {}))
+    security = dict(data.get("security", {}))
+    # environment wins over files
+    for key, section, name, conv in (
+        ("PAYCORE_HOST", server, "host", str), ("PAYCORE_PORT", server, "port", int),
+        ("PAYCORE_WORKERS", server, "workers", int), ("PAYCORE_PUBLIC_URL", server, "public_base_url", str),
+        ("PAYCORE_LOG_LEVEL", server, "log_level", str),
+        ("PAYCORE_DATABASE_URL", database, "url", str), ("PAYCORE_KAFKA_BOOTSTRAP", kafka, "bootstrap", str),
+        ("PAYCORE_KAFKA_TOPIC", kafka, "topic", str),
+        ("PAYCORE_MASTER_KEY", security, "master_key", str),
+    ):
+        if env.get(key):
+            section[name] = conv(env[key])
+    if "PAYCORE_KAFKA_IDEMPOTENCE" in env:
+        kafka["idempotence"] = env["PAYCORE_KAFKA_IDEMPOTENCE"].lower() in ("1", "true", "yes")
+    if "master_key" in security:
+        security["master_key"] = Secret(security["master_key"])
+
+    from channels.registry import ADAPTERS  # adapters carry their default recovery rules
+
+    channels: dict[str, ChannelSettings] = {}
+    for name, table in (data.get("channels") or {}).items():
+        if name not in ADAPTERS:
+            raise ValueError(f"unknown channel in config: {name}")
+        channels[name] = channel_settings(name, table, ADAPTERS[name].default_recovery)
+    routing = tuple(RoutePattern(r["channel"], re.compile(r["pattern"]))
+                    for r in (data.get("routing", {}).get("prefixes") or []))
+    return Config(
+        server=_section(ServerConfig, server), database=_section(DatabaseConfig, database),
+        kafka=_section(KafkaConfig, kafka), journal=_section(JournalConfig, data.get("journal")),
+        security=_section(SecurityConfig, security), payments=_section(PaymentsConfig, data.get("payments")),
+        routing=routing, channels=channels, breaker=dict(data.get("breaker", {})),
+    )
