@@ -1,0 +1,230 @@
+"""QQ Wallet adapter against its simulator over real HTTP (loopback)."""
+from __future__ import annotations
+
+import dataclasses
+import secrets
+from datetime import datetime, timezone
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from channels.base import (ChannelError, Method, NotificationRejected, RefundRequest, RefundStatus, TradeRef,
+                           TradeStatus)
+from channels.http import ChannelHttp
+from channels.qqwallet import transformers as tf
+from channels.qqwallet.adapter import QqWalletAdapter
+from paycore.secrets import Secret
+from tests.support.simpair import SimPair
+
+AUTH_CODE = "910000000000000001"
+
+
+@pytest.fixture(scope="module")
+def keys_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("qqwallet-keys")
+
+
+def ref(req, channel_trade_no: str | None = None) -> TradeRef:
+    return TradeRef(out_trade_no=req.out_trade_no, amount=req.amount, method=req.method,
+                    channel_trade_no=channel_trade_no)
+
+
+def refund_req(pair: SimPair, req, amount: int) -> RefundRequest:
+    return RefundRequest(out_refund_no="rfd_" + secrets.token_hex(12), out_trade_no=req.out_trade_no,
+                         channel_trade_no=None, total_amount=req.amount, refund_amount=amount, reason="test",
+                         notify_url=pair.notify_url("refund"))
+
+
+async def test_barcode_succeeds(keys_dir: Path) -> None:
+    async with SimPair.start("qqwallet", keys_dir) as pair:
+        req = pair.pay_request(amount=1000, method=Method.BARCODE, auth_code=AUTH_CODE)
+        res = await pair.adapter.pay(req)
+        assert res.status is TradeStatus.SUCCEEDED
+        assert res.amount == 1000 and res.channel_trade_no and res.paid_at is not None
+
+
+async def test_barcode_succeeds_with_hmac_sha256_signing(keys_dir: Path) -> None:
+    async with SimPair.start("qqwallet", keys_dir, overrides={"extra": {"sign_type": "HMAC-SHA256"}}) as pair:
+        req = pair.pay_request(amount=1016, method=Method.BARCODE, auth_code=AUTH_CODE)
+        assert (await pair.adapter.pay(req)).status is TradeStatus.SUCCEEDED
+        note = await pair.next_notification()
+        assert not isinstance(note, NotificationRejected)
+        assert note.out_trade_no == req.out_trade_no
+
+
+async def test_qr_pending_then_customer_pays_and_notification_arrives(keys_dir: Path) -> None:
+    async with SimPair.start("qqwallet", keys_dir) as pair:
+        req = pair.pay_request(amount=2500, method=Method.QR)
+        res = await pair.adapter.pay(req)
+        assert res.status is TradeStatus.PENDING and res.qr_code
+        await pair.customer_pays(qr_code=res.qr_code)
+        note = await pair.next_notification()
+        assert not isinstance(note, NotificationRejected)
+        assert note.kind == "payment" and note.out_trade_no == req.out_trade_no and note.amount == 2500
+        assert note.payment is not None and note.payment.status is TradeStatus.SUCCEEDED
+        assert note.merchant_ref == pair.adapter.settings.mch_id
+
+
+async def test_jsapi_gives_pay_params_then_customer_pays(keys_dir: Path) -> None:
+    async with SimPair.start("qqwallet", keys_dir) as pair:
+        req = pair.pay_request(amount=300, method=Method.JSAPI)
+        res = await pair.adapter.pay(req)
+        assert res.status is TradeStatus.PENDING and res.pay_params and res.pay_params["tokenId"]
+        await pair.customer_pays(out_trade_no=req.out_trade_no)
+        note = await pair.next_notification()
+        assert not isinstance(note, NotificationRejected) and note.payment is not None
+        assert note.payment.status is TradeStatus.SUCCEEDED and note.amount == 300
+        assert (await pair.adapter.query(ref(req))).status is TradeStatus.SUCCEEDED
+
+
+async def test_userpaying_then_success_after_queries(keys_dir: Path) -> None:
+    async with SimPair.start("qqwallet", keys_dir) as pair:
+        req = pair.pay_request(amount=1011, method=Method.BARCODE, auth_code=AUTH_CODE)
+        res = await pair.adapter.pay(req)
+        assert res.status is TradeStatus.PROCESSING and res.failure_code == "USERPAYING"
+        statuses = [(await pair.adapter.query(ref(req))).status for _ in range(3)]
+        assert statuses == [TradeStatus.PROCESSING, TradeStatus.PROCESSING, TradeStatus.SUCCEEDED]
+
+
+async def test_userpaying_forever_then_reverse(keys_dir: Path) -> None:
+    async with SimPair.start("qqwallet", keys_dir) as pair:
+        req = pair.pay_request(amount=1012, method=Method.BARCODE, auth_code=AUTH_CODE)
+        assert (await pair.adapter.pay(req)).status is TradeStatus.PROCESSING
+        assert (await pair.adapter.query(ref(req))).status is TradeStatus.PROCESSING
+        rev = await pair.adapter.reverse(ref(req))
+        assert rev.status is TradeStatus.REVERSED and not rev.retry
+        assert (await pair.adapter.query(ref(req))).status is TradeStatus.REVERSED
+
+
+async def test_qr_unpaid_then_close(keys_dir: Path) -> None:
+    async with SimPair.start("qqwallet", keys_dir) as pair:
+        req = pair.pay_request(amount=1012, method=Method.QR)
+        assert (await pair.adapter.pay(req)).status is TradeStatus.PENDING
+        assert (await pair.adapter.close(ref(req))).status is TradeStatus.CLOSED
+        assert (await pair.adapter.query(ref(req))).status is TradeStatus.CLOSED
+
+
+async def test_close_of_paid_order_reports_paid(keys_dir: Path) -> None:
+    async with SimPair.start("qqwallet", keys_dir) as pair:
+        req = pair.pay_request(amount=700, method=Method.BARCODE, auth_code=AUTH_CODE)
+        await pair.adapter.pay(req)
+        assert (await pair.adapter.close(ref(req))).status is TradeStatus.SUCCEEDED
+
+
+async def test_declined_is_failed_with_qpay_code(keys_dir: Path) -> None:
+    async with SimPair.start("qqwallet", keys_dir) as pair:
+        req = pair.pay_request(amount=1013, method=Method.BARCODE, auth_code=AUTH_CODE)
+        res = await pair.adapter.pay(req)
+        assert res.status is TradeStatus.FAILED and res.failure_code == "NOTENOUGH"
+        assert (await pair.adapter.query(ref(req))).status is TradeStatus.FAILED
+
+
+async def test_system_error_is_retriable_then_query_finds_success(keys_dir: Path) -> None:
+    async with SimPair.start("qqwallet", keys_dir) as pair:
+        req = pair.pay_request(amount=1014, method=Method.BARCODE, auth_code=AUTH_CODE)
+        with pytest.raises(ChannelError) as e:
+            await pair.adapter.pay(req)
+        assert e.value.retriable and e.value.kind == "system_error"
+        assert (await pair.adapter.query(ref(req))).status is TradeStatus.SUCCEEDED
+
+
+async def test_slow_answer_times_out_then_query_finds_success(keys_dir: Path) -> None:
+    async with SimPair.start("qqwallet", keys_dir, timeout=0.5, slow_seconds=1.0) as pair:
+        req = pair.pay_request(amount=1015, method=Method.BARCODE, auth_code=AUTH_CODE)
+        with pytest.raises(ChannelError) as e:
+            await pair.adapter.pay(req)
+        assert e.value.retriable and e.value.kind == "timeout"
+        assert (await pair.adapter.query(ref(req))).status is TradeStatus.SUCCEEDED
+
+
+async def test_duplicate_notifications_parse_to_the_same_result(keys_dir: Path) -> None:
+    async with SimPair.start("qqwallet", keys_dir) as pair:
+        req = pair.pay_request(amount=1016, method=Method.QR)
+        res = await pair.adapter.pay(req)
+        await pair.customer_pays(qr_code=res.qr_code or "")
+        notes = [await pair.next_notification() for _ in range(3)]
+        assert all(not isinstance(n, NotificationRejected) for n in notes)
+        assert len({(n.out_trade_no, n.amount, n.payment.status) for n in notes}) == 1  # type: ignore[union-attr]
+
+
+async def test_forged_notifications_are_rejected(keys_dir: Path) -> None:
+    async with SimPair.start("qqwallet", keys_dir) as pair:
+        fields = {"mch_id": pair.adapter.settings.mch_id, "trade_state": "SUCCESS", "total_fee": "100",
+                  "transaction_id": "1", "out_trade_no": "pay_" + "0" * 24}
+        key = str(pair.adapter.settings.secret.get())
+        good = tf.signed(fields, key, tf.SIGN_MD5, "n1")
+        note = await pair.adapter.parse_notification("payment", {}, tf.to_xml(good))
+        assert note.amount == 100
+        forged = [
+            tf.to_xml(tf.signed(fields, "x" * 32, tf.SIGN_MD5, "n1")),           # another key
+            tf.to_xml(dict(good, total_fee="10000")),                          # tampered body
+            tf.to_xml({k: v for k, v in good.items() if k != "sign"}),          # unsigned
+        ]
+        for body in forged:
+            with pytest.raises(NotificationRejected) as e:
+                await pair.adapter.parse_notification("payment", {}, body)
+            assert e.value.reason == "bad_signature"
+        with pytest.raises(NotificationRejected) as e:
+            await pair.adapter.parse_notification("payment", {}, b"<html>")
+        assert e.value.reason == "malformed"
+        assert pair.adapter.ack(True).body == b"<xml><return_code>SUCCESS</return_code></xml>"
+
+
+async def test_full_and_partial_refund_then_statement(keys_dir: Path) -> None:
+    async with SimPair.start("qqwallet", keys_dir) as pair:
+        full = pair.pay_request(amount=500, method=Method.BARCODE, auth_code=AUTH_CODE)
+        part = pair.pay_request(amount=900, method=Method.BARCODE, auth_code=AUTH_CODE)
+        for r in (full, part):
+            assert (await pair.adapter.pay(r)).status is TradeStatus.SUCCEEDED
+        refunds = [refund_req(pair, full, 500), refund_req(pair, part, 250)]
+        for rr in refunds:
+            got = await pair.adapter.refund(rr)
+            assert got.status is RefundStatus.PROCESSING and got.channel_refund_no
+            assert (await pair.adapter.query_refund(rr)).status is RefundStatus.SUCCEEDED
+        too_much = await pair.adapter.refund(refund_req(pair, part, 651))
+        assert too_much.status is RefundStatus.FAILED
+
+        lines = await pair.adapter.statement(datetime.now(timezone.utc).date())
+        payments = {(l.out_trade_no, l.amount) for l in lines if l.kind == "payment"}
+        refunds_seen = {(l.out_refund_no, l.amount) for l in lines if l.kind == "refund"}
+        assert {(full.out_trade_no, 500), (part.out_trade_no, 900)} <= payments
+        assert {(refunds[0].out_refund_no, 500), (refunds[1].out_refund_no, 250)} <= refunds_seen
+
+
+async def test_refund_declined(keys_dir: Path) -> None:
+    async with SimPair.start("qqwallet", keys_dir) as pair:
+        req = pair.pay_request(amount=1018, method=Method.BARCODE, auth_code=AUTH_CODE)
+        assert (await pair.adapter.pay(req)).status is TradeStatus.SUCCEEDED
+        got = await pair.adapter.refund(refund_req(pair, req, 1018))
+        assert got.status is RefundStatus.FAILED and got.failure_code == "NOTENOUGH"
+
+
+async def test_statement_of_a_day_without_trades_is_empty(keys_dir: Path) -> None:
+    async with SimPair.start("qqwallet", keys_dir) as pair:
+        assert await pair.adapter.statement(datetime(2001, 1, 1).date()) == []
+
+
+async def test_request_signed_with_wrong_key_is_refused(keys_dir: Path) -> None:
+    async with SimPair.start("qqwallet", keys_dir) as pair:
+        settings = dataclasses.replace(pair.adapter.settings, secret=Secret("y" * 32))
+        async with aiohttp.ClientSession() as session:
+            wrong = QqWalletAdapter(settings, ChannelHttp(session, "qqwallet", 1.0))
+            req = pair.pay_request(amount=100, method=Method.BARCODE, auth_code=AUTH_CODE)
+            with pytest.raises(ChannelError) as e:
+                await wrong.pay(req)
+        assert not e.value.retriable and e.value.kind == "rejected" and "签名错误" in str(e.value)
+        assert req.out_trade_no not in pair.state.orders
+
+
+async def test_garbage_and_5xx_answers_are_retriable(keys_dir: Path) -> None:
+    async with SimPair.start("qqwallet", keys_dir) as pair:
+        pair.state.fault = "garbage"
+        req = pair.pay_request(amount=100, method=Method.BARCODE, auth_code=AUTH_CODE)
+        with pytest.raises(ChannelError) as e:
+            await pair.adapter.pay(req)
+        assert e.value.retriable and e.value.kind == "garbage"
+        pair.state.fault = "http500"
+        with pytest.raises(ChannelError) as e:
+            await pair.adapter.query(ref(req))
+        assert e.value.retriable and e.value.kind == "http_5xx"
