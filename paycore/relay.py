@@ -1,0 +1,145 @@
+"""The relay: drains the outbox to Kafka, at least once, in seq order per payment.
+
+One relay is active at a time across all paycore processes and nodes: the
+one holding a Postgres advisory lock on its own connection (if its process
+dies, the connection closes and another takes over). A single reader keeps
+per-payment order trivially: outbox ids of one payment grow with its seq
+(a payment's next change cannot commit before the previous one, see the
+journal's seq guard), rows are published in id order and deleted only after
+Kafka acknowledged them. A crash between publish and delete re-publishes:
+consumers dedupe on ``event_id``.
+
+A broker outage: the batch fails or times out, the producer is dropped
+(with whatever it still buffered), and the relay backs off exponentially up
+to ``relay_backoff_max`` seconds, then starts again from the oldest row.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from datetime import datetime, timezone
+
+import asyncpg
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+
+from paycore import metrics
+from paycore.config import Config
+
+log = logging.getLogger("paycore.relay")
+RELAY_LOCK = 7261002
+
+
+def make_producer(cfg: Config) -> AIOKafkaProducer:
+    k = cfg.kafka
+    return AIOKafkaProducer(
+        bootstrap_servers=k.bootstrap, acks="all", enable_idempotence=k.idempotence,
+        compression_type=k.compression or None, linger_ms=k.linger_ms, max_batch_size=512 * 1024,
+        request_timeout_ms=int(k.send_timeout * 1000), retry_backoff_ms=200,
+        client_id="paycore-relay",
+    )
+
+
+async def ensure_topic(cfg: Config) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=cfg.kafka.bootstrap, request_timeout_ms=5000)
+    await admin.start()
+    try:
+        if cfg.kafka.topic not in await admin.list_topics():
+            try:
+                await admin.create_topics([NewTopic(cfg.kafka.topic, cfg.kafka.partitions, 1)])
+            except TopicAlreadyExistsError:
+                pass
+    finally:
+        await admin.close()
+
+
+class Relay:
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.batch = cfg.kafka.batch_max
+        self.idle = cfg.journal.relay_interval_ms / 1000
+        self.backoff_max = cfg.journal.relay_backoff_max
+        self.is_leader = False
+        self.published = 0
+        self._task: asyncio.Task | None = None
+        self._stopping = False
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self.run(), name="relay")
+
+    async def stop(self) -> None:
+        self._stopping = True
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def run(self) -> None:
+        backoff = 0.2
+        while not self._stopping:
+            conn: asyncpg.Connection | None = None
+            producer: AIOKafkaProducer | None = None
+            try:
+                conn = await asyncpg.connect(self.cfg.database.url, timeout=self.cfg.database.connect_timeout)
+                if not await conn.fetchval("select pg_try_advisory_lock($1)", RELAY_LOCK):
+                    self.is_leader = False
+                    await conn.close()
+                    await asyncio.sleep(1.0)
+                    continue
+                self.is_leader = True
+                await ensure_topic(self.cfg)
+                producer = make_producer(self.cfg)
+                await asyncio.wait_for(producer.start(), self.cfg.kafka.send_timeout)
+                await self._drain(conn, producer)
+                backoff = 0.2
+            except asyncio.CancelledError:
+                raise
+            except (KafkaError, asyncio.TimeoutError) as e:
+                metrics.RELAY_ERRORS.labels("kafka").inc()
+                log.warning("relay: broker unavailable (%s), retrying in %.1fs", type(e).__name__, backoff)
+            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as e:
+                metrics.RELAY_ERRORS.labels("database").inc()
+                log.warning("relay: database unavailable (%s), retrying in %.1fs", type(e).__name__, backoff)
+            except Exception:
+                metrics.RELAY_ERRORS.labels("other").inc()
+                log.exception("relay: unexpected error, retrying in %.1fs", backoff)
+            finally:
+                self.is_leader = False
+                if producer is not None:
+                    await _drop_producer(producer)
+                if conn is not None:
+                    conn.terminate()
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, self.backoff_max)
+
+    async def _drain(self, conn: asyncpg.Connection, producer: AIOKafkaProducer) -> None:
+        topic = self.cfg.kafka.topic
+        last_depth = 0.0
+        while not self._stopping:
+            rows = await conn.fetch(
+                "select id, payment_id, payload, created_at from outbox order by id limit $1", self.batch)
+            now = time.monotonic()
+            if now - last_depth > 2.0 or not rows:
+                metrics.OUTBOX_DEPTH.set(await conn.fetchval(
+                    "select count(*) from (select 1 from outbox limit 1000000) o"))
+                last_depth = now
+            if not rows:
+                await asyncio.sleep(self.idle)
+                continue
+            futures = [await producer.send(topic, value=r["payload"], key=r["payment_id"].encode())
+                       for r in rows]
+            await asyncio.wait_for(asyncio.gather(*futures), self.cfg.kafka.send_timeout)
+            await conn.execute("delete from outbox where id = any($1::bigint[])", [r["id"] for r in rows])
+            at = datetime.now(timezone.utc)
+            for r in rows:
+                metrics.RELAY_LAG.observe((at - r["created_at"]).total_seconds())
+            metrics.EVENTS_PUBLISHED.inc(len(rows))
+            self.published += len(rows)
+
+
+async def _drop_producer(producer: AIOKafkaProducer) -> None:
+    try:
+        await asyncio.wait_for(producer.stop(), 2.0)
+    except Exception:  # it is being abandoned; what it buffered is re-sent from the outbox
+        pass

@@ -1,0 +1,200 @@
+"""The real stack for integration tests: Postgres (the machine's, a fresh
+database per session), the Tansu broker, all simulators over HTTP, and
+paycore itself as a subprocess (``paycore serve``) so that tests can kill and
+restart it like an operator would.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import asyncpg
+import orjson
+
+from channels import devkeys
+from paycore import db, devstack, merchants
+from paycore.auth import SecretBox, signed_headers
+from paycore.config import DatabaseConfig
+from paycore.secrets import Secret
+
+PG_ADMIN = os.environ.get("PAYCORE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+#: fast recovery cadence for tests (the real ones are seconds to a minute)
+TEST_RECOVERY = {"first_delay": 0.3, "interval": 0.3, "give_up_after": 2.5}
+TEST_TIMEOUT = 1.0
+SLOW_SECONDS = 1.6
+
+
+@dataclass
+class Reply:
+    status: int
+    body: Any
+    headers: Any
+
+    @property
+    def error(self) -> str | None:
+        return (self.body or {}).get("error", {}).get("code") if isinstance(self.body, dict) else None
+
+
+@dataclass
+class Stack:
+    var: Path
+    db_url: str
+    broker: devstack.Broker
+    sims: devstack.Simulators
+    sim_settings: dict[str, Any]
+    config_path: Path
+    port: int
+    master_key: str
+    merchant_id: str = "m_test"
+    secret: str = ""
+    proc: subprocess.Popen | None = None
+    session: aiohttp.ClientSession | None = None
+    pool: asyncpg.Pool | None = None
+    log_path: Path | None = None
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def sim_url(self, channel: str) -> str:
+        s = self.sim_settings[channel]
+        return f"http://{s.host}:{s.port}"
+
+    # -- paycore process --------------------------------------------------
+    def start_paycore(self, workers: int = 1) -> None:
+        assert self.proc is None or self.proc.poll() is not None
+        self.log_path = self.var / "paycore.log"
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "paycore.cli", "--config", str(self.config_path), "serve", "--workers",
+             str(workers)], stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True)
+        log.close()
+        deadline = time.monotonic() + 30
+        import urllib.request
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"paycore exited: see {self.log_path}")
+            try:
+                with urllib.request.urlopen(self.base + "/readyz", timeout=1) as r:
+                    if r.status == 200:
+                        return
+            except Exception:
+                time.sleep(0.1)
+        raise TimeoutError("paycore did not become ready")
+
+    def kill_paycore(self, sig: int = signal.SIGKILL) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, sig)
+            self.proc.wait(10)
+
+    def stop_paycore(self) -> None:
+        self.kill_paycore(signal.SIGTERM)
+
+    # -- API client -------------------------------------------------------
+    async def api(self, method: str, path: str, body: Any = None, *, merchant: str | None = None,
+                  secret: str | None = None, headers: dict[str, str] | None = None, raw: bytes | None = None,
+                  ts: int | None = None, nonce: str | None = None) -> Reply:
+        assert self.session is not None
+        data = raw if raw is not None else (orjson.dumps(body) if body is not None else b"")
+        h = signed_headers(merchant or self.merchant_id, secret or self.secret, method, path, data, ts=ts,
+                           nonce=nonce)
+        if headers:
+            h.update(headers)
+        async with self.session.request(method, self.base + path, data=data, headers=h) as r:
+            text = await r.read()
+            try:
+                parsed = orjson.loads(text) if text else None
+            except orjson.JSONDecodeError:
+                parsed = text
+            return Reply(r.status, parsed, r.headers)
+
+    async def pay(self, **fields: Any) -> Reply:
+        body = {"merchant_order_no": "o" + secrets.token_hex(10), "currency": "CNY", "subject": "test"}
+        body.update(fields)
+        return await self.api("POST", "/v1/payments", body)
+
+    async def wait_final(self, payment_id: str, timeout: float = 15.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            r = await self.api("GET", f"/v1/payments/{payment_id}?wait=5")
+            assert r.status == 200, r.body
+            if r.body["status"] not in ("PENDING", "PROCESSING") or time.monotonic() > deadline:
+                return r.body
+            await asyncio.sleep(0.05)
+
+    async def sim(self, channel: str, method: str, path: str, body: Any = None) -> Any:
+        assert self.session is not None
+        async with self.session.request(method, self.sim_url(channel) + path, json=body) as r:
+            return await r.json()
+
+    async def customer_pays(self, channel: str, **key: str) -> Any:
+        return await self.sim(channel, "POST", "/_sim/customer/pay", key)
+
+    async def events(self, payment_id: str) -> list[dict[str, Any]]:
+        assert self.pool is not None
+        rows = await self.pool.fetch("select payload from events where payment_id = $1 order by seq", payment_id)
+        return [r["payload"] for r in rows]
+
+
+async def build_stack(var: Path, *, workers: int = 1) -> Stack:
+    var.mkdir(parents=True, exist_ok=True)
+    dbname = f"paycore_test_{os.getpid()}_{secrets.token_hex(3)}"
+    admin = await asyncpg.connect(PG_ADMIN)
+    await admin.execute(f'create database "{dbname}"')
+    await admin.close()
+    db_url = db.with_database(PG_ADMIN, dbname)
+    await db.migrate(db_url)
+
+    broker = devstack.Broker().start(var)
+    port = devstack.free_port()
+    ports = devstack.channel_ports()
+    channel_cfg, sims = devkeys.generate(var / "keys", ports, f"http://127.0.0.1:{port}", slow_seconds=SLOW_SECONDS)
+    overrides = devstack.dev_overrides(db_url, broker.bootstrap, channel_cfg, host="127.0.0.1", port=port,
+                                       timeout=TEST_TIMEOUT, recovery=TEST_RECOVERY)
+    master = secrets.token_hex(32)
+    overrides["breaker"] = {"window": 10, "min_calls": 6, "failure_ratio": 0.5, "open_seconds": 1.0}
+    overrides["payments"] = {"recovery_interval": 0.1}
+    overrides["journal"] = {"relay_interval_ms": 10.0, "relay_backoff_max": 1.0}
+    overrides["kafka"]["send_timeout"] = 3.0
+    config_path = var / "paycore.toml"
+    config_path.write_text(devstack.toml_dump(overrides))
+
+    conn = await asyncpg.connect(db_url)
+    await db._init_connection(conn)
+    secret = await merchants.add(conn, SecretBox(Secret(master)), "m_test", "Test merchant")
+    await conn.close()
+
+    simulators = await devstack.Simulators(sims).start()
+    env = dict(os.environ, PAYCORE_MASTER_KEY=master, PAYCORE_LOG_LEVEL="INFO", PYTHONUNBUFFERED="1")
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    stack = Stack(var=var, db_url=db_url, broker=broker, sims=simulators, sim_settings=sims,
+                  config_path=config_path, port=port, master_key=master, secret=secret, env=env)
+    stack.start_paycore(workers)
+    stack.session = aiohttp.ClientSession()
+    stack.pool = await db.create_pool(DatabaseConfig(url=db_url), min_size=1, max_size=4)
+    return stack
+
+
+async def teardown_stack(stack: Stack) -> None:
+    stack.stop_paycore()
+    if stack.session:
+        await stack.session.close()
+    if stack.pool:
+        await stack.pool.close()
+    await stack.sims.stop()
+    stack.broker.stop()
+    admin = await asyncpg.connect(PG_ADMIN)
+    dbname = stack.db_url.rsplit("/", 1)[1]
+    await admin.execute(f'drop database if exists "{dbname}" with (force)')
+    await admin.close()
