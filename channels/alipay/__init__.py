@@ -1,0 +1,1 @@
+"""Alipay OpenAPI v2 (gateway.do, RSA2): adapter, transformers, simulator."""
