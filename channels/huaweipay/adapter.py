@@ -1,0 +1,19 @@
+"""Huawei Pay through UnionPay ACP 5.1.0 (channels.md §9–11).
+
+In-app by ``appTransReq.do`` → ``tn``, in-store as a contactless UnionPay
+consume (01/01). Protocol, signing, recovery and every choice are
+:class:`channels.unionpay.adapter.UnionPayAdapter`'s; the wallet's marks are in
+:mod:`channels.huaweipay.transformers`. ``ChannelResult.wallet`` is the tap's
+``nfc.wallet`` when it names one, else ``"huaweipay"``.
+"""
+from __future__ import annotations
+
+from channels.huaweipay import transformers as w
+from channels.unionpay.adapter import UnionPayAdapter
+
+
+class HuaweiPayAdapter(UnionPayAdapter, wallet=w.WALLET, se_type=w.SE_TYPE):
+    """Huawei Pay: UnionPay's adapter under the wallet's name (nfc, app)."""
+
+
+ADAPTER = HuaweiPayAdapter
