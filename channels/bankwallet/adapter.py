@@ -39,6 +39,7 @@ import orjson
 from channels.base import (Ack, ChannelAdapter, ChannelError, ChannelResult, ChannelSettings, Flow, Method,
                            Notification, NotificationRejected, PayRequest, RecoveryRule, RefundRequest,
                            RefundResult, RefundStatus, StatementLine, TradeRef, TradeStatus, UnsupportedFlow)
+from channels.bankwallet import common
 from channels.bankwallet import transformers as tf
 from channels.http import ChannelHttp, HttpReply
 
@@ -132,13 +133,7 @@ class BankWalletAdapter(ChannelAdapter):
             raise NotificationRejected("bad_signature")
         if not tf.fresh(headers.get(tf.TS_HEADER), time.time(), self._window):
             raise NotificationRejected("stale")
-        try:
-            note = tf.notification(orjson.loads(body))
-        except (orjson.JSONDecodeError, ValueError, ChannelError) as e:
-            raise NotificationRejected("malformed", str(e)) from e
-        if note.kind != kind:
-            raise NotificationRejected("malformed", f"{note.kind} notification posted as {kind}")
-        return note
+        return common.decode_notification(kind, body, tf.notification)
 
     def ack(self, ok: bool) -> Ack:
         return _OK_ACK if ok else _FAIL_ACK

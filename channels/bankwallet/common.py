@@ -3,7 +3,8 @@
 Two kinds, kept apart from any one provider's wire format:
 
 * pure money conversion (int fen ↔ yuan strings such as ``"12.34"``), by
-  integer arithmetic only: a float never touches an amount;
+  integer arithmetic only: a float never touches an amount; the replay-window
+  check of a signed message's timestamp; decoding a verified JSON notification;
 * the provider-neutral order operations their simulators share (open an
   order idempotently, settle a barcode payment by scenario, reverse, close,
   refund). Each simulator maps the outcome to its provider's own words.
@@ -14,8 +15,12 @@ work; nothing here is bankwallet-specific.
 from __future__ import annotations
 
 import re
+from typing import Any, Callable
+
+import orjson
 
 from channels import simkit
+from channels.base import ChannelError, Notification, NotificationRejected
 from channels.simkit import OrderState, Scenario, SimOrder, SimRefund, SimSettings, SimState
 
 _YUAN = re.compile(r"(0|[1-9]\d*)(?:\.(\d{1,2}))?")
@@ -38,7 +43,48 @@ def yuan_to_fen(yuan: str) -> int:
     return int(m.group(1)) * 100 + int(cents)
 
 
+def fresh(timestamp: str | None, now: float, window: float) -> bool:
+    """The timestamp is a decimal unix time within ``window`` seconds of ``now``."""
+    if not timestamp or not timestamp.isdigit():
+        return False
+    return abs(now - int(timestamp)) <= window
+
+
+def decode_notification(kind: str, body: bytes, parse: Callable[[Any], Notification]) -> Notification:
+    """A JSON notification body whose signature is already verified →
+    ``parse(json)``; anything unreadable, or posted to the other kind's
+    URL, is NotificationRejected("malformed")."""
+    try:
+        note = parse(orjson.loads(body))
+    except (ValueError, ChannelError) as e:       # orjson.JSONDecodeError is a ValueError
+        raise NotificationRejected("malformed", str(e)) from e
+    if note.kind != kind:
+        raise NotificationRejected("malformed", f"{note.kind} notification posted as {kind}")
+    return note
+
+
 # -- simulator order operations ---------------------------------------------
+
+class NonceBook:
+    """Simulator side of replay protection: the nonces seen within the replay
+    window (dict insertion order is time order, so pruning stops early)."""
+
+    def __init__(self, window: float) -> None:
+        self.window = window
+        self.seen: dict[str, float] = {}
+
+    def add(self, nonce: str, now: float) -> bool:
+        cutoff = now - self.window
+        while self.seen:
+            first = next(iter(self.seen))
+            if self.seen[first] >= cutoff:
+                break
+            del self.seen[first]
+        if nonce in self.seen:
+            return False
+        self.seen[nonce] = now
+        return True
+
 
 def open_order(state: SimState, *, out_trade_no: str, amount: int, method: str, notify_url: str | None,
                mch_id: str, trade_no_prefix: str = "", auth_code: str | None = None,

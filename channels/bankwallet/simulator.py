@@ -17,7 +17,7 @@ from aiohttp import web
 
 from channels.bankwallet import common
 from channels.bankwallet import transformers as tf
-from channels.simkit import OrderState, SimOrder, SimRefund, SimSettings, SimState, base_app, slow_if
+from channels.simkit import OrderState, SimOrder, SimRefund, SimSettings, base_app, slow_if
 
 Answer = tuple[int, dict[str, Any]]
 
@@ -32,26 +32,6 @@ _REFUND_ERRORS = {
     common.REFUND_EXCEEDS: ("REFUND_AMOUNT_EXCEEDED", "more than the refundable amount"),
 }
 METHODS = ("barcode", "wallet", "qr")
-
-
-class NonceBook:
-    """Nonces seen within the replay window (insertion order is time order)."""
-
-    def __init__(self, window: float) -> None:
-        self.window = window
-        self.seen: dict[str, float] = {}
-
-    def add(self, nonce: str, now: float) -> bool:
-        cutoff = now - self.window
-        while self.seen:
-            first = next(iter(self.seen))
-            if self.seen[first] >= cutoff:
-                break
-            del self.seen[first]
-        if nonce in self.seen:
-            return False
-        self.seen[nonce] = now
-        return True
 
 
 def payment_obj(order: SimOrder) -> dict[str, Any]:
@@ -80,7 +60,7 @@ def _error(status: int, code: str, message: str) -> Answer:
 def create_app(settings: SimSettings) -> web.Application:
     app, state = base_app(settings)
     key = settings.secret.get_bytes()
-    nonces = NonceBook(tf.REPLAY_WINDOW)
+    nonces = common.NonceBook(tf.REPLAY_WINDOW)
     qr_base = str(settings.extra.get("qr_base", "https://wallet.bank.example/q/"))
 
     def signed(status: int, body: bytes, content_type: str = "application/json") -> web.Response:

@@ -41,6 +41,7 @@ from typing import Any, Iterable, Mapping
 
 import orjson
 
+from channels.bankwallet import common
 from channels.base import (ChannelError, ChannelResult, Method, Notification, PayRequest, RefundRequest,
                            RefundResult, RefundStatus, StatementLine, TradeRef, TradeStatus)
 
@@ -104,9 +105,7 @@ def verify_headers(key: bytes, headers: Mapping[str, str], body: bytes) -> bool:
 
 def fresh(timestamp: str | None, now: float, window: float = REPLAY_WINDOW) -> bool:
     """The timestamp is a decimal unix time within ``window`` seconds of ``now``."""
-    if not timestamp or not timestamp.isdigit():
-        return False
-    return abs(now - int(timestamp)) <= window
+    return common.fresh(timestamp, now, window)
 
 
 # -- encoding and times -------------------------------------------------------
