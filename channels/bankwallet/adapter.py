@@ -97,7 +97,7 @@ class BankWalletAdapter(ChannelAdapter):
 
     # -- flows --------------------------------------------------------------
     async def pay(self, req: PayRequest) -> ChannelResult:
-        if req.method not in self.methods:
+        if req.method not in self.methods and req.method is not Method.SONIC:
             raise UnsupportedFlow(self.name, f"pay/{req.method}")
         return tf.payment_result(await self._call("pay", Flow.PAY, tf.pay_payload(req, self._merchant_id)))
 

@@ -141,7 +141,8 @@ def pay_payload(req: PayRequest, merchant_id: str) -> dict[str, Any]:
         "expire_at": req.expire_at,
     }
     match req.method:
-        case Method.BARCODE:
+        case Method.BARCODE | Method.SONIC:       # a sonic code is the same payment code, sent by sound
+            payload["method"] = "barcode"
             payload["auth_code"] = req.auth_code
         case Method.WALLET:
             payload["user_id"] = (req.payer or {}).get("user_id")

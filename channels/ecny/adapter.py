@@ -109,7 +109,7 @@ class EcnyAdapter(ChannelAdapter):
         return answer
 
     async def pay(self, req: PayRequest) -> ChannelResult:
-        if req.method not in self.methods:
+        if req.method not in self.methods and req.method is not Method.SONIC:
             raise UnsupportedFlow(self.name, f"pay/{req.method}")
         verb, data = tf.pay_data(req, self._merchant_no)
         return tf.pay_result(await self._call(verb, Flow.PAY, data))

@@ -191,7 +191,7 @@ def pay_data(req: PayRequest, merchant_no: str) -> tuple[str, dict[str, Any]]:
         if value:
             data[name] = value
     match req.method:
-        case Method.BARCODE:
+        case Method.BARCODE | Method.SONIC:       # a sonic code is the same payment code, sent by sound
             data["auth_code"] = req.auth_code
             return "micropay", data
         case Method.QR:

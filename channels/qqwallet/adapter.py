@@ -111,10 +111,10 @@ class QqWalletAdapter(ChannelAdapter):
 
     # -- flows --------------------------------------------------------------
     async def pay(self, req: PayRequest) -> ChannelResult:
-        if req.method not in self.methods:
+        if req.method not in self.methods and req.method is not Method.SONIC:
             raise UnsupportedFlow(self.name, f"pay/{req.method}")
         params = tf.pay_params(req, strip_underscore=self._strip, **self._ids)
-        if req.method is Method.BARCODE:
+        if req.method in (Method.BARCODE, Method.SONIC):
             return tf.micropay_result(await self._call("micropay", Flow.PAY, params))
         return tf.unified_order_result(await self._call("unified_order", Flow.PAY, params), req.method,
                                        self._pub_acc)

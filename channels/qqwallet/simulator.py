@@ -67,19 +67,27 @@ def create_app(settings: SimSettings) -> web.Application:
     def refused(message: str) -> web.Response:
         return web.Response(body=tf.ack_xml(False, message), content_type="text/xml", charset="utf-8")
 
+    async def authenticate(request: web.Request) -> tuple[dict[str, str], str] | web.Response:
+        """(params, sign_type) of a well-signed request by our merchant, or qpay's refusal."""
+        try:
+            p = tf.parse_xml(await request.read())
+        except ValueError:
+            return refused("XML格式错误")
+        sign_type = p.get("sign_type", tf.SIGN_MD5)
+        if sign_type not in tf.SIGN_TYPES:
+            return refused("签名类型错误")
+        if not p.get("sign") or not tf.verify(p, key, sign_type):
+            return refused("签名错误")
+        if p.get("mch_id") != settings.mch_id:
+            return answer(p, _fail("NOAUTH", "商户号错误"), sign_type)
+        return p, sign_type
+
     def endpoint(handler: Handler) -> Callable[[web.Request], Awaitable[web.Response]]:
         async def serve(request: web.Request) -> web.Response:
-            try:
-                p = tf.parse_xml(await request.read())
-            except ValueError:
-                return refused("XML格式错误")
-            sign_type = p.get("sign_type", tf.SIGN_MD5)
-            if sign_type not in tf.SIGN_TYPES:
-                return refused("签名类型错误")
-            if not p.get("sign") or not tf.verify(p, key, sign_type):
-                return refused("签名错误")
-            if p.get("mch_id") != settings.mch_id:
-                return answer(p, _fail("NOAUTH", "商户号错误"), sign_type)
+            got = await authenticate(request)
+            if isinstance(got, web.Response):
+                return got
+            p, sign_type = got
             return answer(p, await handler(state, p), sign_type)
         return serve
 
@@ -113,9 +121,10 @@ def create_app(settings: SimSettings) -> web.Application:
         if created:
             order.extra.update(trade_type=trade_type, sign_type=p.get("sign_type", tf.SIGN_MD5))
             await slow_if(order, settings)
-        elif order.state is not OrderState.NOTPAY:
-            return _fail("ORDERPAID", "订单已支付") if order.paid_at else _fail(*_STATE_ERRORS.get(
-                order.state, ("ORDERCLOSED", "订单已关闭")))
+        elif order.state in (OrderState.SUCCESS, OrderState.REFUND):
+            return _fail("ORDERPAID", "订单已支付")
+        elif order.state in (OrderState.CLOSED, OrderState.REVOKED, OrderState.PAYERROR):
+            return _fail(*_STATE_ERRORS[order.state])
         fields = {"result_code": "SUCCESS", "trade_type": trade_type, "prepay_id": order.prepay_id or ""}
         if trade_type == "NATIVE":
             fields["code_url"] = order.qr_code or ""
@@ -172,12 +181,10 @@ def create_app(settings: SimSettings) -> web.Application:
                 "refund_fee_0": str(r.amount), "refund_status_0": r.status}
 
     async def statement(request: web.Request) -> web.Response:
-        try:
-            p = tf.parse_xml(await request.read())
-        except ValueError:
-            return refused("XML格式错误")
-        if not p.get("sign") or not tf.verify(p, key, p.get("sign_type", tf.SIGN_MD5)):
-            return refused("签名错误")
+        got = await authenticate(request)
+        if isinstance(got, web.Response):
+            return got
+        p = got[0]
         try:
             day = datetime.strptime(p.get("bill_date", ""), "%Y%m%d").date().isoformat()
         except ValueError:

@@ -184,7 +184,7 @@ def pay_params(req: PayRequest, *, mch_id: str, appid: str, strip_underscore: bo
         "notify_url": req.notify_url,
     }
     match req.method:
-        case Method.BARCODE:
+        case Method.BARCODE | Method.SONIC:       # a sonic code is the same payment code, sent by sound
             params["auth_code"] = req.auth_code
         case Method.QR | Method.JSAPI:
             params["trade_type"] = TRADE_TYPES[req.method]

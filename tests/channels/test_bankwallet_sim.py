@@ -41,12 +41,14 @@ def barcode(pair: SimPair, amount: int):
     return pair.pay_request(amount=amount, method=Method.BARCODE, auth_code=CODE)
 
 
-async def test_barcode_and_wallet_succeed(keys_dir: Path) -> None:
+async def test_barcode_wallet_and_sonic_succeed(keys_dir: Path) -> None:
     async with SimPair.start("bankwallet", keys_dir) as pair:
         res = await pair.adapter.pay(barcode(pair, 1000))
         assert res.status is TradeStatus.SUCCEEDED and res.amount == 1000 and res.paid_at and res.channel_trade_no
         wallet = pair.pay_request(amount=2000, method=Method.WALLET, payer={"user_id": "u-1"})
         assert (await pair.adapter.pay(wallet)).status is TradeStatus.SUCCEEDED
+        sonic = pair.pay_request(amount=300, method=Method.SONIC, auth_code=CODE)   # a code sent by sound
+        assert (await pair.adapter.pay(sonic)).status is TradeStatus.SUCCEEDED
 
 
 async def test_wallet_without_user_is_refused(keys_dir: Path) -> None:

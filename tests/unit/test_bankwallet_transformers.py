@@ -73,6 +73,7 @@ def test_pay_payload_per_method() -> None:
                    "method": "barcode", "subject": "s", "notify_url": "http://n",
                    "expire_at": datetime(2024, 1, 1, tzinfo=timezone.utc), "auth_code": "88" + "0" * 16,
                    "store_id": "S1"}
+    assert tf.pay_payload(_req(Method.SONIC, auth_code="88" + "0" * 16, store_id="S1"), "M") == bar
     assert tf.pay_payload(_req(Method.WALLET, payer={"user_id": "u1"}), "M")["user_id"] == "u1"
     qr = tf.pay_payload(_req(Method.QR), "M")
     assert "auth_code" not in qr and "user_id" not in qr and qr["method"] == "qr"

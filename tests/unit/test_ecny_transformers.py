@@ -111,6 +111,7 @@ def test_pay_data_uses_yuan_and_the_right_verb() -> None:
     assert verb == "micropay" and data == {
         "merchant_no": "EC1", "out_trade_no": "pay_" + "e" * 24, "total_amount": "12.34", "subject": "s",
         "notify_url": "http://n", "expire_time": "20231115063820", "term_no": "T1", "auth_code": "01" + "2" * 17}
+    assert tf.pay_data(_req(Method.SONIC, auth_code="01" + "2" * 17, terminal_id="T1"), "EC1") == (verb, data)
     verb, data = tf.pay_data(_req(Method.QR), "EC1")
     assert verb == "preorder" and "auth_code" not in data
     with pytest.raises(ValueError):

@@ -114,6 +114,9 @@ def test_pay_params_per_method() -> None:
     bar = tf.pay_params(_pay_request(Method.BARCODE, auth_code="91" + "0" * 16), mch_id="m", appid="",
                         strip_underscore=False)
     assert bar["auth_code"] == "91" + "0" * 16 and bar["total_fee"] == "1234" and "trade_type" not in bar
+    sonic = tf.pay_params(_pay_request(Method.SONIC, auth_code="91" + "0" * 16), mch_id="m", appid="",
+                          strip_underscore=False)
+    assert sonic == bar
     qr = tf.pay_params(_pay_request(Method.QR), mch_id="m", appid="", strip_underscore=True)
     assert qr["trade_type"] == "NATIVE" and qr["out_trade_no"] == "pay" + "0" * 24
     assert qr["time_start"] == "20240101080000" and qr["time_expire"] == "20240101080500"
