@@ -39,13 +39,12 @@ def _fail(code: str, des: str) -> dict[str, str]:
 
 
 def trade_fields(order: SimOrder) -> dict[str, str]:
-    paid = order.state in (OrderState.SUCCESS, OrderState.REFUND) and order.paid_at is not None
     fields = {
         "trade_type": order.extra.get("trade_type", ""), "trade_state": str(order.state),
         "bank_type": "BALANCE", "fee_type": "CNY", "total_fee": str(order.amount),
         "transaction_id": order.channel_trade_no, "out_trade_no": order.out_trade_no,
     }
-    if paid and order.paid_at:
+    if order.paid_at and order.state in (OrderState.SUCCESS, OrderState.REFUND):
         fields.update(cash_fee=str(order.amount), time_end=tf.qpay_time(order.paid_at))
     return fields
 
