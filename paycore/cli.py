@@ -155,7 +155,9 @@ def channel_matrix() -> list[dict[str, Any]]:
     rows = []
     for name in sorted(ADAPTERS):
         a = ADAPTERS[name]
-        rows.append({"channel": name, "methods": [m.value for m in Method if m in a.methods],
+        # sonic is a payment code delivered by sound: every barcode channel takes it
+        methods = set(a.methods) | ({Method.SONIC} if Method.BARCODE in a.methods else set())
+        rows.append({"channel": name, "methods": [m.value for m in Method if m in methods],
                      "flows": [f.value for f in Flow if f in a.flows]})
     return rows
 

@@ -37,6 +37,11 @@ log = logging.getLogger("paycore.engine")
 #: methods whose payment is taken at once (the customer is present with a code or card)
 IMMEDIATE = frozenset({Method.BARCODE, Method.SONIC, Method.NFC, Method.WALLET})
 
+def wire_method(m: Method) -> Method:
+    """What the channel is asked for: a sonic code is a payment code delivered by sound."""
+    return Method.BARCODE if m is Method.SONIC else m
+
+
 Decision = Callable[[Payment], "tuple[str | None, Refund | None, bool] | None"]
 
 
@@ -169,7 +174,7 @@ class Engine:
             return self._idempotent(existing, req)
         metrics.PAYMENTS_CREATED.labels(channel, str(req.method)).inc()
         pay_req = PayRequest(
-            out_trade_no=p.id, amount=p.amount, method=p.method, subject=p.subject or "payment",
+            out_trade_no=p.id, amount=p.amount, method=wire_method(p.method), subject=p.subject or "payment",
             notify_url=f"{self.notify_base}/notify/{channel}", expire_at=p.expire_at, auth_code=req.auth_code,
             payer=req.payer, nfc=req.nfc, sub_mch_id=p.sub_mch_id, store_id=p.store_id,
             terminal_id=p.terminal_id, created_at=p.created_at)
@@ -369,7 +374,8 @@ class Engine:
         return result
 
     def trade_ref(self, p: Payment) -> TradeRef:
-        return TradeRef(out_trade_no=p.id, amount=p.amount, method=p.method, channel_trade_no=p.channel_trade_no,
+        return TradeRef(out_trade_no=p.id, amount=p.amount, method=wire_method(p.method),
+                        channel_trade_no=p.channel_trade_no,
                         sub_mch_id=p.sub_mch_id, created_at=p.created_at)
 
     # -------------------------------------------------------------- refunds
@@ -488,7 +494,14 @@ class Engine:
         if adapter is None:
             raise NotFound("unknown channel")
         try:
-            note = await adapter.parse_notification(kind, headers, body)
+            try:
+                note = await adapter.parse_notification(kind, headers, body)
+            except (NotificationRejected, UnsupportedFlow):
+                raise
+            except Exception as e:
+                # anyone can post anything here: a parser that trips over it is a rejection, not a 500
+                log.warning("notification from %s could not be parsed (%s)", channel, type(e).__name__)
+                raise NotificationRejected("malformed") from None
             await self._apply_notification(adapter, note)
         except NotificationRejected as e:
             metrics.NOTIFICATIONS_REJECTED.labels(channel, e.reason).inc()

@@ -77,7 +77,21 @@ def _flip(body: bytes) -> bytes:
 
 
 def doctored(order: SimOrder, **changes: Any) -> SimOrder:
-    return dataclasses.replace(order, **changes)
+    """A copy of a simulator's order with some fields changed; never touches the
+    simulator's own order. A new ``out_trade_no`` also replaces the provider's
+    mapped forms of the id kept in ``extra`` (e.g. UnionPay's orderId)."""
+    extra = dict(order.extra)
+    new_no = changes.get("out_trade_no")
+    if new_no:
+        old = order.out_trade_no
+        forms = [(old, new_no), (old.replace("_", ""), new_no.replace("_", "")),
+                 (old.replace("_", "X"), new_no.replace("_", "X"))]
+        for k, v in extra.items():
+            if isinstance(v, str):
+                for a, b in forms:
+                    v = v.replace(a, b)
+                extra[k] = v
+    return dataclasses.replace(order, extra=extra, refunds=dict(order.refunds), **changes)
 
 
 async def read_topic(bootstrap: str, topic: str, until: set[str], timeout: float = 20.0) -> list[dict]:
