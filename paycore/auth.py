@@ -199,7 +199,9 @@ class Authenticator:
         sig = headers.get("X-Paycore-Signature", "")
         if not (mid and ts and nonce and sig):
             return self._fail("missing_headers", "missing authentication headers")
-        if not MERCHANT_RE.match(mid) or not NONCE_RE.match(nonce) or not ts.isdigit() or len(ts) > 12:
+        # isascii: "²".isdigit() is True but int("²") raises
+        if (not MERCHANT_RE.match(mid) or not NONCE_RE.match(nonce) or not (ts.isascii() and ts.isdigit())
+                or len(ts) > 12):
             return self._fail("malformed", "malformed authentication headers")
         if abs(time.time() - int(ts)) > self.window:
             return self._fail("stale_timestamp", "timestamp outside the allowed window")
@@ -207,7 +209,9 @@ class Authenticator:
         if merchant is None:
             return self._fail("unknown_merchant", "unknown merchant or bad signature")
         expected = sign(merchant.secret.get_bytes(), method, path_qs, ts, nonce, body)
-        if not hmac.compare_digest(expected, sig.lower() if len(sig) == 64 else sig):
+        # bytes, not str: compare_digest raises on non-ASCII str (a header may carry any octets)
+        given = (sig.lower() if len(sig) == 64 else sig).encode("utf-8", "surrogateescape")
+        if not hmac.compare_digest(expected.encode(), given):
             return self._fail("bad_signature", "unknown merchant or bad signature")
         if not merchant.active:
             return self._fail("disabled", "merchant disabled")

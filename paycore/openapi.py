@@ -63,7 +63,7 @@ _URL = r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?([/?#][^\x00-\x20\x7f\u2028\u2029
 _DT = {"type": "string", "format": "date-time"}
 _DT_OR_NULL = {"type": ["string", "null"], "format": "date-time"}
 _STR_OR_NULL = {"type": ["string", "null"]}
-_FEN = {"type": "integer", "minimum": 1, "maximum": v.MAX_AMOUNT_ABSOLUTE}
+_FEN = {"type": "integer", "minimum": 1, "maximum": v.MAX_AMOUNT_ABSOLUTE, "format": "int64"}
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -88,7 +88,8 @@ def _pattern(rx) -> str:
 def _payment_common() -> dict[str, Any]:
     return {
         "merchant_order_no": _text(64, "Unique per merchant: the idempotency key.", _pattern(v.ORDER_NO_RE)),
-        "amount": dict(_FEN, description="Minor units (fen); at most the merchant's maximum (else 422 "
+        "amount": dict(_FEN, description="Minor units (fen), written as a JSON integer (`100`; `100.0` and "
+                                         "`1e2` are refused); at most the merchant's maximum (else 422 "
                                          "AMOUNT_LIMIT_EXCEEDED)."),
         "currency": {"type": "string", "const": "CNY"},
         "subject": _text(128),

@@ -18,15 +18,18 @@ import orjson
 from channels.base import Method, NfcData
 from paycore.errors import InvalidRequest
 
-ORDER_NO_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-AUTH_CODE_RE = re.compile(r"^\d{10,32}$")
-ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-TOKEN_RE = re.compile(r"^\d{13,19}$")
-EXPIRY_RE = re.compile(r"^\d{4}$")
-CRYPTOGRAM_RE = re.compile(r"^[A-Za-z0-9+/=]{4,256}$")
-HEX_RE = re.compile(r"^[0-9A-Fa-f]{2,4096}$")
+# re.ASCII: \d must not match other scripts' digits (they would reach a channel as a payment code);
+# \Z, not $: "$" also matches before a trailing newline
+ORDER_NO_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}\Z")
+AUTH_CODE_RE = re.compile(r"^\d{10,32}\Z", re.ASCII)
+ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}\Z")
+TOKEN_RE = re.compile(r"^\d{13,19}\Z", re.ASCII)
+EXPIRY_RE = re.compile(r"^\d{4}\Z", re.ASCII)
+CRYPTOGRAM_RE = re.compile(r"^[A-Za-z0-9+/=]{4,256}\Z")
+HEX_RE = re.compile(r"^[0-9A-Fa-f]{2,4096}\Z")
 _CTRL_RE = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
 MAX_AMOUNT_ABSOLUTE = 10**15
+MAX_METADATA_DEPTH = 32
 CHANNELS = ("wechatpay", "alipay", "unionpay", "ecny", "jdpay", "bestpay", "qqwallet", "douyinpay",
             "applepay", "huaweipay", "samsungpay", "bankwallet")
 NFC_WALLETS = ("applepay", "huaweipay", "samsungpay")
@@ -65,19 +68,20 @@ class CreateRefund:
 
 def parse_json_object(body: bytes) -> dict[str, Any]:
     if not body:
-        raise InvalidRequest("a JSON object body is required")
+        raise InvalidRequest("a JSON object body is required", field="body")
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError:
-        raise InvalidRequest("body is not valid JSON (UTF-8)") from None
+        raise InvalidRequest("body is not valid JSON (UTF-8)", field="body") from None
     if not isinstance(data, dict):
-        raise InvalidRequest("body must be a JSON object")
+        raise InvalidRequest("body must be a JSON object", field="body")
     return data
 
 
 def _text(d: dict[str, Any], name: str, max_len: int, *, required: bool = False,
-          pattern: re.Pattern[str] | None = None) -> str | None:
+          pattern: re.Pattern[str] | None = None, within: str = "") -> str | None:
     v = d.get(name)
+    name = within + name   # the field as the error names it: "nfc.token"
     if v is None:
         if required:
             raise InvalidRequest(f"{name} is required", field=name)
@@ -109,7 +113,20 @@ def _int(d: dict[str, Any], name: str, *, required: bool = False, lo: int = 1, h
 def _unknown(d: dict[str, Any], allowed: frozenset[str]) -> None:
     for k in d:
         if k not in allowed:
-            raise InvalidRequest(f"unknown field {k[:64]!r}", field=k[:64])
+            raise InvalidRequest(f"unknown field {k[:64]!r}", field=k[:64] or "body")
+
+
+def _depth(v: Any) -> int:
+    """Nesting depth of parsed JSON, without recursion (the input may be 1024 levels deep)."""
+    deepest, stack = 0, [(v, 1)]
+    while stack:
+        x, d = stack.pop()
+        if isinstance(x, dict):
+            x = list(x.values())
+        if isinstance(x, list):
+            deepest = max(deepest, d)
+            stack.extend((y, d + 1) for y in x)
+    return deepest
 
 
 def _fingerprint(d: dict[str, Any]) -> str:
@@ -119,8 +136,13 @@ def _fingerprint(d: dict[str, Any]) -> str:
 def _url(v: str | None) -> str | None:
     if v is None:
         return None
-    parts = urlsplit(v)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        parts = urlsplit(v)
+        host = parts.hostname
+    except ValueError:   # e.g. "http://[" (a broken IPv6 literal)
+        host = None
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not host:
         raise InvalidRequest("notify_url must be an http or https URL", field="notify_url")
     return v
 
@@ -131,13 +153,13 @@ def _nfc(v: Any) -> NfcData:
     _unknown_nfc = set(v) - {"token", "expiry", "cryptogram", "wallet", "emv_data"}
     if _unknown_nfc:
         raise InvalidRequest("unknown field in nfc", field="nfc." + sorted(_unknown_nfc)[0][:32])
-    token = _text(v, "token", 19, required=True, pattern=TOKEN_RE)
-    expiry = _text(v, "expiry", 4, required=True, pattern=EXPIRY_RE)
-    crypt = _text(v, "cryptogram", 256, required=True, pattern=CRYPTOGRAM_RE)
-    wallet = _text(v, "wallet", 16)
+    token = _text(v, "token", 19, required=True, pattern=TOKEN_RE, within="nfc.")
+    expiry = _text(v, "expiry", 4, required=True, pattern=EXPIRY_RE, within="nfc.")
+    crypt = _text(v, "cryptogram", 256, required=True, pattern=CRYPTOGRAM_RE, within="nfc.")
+    wallet = _text(v, "wallet", 16, within="nfc.")
     if wallet is not None and wallet not in NFC_WALLETS:
         raise InvalidRequest(f"nfc.wallet must be one of {', '.join(NFC_WALLETS)}", field="nfc.wallet")
-    emv = _text(v, "emv_data", 4096, pattern=HEX_RE)
+    emv = _text(v, "emv_data", 4096, pattern=HEX_RE, within="nfc.")
     assert token and expiry and crypt
     month = int(expiry[2:])
     if not 1 <= month <= 12:
@@ -176,7 +198,8 @@ def create_payment(data: dict[str, Any], *, max_expire_in: int = 7 * 24 * 3600) 
                 raise InvalidRequest("payer ({openid} or {user_id}) is required", field="payer")
             if set(p) - {"openid", "user_id"}:
                 raise InvalidRequest("payer takes openid or user_id", field="payer")
-            payer = {k: _text(p, k, 128, pattern=ID_RE) for k in p}  # type: ignore[misc]
+            payer = {k: _text(p, k, 128, required=True, pattern=ID_RE, within="payer.")  # type: ignore[misc]
+                     for k in p}
         case Method.QR | Method.H5 | Method.APP:
             pass
         case _:
@@ -193,6 +216,10 @@ def create_payment(data: dict[str, Any], *, max_expire_in: int = 7 * 24 * 3600) 
     md = data.get("metadata", {})
     if not isinstance(md, dict):
         raise InvalidRequest("metadata must be an object", field="metadata")
+    # orjson reads 1024 levels but writes only 254, and metadata is written again inside the
+    # payment and its events: a depth limit well below keeps every later write safe
+    if _depth(md) > MAX_METADATA_DEPTH:
+        raise InvalidRequest(f"metadata is nested deeper than {MAX_METADATA_DEPTH} levels", field="metadata")
     if len(orjson.dumps(md)) > 4096:
         raise InvalidRequest("metadata must be at most 4 KiB", field="metadata")
     assert order_no is not None and amount is not None
