@@ -168,6 +168,7 @@ class Engine:
             breaker.release_probe()  # nothing reached the channel
             raise
         if not inserted:
+            breaker.release_probe()   # an identical retry: nothing goes to the channel
             existing = await self._db(load_payment_by_order(self.pool, merchant.id, req.merchant_order_no))
             if existing is None:   # lost to a concurrent identical request that then vanished: impossible
                 raise Unavailable("could not record the payment")
@@ -190,6 +191,7 @@ class Engine:
                 raise ChannelUnavailable(f"{channel} could not be reached; nothing was charged") from e
             return failed, True
         except UnsupportedFlow as e:
+            breaker.release_probe()
             metrics.UNSUPPORTED_FLOWS.labels(channel, "pay").inc()
             await self._fail(p, "UNSUPPORTED_METHOD", str(e))
             raise UnsupportedMethod(str(e), field="method") from e
