@@ -6,4 +6,5 @@ import argparse
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    return None
+    from paycore import audit
+    audit.register(sub)   # paycore audit: Postgres events vs the Kafka topic

