@@ -23,12 +23,20 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     )
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Pool release without asyncpg's default reset query (advisory unlock, CLOSE ALL,
+    UNLISTEN, RESET ALL: one round trip per release). Pool users leave no session
+    state (those taking advisory locks use their own connection) and asyncpg still
+    rolls back a transaction left open before calling this."""
+    return None
+
+
 async def create_pool(cfg: DatabaseConfig, *, min_size: int | None = None, max_size: int | None = None) -> asyncpg.Pool:
     return await asyncpg.create_pool(
         cfg.url, min_size=cfg.pool_min if min_size is None else min_size,
         max_size=cfg.pool_max if max_size is None else max_size,
         command_timeout=cfg.command_timeout, timeout=cfg.connect_timeout, init=_init_connection,
-        max_inactive_connection_lifetime=60,
+        max_inactive_connection_lifetime=60, reset=_keep_session,
     )
 
 
