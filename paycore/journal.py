@@ -2,16 +2,16 @@
 
 Group commit: callers ``await journal.commit(change)``; a flusher takes every
 change queued so far (after waiting at most ``max_wait_ms`` for company) and
-writes them in one transaction with a handful of statements, whatever the
-batch size:
+writes them with ONE statement (one round trip, one implicit transaction),
+whatever the batch size, made of data-modifying CTEs:
 
 * new payments: ``insert … select * from unnest($1::payments[]) on conflict do nothing``
   (a conflict on (merchant, merchant_order_no) is the idempotency answer);
 * changed payments: one ``update … from unnest(…)`` guarded by ``seq``
   (optimistic concurrency: a change computed from a stale row is refused and
   the caller reloads and decides again);
-* refunds inserted/updated for the changes that applied;
-* events and outbox rows by COPY.
+* refunds inserted/updated, events, outbox and webhook rows from arrays,
+  each filtered to the payments whose change applied.
 
 A batch that fails on data (a constraint) is retried change by change so that
 one bad change cannot sink its neighbours; a database that is down fails the
@@ -36,16 +36,42 @@ log = logging.getLogger("paycore.journal")
 _PAY_COLS = ", ".join(Payment.COLUMNS)
 _PAY_SET = ", ".join(f"{c} = u.{c}" for c in Payment.COLUMNS if c not in ("id", "merchant_id", "merchant_order_no",
                                                                         "fingerprint", "created_at"))
-INSERT_PAYMENTS = (f"insert into payments ({_PAY_COLS}) select * from unnest($1::payments[]) "
-                   "on conflict do nothing returning id")
-UPDATE_PAYMENTS = (f"update payments p set {_PAY_SET} "
-                   f"from unnest($1::payments[], $2::int[]) as u({_PAY_COLS}, expected) "
-                   "where p.id = u.id and p.seq = u.expected returning p.id")
 _REF_COLS = ", ".join(Refund.COLUMNS)
-INSERT_REFUNDS = f"insert into refunds ({_REF_COLS}) select * from unnest($1::refunds[])"
-UPDATE_REFUNDS = (f"update refunds r set status = u.status, channel_refund_no = u.channel_refund_no, "
-                  f"failure = u.failure, updated_at = u.updated_at, next_check_at = u.next_check_at, "
-                  f"checks = u.checks from unnest($1::refunds[]) as u where r.id = u.id")
+_EVENTS = ("unnest($6::text[], $7::text[], $8::int[], $9::text[], $10::timestamptz[], $11::bytea[]) "
+           "as e(event_id, payment_id, seq, type, occurred_at, payload) where e.payment_id in (select id from ok)")
+# One statement per batch: its CTEs share one snapshot and a batch holds at most one
+# change per payment, so the insert and the update never meet on a row. The event
+# payload travels once, as the exact bytes the outbox and webhooks keep.
+WRITE_BATCH = f"""
+with ins as (
+    insert into payments ({_PAY_COLS}) select * from unnest($1::payments[]) on conflict do nothing returning id
+), upd as (
+    update payments p set {_PAY_SET} from unnest($2::payments[], $3::int[]) as u({_PAY_COLS}, expected)
+    where p.id = u.id and p.seq = u.expected returning p.id
+), ok as (
+    select id from ins union all select id from upd
+), rins as (
+    insert into refunds ({_REF_COLS}) select * from unnest($4::refunds[]) as r
+    where r.payment_id in (select id from ok) returning 1
+), rupd as (
+    update refunds r set status = u.status, channel_refund_no = u.channel_refund_no, failure = u.failure,
+        updated_at = u.updated_at, next_check_at = u.next_check_at, checks = u.checks
+    from unnest($5::refunds[]) as u where r.id = u.id and u.payment_id in (select id from ok) returning 1
+), ev as (
+    insert into events (event_id, payment_id, seq, type, occurred_at, payload)
+    select e.event_id, e.payment_id, e.seq, e.type, e.occurred_at, convert_from(e.payload, 'UTF8')::jsonb
+    from {_EVENTS} returning 1
+), ob as (
+    insert into outbox (event_id, payment_id, payload, created_at)
+    select e.event_id, e.payment_id, e.payload, e.occurred_at from {_EVENTS} returning 1
+), wh as (
+    insert into webhooks (event_id, merchant_id, payment_id, url, payload)
+    select h.event_id, h.merchant_id, h.payment_id, h.url, h.payload
+    from unnest($12::text[], $13::text[], $14::text[], $15::text[], $16::bytea[])
+         as h(event_id, merchant_id, payment_id, url, payload)
+    where h.payment_id in (select id from ok) returning 1
+)
+select id from ok"""
 
 #: events that announce a final status: each becomes a merchant webhook when notify_url is set
 FINAL_EVENT_TYPES = frozenset({"payment.succeeded", "payment.failed", "payment.closed", "payment.reversed",
@@ -162,43 +188,44 @@ class Journal:
                 c.future.set_result(ok)
 
     async def _write(self, batch: list[Change]) -> list[bool]:
-        inserts = [c for c in batch if c.expected_seq is None]
-        updates = [c for c in batch if c.expected_seq is not None]
+        ins: list[tuple] = []
+        upd: list[tuple] = []
+        expected: list[int] = []
+        new_refunds: list[tuple] = []
+        changed_refunds: list[tuple] = []
+        e_id: list[str] = []
+        e_pay: list[str] = []
+        e_seq: list[int] = []
+        e_type: list[str] = []
+        e_at: list[datetime] = []
+        e_body: list[bytes] = []
+        hooks: tuple[list, list, list, list, list] = ([], [], [], [], [])
+        for c in batch:
+            p = c.payment
+            if c.expected_seq is None:
+                ins.append(p.to_record())
+            else:
+                upd.append(p.to_record())
+                expected.append(c.expected_seq)
+            if c.refund is not None:
+                (new_refunds if c.refund_insert else changed_refunds).append(c.refund.to_record())
+            if c.event is not None:
+                eid, etype, body, at = c.event
+                e_id.append(eid)
+                e_pay.append(p.id)
+                e_seq.append(p.seq)
+                e_type.append(etype)
+                e_at.append(at)
+                e_body.append(body)
+                if p.notify_url and etype in FINAL_EVENT_TYPES:
+                    for col, v in zip(hooks, (eid, p.merchant_id, p.id, p.notify_url, body)):
+                        col.append(v)
         async with self.pool.acquire() as conn:
-            async with conn.transaction():
-                applied: set[str] = set()
-                if inserts:
-                    rows = await conn.fetch(INSERT_PAYMENTS, [c.payment.to_record() for c in inserts])
-                    applied.update(r[0] for r in rows)
-                if updates:
-                    rows = await conn.fetch(UPDATE_PAYMENTS, [c.payment.to_record() for c in updates],
-                                            [c.expected_seq for c in updates])
-                    applied.update(r[0] for r in rows)
-                ok = [c.payment.id in applied for c in batch]
-                done = [c for c, good in zip(batch, ok) if good]
-                new_refunds = [c.refund.to_record() for c in done if c.refund is not None and c.refund_insert]
-                changed_refunds = [c.refund.to_record() for c in done if c.refund is not None and not c.refund_insert]
-                if new_refunds:
-                    await conn.execute(INSERT_REFUNDS, new_refunds)
-                if changed_refunds:
-                    await conn.execute(UPDATE_REFUNDS, changed_refunds)
-                events = [(c.event[0], c.payment.id, c.payment.seq, c.event[1], c.event[3], c.event[2])
-                          for c in done if c.event is not None]
-                if events:
-                    await conn.copy_records_to_table(
-                        "events", records=events,
-                        columns=("event_id", "payment_id", "seq", "type", "occurred_at", "payload"))
-                    await conn.copy_records_to_table(
-                        "outbox", records=[(e[0], e[1], e[5], e[4]) for e in events],
-                        columns=("event_id", "payment_id", "payload", "created_at"))
-                    hooks = [(c.event[0], c.payment.merchant_id, c.payment.id, c.payment.notify_url, c.event[2])
-                             for c in done if c.event is not None and c.payment.notify_url
-                             and c.event[1] in FINAL_EVENT_TYPES]
-                    if hooks:
-                        await conn.copy_records_to_table(
-                            "webhooks", records=hooks,
-                            columns=("event_id", "merchant_id", "payment_id", "url", "payload"))
-        metrics.EVENTS_WRITTEN.inc(len(events))
+            rows = await conn.fetch(WRITE_BATCH, ins, upd, expected, new_refunds, changed_refunds,
+                                    e_id, e_pay, e_seq, e_type, e_at, e_body, *hooks)
+        applied = {r[0] for r in rows}
+        ok = [c.payment.id in applied for c in batch]
+        metrics.EVENTS_WRITTEN.inc(sum(1 for c, good in zip(batch, ok) if good and c.event is not None))
         return ok
 
 
