@@ -75,11 +75,27 @@ class Merchants:
         self.ttl = ttl
         self._cache: dict[str, Merchant | None] = {}
         self._at: dict[str, float] = {}
+        self._loading: dict[str, asyncio.Future[Merchant | None]] = {}
 
     async def get(self, merchant_id: str) -> Merchant | None:
         now = time.monotonic()
         if merchant_id in self._cache and now - self._at[merchant_id] < self.ttl:
             return self._cache[merchant_id]
+        # one load per merchant at a time: under load, every request arriving while the
+        # entry is stale would otherwise fetch (and decrypt) it again and crowd the pool
+        fut = self._loading.get(merchant_id)
+        if fut is None:
+            fut = self._loading[merchant_id] = asyncio.ensure_future(self._load(merchant_id, now))
+            fut.add_done_callback(lambda f: self._loaded(merchant_id, f))
+        return await asyncio.shield(fut)
+
+    def _loaded(self, merchant_id: str, fut: asyncio.Future) -> None:
+        if self._loading.get(merchant_id) is fut:
+            del self._loading[merchant_id]
+        if not fut.cancelled():
+            fut.exception()  # retrieved: every waiter has already been handed the outcome
+
+    async def _load(self, merchant_id: str, now: float) -> Merchant | None:
         try:
             row = await self.pool.fetchrow(
                 "select id, name, secret_enc, status, max_amount, sub_merchants, rate_limit "
