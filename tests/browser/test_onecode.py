@@ -1,0 +1,318 @@
+"""One code for every app (一码通付), end to end in a real headless Chromium.
+
+The customer's app is played by the browser's User-Agent; its confirm step by
+the simulator's ``/_sim/app/confirm`` page. Every step is screenshotted under
+test-output/onecode/.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+UA = {
+    "wechatpay": "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+                 "Mobile/15E148 MicroMessenger/8.0.47(0x18002f2c) NetType/WIFI Language/zh_CN",
+    "alipay": "Mozilla/5.0 (Linux; U; Android 13; zh-CN; V2227A Build/TP1A.220624.014) AppleWebKit/537.36 "
+              "(KHTML, like Gecko) Version/4.0 Chrome/69.0.3497.100 UWS/3.22.2.59 Mobile Safari/537.36 "
+              "NebulaSDK/1.8.100112 Nebula AliApp(AP/10.5.26.8000) AlipayClient/10.5.26.8000 Language/zh-Hans",
+    "unionpay": "Mozilla/5.0 (iPhone; CPU iPhone OS 16_6 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+                "Mobile/15E148 (com.unionpay.chsp) (clientVersion 310) (language zh_CN) UnionPay/1.0 CloudPay",
+    "qqwallet": "Mozilla/5.0 (Linux; Android 12; PEDM00 Build/SKQ1.210216.001) AppleWebKit/537.36 (KHTML, like Gecko) "
+                "Version/4.0 Chrome/98.0.4758.102 MQQBrowser/6.2 TBS/046141 Mobile Safari/537.36 "
+                "V1_AND_SQ_8.9.28_3700_YYB_D QQ/8.9.28.10155 NetType/WIFI WebP/0.3.0",
+    "jdpay": "jdapp;iPhone;12.3.4;;;M/5.0;appBuild/168960;jdSupportDarkMode/0;Mozilla/5.0 (iPhone; CPU iPhone OS "
+             "16_6 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148;supportJDSHWK/1;",
+    "douyinpay": "Mozilla/5.0 (Linux; Android 13; V2227A) AppleWebKit/537.36 (KHTML, like Gecko) Version/4.0 "
+                 "Chrome/91.0.4472.114 Mobile Safari/537.36 aweme_290100 JsSdk/1.0 NetType/WIFI "
+                 "app_version/29.1.0 ByteLocale/zh-CN Region/CN BytedanceWebview/d8a21c6",
+}
+#: what each app pays with: jsapi where the channel has it, else h5, else the app SDK's tn
+METHOD = {"wechatpay": "jsapi", "alipay": "jsapi", "unionpay": "app", "qqwallet": "jsapi", "jdpay": "h5",
+          "douyinpay": "jsapi"}
+APP_NAME = {"wechatpay": "微信支付", "alipay": "支付宝", "unionpay": "云闪付", "qqwallet": "QQ钱包",
+            "jdpay": "京东支付", "douyinpay": "抖音支付"}
+DESKTOP = ("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 "
+           "Safari/537.36")
+WINDOWS_WECHAT = ("Mozilla/5.0 (Windows NT 10.0; WOW64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/81.0.4044.138 "
+                  "Safari/537.36 NetType/WIFI MicroMessenger/7.0.20.1781(0x6700143B) WindowsWechat(0x63090a13)")
+
+
+def cli(stack, *args: str) -> dict:
+    """``paycore …`` as an operator runs it, against the test stack's database."""
+    r = subprocess.run([sys.executable, "-m", "paycore.cli", "--config", str(stack.config_path), *args],
+                       env=stack.env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def code(stack) -> str:
+    made = cli(stack, "merchant", "code", "add", "m_test")
+    assert made["url"].endswith("/c/m_test")
+    return made["code"]
+
+
+@contextlib.asynccontextmanager
+async def phone(browser, ua: str):
+    """A phone-sized page in a fresh browser context whose User-Agent is the app's."""
+    ctx = await browser.new_context(user_agent=ua, viewport={"width": 390, "height": 780}, is_mobile=True,
+                                    has_touch=True, locale="zh-CN")
+    try:
+        page = await ctx.new_page()
+        page.set_default_timeout(15_000)
+        yield page
+    finally:
+        await ctx.close()
+
+
+async def type_amount(page, text: str) -> None:
+    for ch in text:
+        await page.click(f'#pad button[data-key="{ch}"]')
+
+
+@pytest.mark.parametrize("app,amount", [("wechatpay", "12.34"), ("alipay", "8.80"), ("unionpay", "100"),
+                                        ("qqwallet", "0.50"), ("jdpay", "66.66"), ("douyinpay", "3.21")])
+async def test_each_app_pays_through_its_own_channel(stack, browser, shots, code, app, amount):
+    async with phone(browser, UA[app]) as page:
+        await page.goto(f"{stack.base}/c/{code}")
+        assert await page.inner_text("#merchant-name") == "Test merchant"
+        assert APP_NAME[app] in await page.inner_text(".head")
+        assert "¥100,000.00" in await page.inner_text("#limits")
+        assert await page.is_disabled("#pay")
+        await page.screenshot(path=shots / f"{app}-1-page.png")
+
+        await type_amount(page, amount)
+        fen = round(float(amount) * 100)
+        assert await page.inner_text("#amount-value") == amount
+        await page.screenshot(path=shots / f"{app}-2-amount.png")
+
+        await page.click("#pay")
+        await page.wait_for_url(stack.sim_url(app) + "/_sim/app/confirm*")
+        assert await page.inner_text("#sim-amount") == f"¥{fen // 100}.{fen % 100:02d}"
+        await page.screenshot(path=shots / f"{app}-3-app-confirm.png")
+
+        await page.click("#confirm")
+        await page.wait_for_url(re.compile(rf".*/c/{code}/result/pay_.*"))
+        await page.wait_for_selector('#state[data-status="SUCCEEDED"]')
+        assert await page.inner_text("#title") == "支付成功"
+        assert "Payment successful" in await page.inner_text("#state")
+        assert await page.inner_text("#paid-amount") == f"¥{fen // 100:,}.{fen % 100:02d}"
+        await page.screenshot(path=shots / f"{app}-4-result.png")
+        payment_id = page.url.split("/result/")[1].split("?")[0]
+
+    # a normal payment: the merchant's API sees it, the journal has its events
+    r = await stack.api("GET", f"/v1/payments/{payment_id}")
+    assert r.status == 200, r.body
+    p = r.body
+    assert (p["status"], p["channel"], p["method"], p["amount"]) == ("SUCCEEDED", app, METHOD[app], fen)
+    assert p["merchant_order_no"].startswith("oc_") and p["metadata"] == {"source": "onecode", "code": code}
+    types = [e["type"] for e in await stack.events(payment_id)]
+    assert types[0] == "payment.created" and types[-1] == "payment.succeeded"
+
+
+async def test_a_declined_payment_shows_the_failure(stack, browser, shots, code):
+    async with phone(browser, UA["wechatpay"]) as page:
+        await page.goto(f"{stack.base}/c/{code}")
+        await type_amount(page, "6.13")          # the simulators decline amounts ending in 13
+        await page.click("#pay")
+        await page.wait_for_url(stack.sim_url("wechatpay") + "/_sim/app/confirm*")
+        await page.click("#confirm")
+        await page.wait_for_selector('#state[data-status="FAILED"]')
+        assert await page.inner_text("#title") == "支付失败"
+        assert "Payment failed" in await page.inner_text("#state")
+        await page.screenshot(path=shots / "declined-result.png")
+
+
+@pytest.mark.parametrize("name,ua", [("desktop", DESKTOP), ("windows-wechat", WINDOWS_WECHAT)])
+async def test_an_unsupported_browser_sees_the_apps_that_work(stack, browser, shots, code, name, ua):
+    async with phone(browser, ua) as page:
+        resp = await page.goto(f"{stack.base}/c/{code}")
+        assert resp.status == 200
+        assert "请使用以下应用扫码支付" in await page.inner_text("#title")
+        listed = await page.eval_on_selector_all("#apps li", "els => els.map(e => e.dataset.channel)")
+        assert listed == list(UA)
+        assert await page.locator("#pay").count() == 0
+        await page.screenshot(path=shots / f"unsupported-{name}.png")
+
+
+async def test_a_disabled_code_shows_a_friendly_page(stack, browser, shots):
+    made = cli(stack, "merchant", "code", "add", "m_test", "--store", "closed1")
+    assert made["code"] == "m_test.closed1"
+    assert cli(stack, "merchant", "code", "disable", made["code"])["status"] == "disabled"
+    async with phone(browser, UA["alipay"]) as page:
+        await page.goto(f"{stack.base}/c/{made['code']}")
+        assert await page.inner_text("#title") == "此收款码已停用"
+        assert "disabled" in await page.inner_text("#state")
+        assert await page.locator("#pay").count() == 0
+        await page.screenshot(path=shots / "disabled-code.png")
+
+        resp = await page.goto(f"{stack.base}/c/no-such-code")
+        assert resp.status == 404
+        assert await page.inner_text("#title") == "找不到这个收款码"
+        await page.screenshot(path=shots / "unknown-code.png")
+
+        cli(stack, "merchant", "code", "enable", made["code"])
+        await page.goto(f"{stack.base}/c/{made['code']}")
+        assert await page.locator("#pay").count() == 1
+
+
+async def test_an_edited_amount_field_is_refused(stack, browser, shots, code):
+    async with phone(browser, UA["wechatpay"]) as page:
+        await page.goto(f"{stack.base}/c/{code}")
+        await type_amount(page, "12.34")
+        for forged in ("-1.00", "1.234", "1e3", "0.00", " 5"):
+            await page.evaluate("v => { document.getElementById('amount').value = v; }", forged)
+            await page.click("#pay")
+            await page.wait_for_function(
+                "() => document.getElementById('error').textContent.includes('金额无效')")
+            assert page.url.startswith(f"{stack.base}/c/{code}"), (forged, page.url)
+            await page.evaluate("() => { document.getElementById('error').textContent = ''; }")
+        await page.evaluate("v => { document.getElementById('amount').value = v; }", "-1.00")
+        await page.click("#pay")
+        await page.wait_for_function("() => document.getElementById('error').textContent.includes('金额无效')")
+        await page.screenshot(path=shots / "tampered-amount-refused.png")
+    r = await stack.pool.fetchval("select count(*) from payments where merchant_id = 'm_test' and amount <= 0")
+    assert r == 0
+
+
+async def test_a_fixed_amount_code_refuses_any_other_amount(stack, browser, shots):
+    made = cli(stack, "merchant", "code", "add", "m_test", "--store", "parking", "--amount", "1500")
+    async with phone(browser, UA["jdpay"]) as page:
+        await page.goto(f"{stack.base}/c/{made['code']}")
+        assert await page.inner_text("#amount-value") == "15.00"
+        assert await page.locator("#pad").count() == 0
+        await page.screenshot(path=shots / "fixed-1-page.png")
+        await page.evaluate("() => { document.getElementById('amount').value = '0.01'; }")
+        await page.click("#pay")
+        await page.wait_for_function("() => document.getElementById('error').textContent.includes('金额无效')")
+        await page.screenshot(path=shots / "fixed-2-other-amount-refused.png")
+        await page.evaluate("() => { document.getElementById('amount').value = '15.00'; }")
+        await page.click("#pay")
+        await page.wait_for_url(stack.sim_url("jdpay") + "/_sim/app/confirm*")
+        assert await page.inner_text("#sim-amount") == "¥15.00"
+        await page.screenshot(path=shots / "fixed-3-app-confirm.png")
+
+
+# ------------------------------------------------------------- the same checks over plain HTTP
+class Client:
+    """A customer's app talking HTTP directly (from its own loopback address,
+    so that its rate-limit bucket is its own)."""
+
+    def __init__(self, stack, ua: str, source: str) -> None:
+        self.stack = stack
+        self.ua = ua
+        self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=(source, 0)),
+                                             cookie_jar=aiohttp.CookieJar(unsafe=True),
+                                             headers={"User-Agent": ua})
+
+    async def open(self, code: str) -> dict:
+        async with self.session.get(f"{self.stack.base}/c/{code}") as r:
+            assert r.status == 200
+            text = await r.text()
+        m = re.search(r'<script type="application/json" id="cfg">(.*?)</script>', text)
+        assert m, text[:300]
+        return json.loads(m.group(1))
+
+    async def pay(self, code: str, body: dict | bytes, csrf: str | None, **headers: str):
+        h = dict(headers)
+        if csrf is not None:
+            h["X-CSRF-Token"] = csrf
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        async with self.session.post(f"{self.stack.base}/c/{code}/pay", data=data,
+                                     headers={"Content-Type": "application/json", **h}) as r:
+            return r.status, await r.json(), r.headers
+
+    async def __aenter__(self) -> "Client":
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.session.close()
+
+
+async def test_forged_requests_are_refused(stack, code):
+    other = cli(stack, "merchant", "code", "add", "m_test", "--store", "other1")["code"]
+    async with Client(stack, UA["alipay"], "127.0.0.3") as c:
+        cfg = await c.open(code)
+        good = {"amount": "5.00", "form": cfg["form"]}
+        assert (await c.pay(code, good, None))[0] == 403                        # no CSRF token
+        assert (await c.pay(code, good, "x" + cfg["csrf"][1:]))[0] == 403       # a wrong one
+        assert (await c.pay(code, good, cfg["csrf"], Origin="http://evil.example"))[0] == 403
+        cfg_other = await c.open(other)                                           # a form of another code
+        assert (await c.pay(code, {"amount": "5.00", "form": cfg_other["form"]}, cfg["csrf"]))[0] == 403
+        status, body, _ = await c.pay(code, {**good, "merchant_id": "m_other"}, cfg["csrf"])
+        assert (status, body["error"]["field"]) == (400, "merchant_id")           # the merchant is the code's
+    # another browser (another session cookie) cannot reuse this form
+    async with Client(stack, UA["alipay"], "127.0.0.3") as c2:
+        cfg2 = await c2.open(code)
+        assert (await c2.pay(code, good, cfg2["csrf"]))[0] == 403
+    assert await stack.pool.fetchval("select count(*) from payments where merchant_order_no = $1",
+                                     "oc_" + cfg["form"].split(".")[0]) == 0
+
+
+async def test_forged_amounts_are_refused(stack, code):
+    async with Client(stack, UA["qqwallet"], "127.0.0.5") as c:
+        cfg = await c.open(code)
+        for amount in (5, 5.0, "-5.00", "5.001", "5e2", "0", "0.00", "+5", "05.00", "", None, "5,00"):
+            status, body, _ = await c.pay(code, {"amount": amount, "form": cfg["form"]}, cfg["csrf"])
+            assert (status, body["error"]["field"]) == (400, "amount"), amount
+        status, body, _ = await c.pay(code, {"amount": "100000.01", "form": cfg["form"]}, cfg["csrf"])
+        assert (status, body["error"]["code"]) == (422, "AMOUNT_LIMIT_EXCEEDED")
+
+
+async def test_a_replayed_form_is_the_same_payment(stack, code):
+    async with Client(stack, UA["alipay"], "127.0.0.6") as c:
+        cfg = await c.open(code)
+        good = {"amount": "5.00", "form": cfg["form"]}
+        status, first, _ = await c.pay(code, good, cfg["csrf"])
+        assert status == 201 and first["status"] == "PENDING" and first["channel"] == "alipay"
+        status, again, _ = await c.pay(code, good, cfg["csrf"])
+        assert status == 200 and again["payment_id"] == first["payment_id"]
+        status, body, _ = await c.pay(code, {**good, "amount": "0.05"}, cfg["csrf"])
+        assert (status, body["error"]["code"]) == (409, "IDEMPOTENCY_CONFLICT")
+        # a fresh render is a fresh form: a new payment
+        cfg_next = await c.open(code)
+        status, second, _ = await c.pay(code, {"amount": "5.00", "form": cfg_next["form"]}, cfg_next["csrf"])
+        assert status == 201 and second["payment_id"] != first["payment_id"]
+    assert await stack.pool.fetchval("select count(*) from payments where merchant_order_no = $1",
+                                     "oc_" + cfg["form"].split(".")[0]) == 1
+
+
+async def test_payment_attempts_are_rate_limited_per_client(stack, code):
+    async with Client(stack, UA["wechatpay"], "127.0.0.2") as c:
+        cfg = await c.open(code)
+        statuses = []
+        for _ in range(30):
+            status, body, headers = await c.pay(code, {"amount": "abc", "form": cfg["form"]}, cfg["csrf"])
+            statuses.append(status)
+            if status == 429:
+                assert body["error"]["code"] == "RATE_LIMITED" and int(headers["Retry-After"]) >= 1
+        assert 400 in statuses and 429 in statuses
+    # another client is not affected
+    async with Client(stack, UA["wechatpay"], "127.0.0.4") as c:
+        cfg = await c.open(code)
+        assert (await c.pay(code, {"amount": "abc", "form": cfg["form"]}, cfg["csrf"]))[0] == 400
+
+
+def test_the_static_code_renders_to_print(stack, shots, tmp_path: Path):
+    import segno
+    png = cli(stack, "merchant", "qrcode", "m_test", "--store", "s01", "--out", str(shots / "qrcode-m_test.s01.png"))
+    assert png["code"] == "m_test.s01" and png["url"] == f"{stack.base}/c/m_test.s01"
+    data = (shots / "qrcode-m_test.s01.png").read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    svg = cli(stack, "merchant", "qrcode", "m_test", "--store", "s01", "--out", str(tmp_path / "code.svg"))
+    assert svg["code"] == "m_test.s01"       # the same code: created once, rendered twice
+    text = (tmp_path / "code.svg").read_text()
+    assert text.lstrip().startswith(("<?xml", "<svg")) and png["url"] in text
+    # the printed symbol is that URL's QR: its size is the size of the URL's symbol at scale 10
+    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    assert (width, height) == segno.make(png["url"], error="m", micro=False).symbol_size(scale=10, border=4)
+    listed = subprocess.run([sys.executable, "-m", "paycore.cli", "--config", str(stack.config_path), "merchant",
+                             "code", "list", "m_test"], env=stack.env, capture_output=True, text=True, timeout=60)
+    assert any(json.loads(line)["code"] == "m_test.s01" for line in listed.stdout.splitlines())
