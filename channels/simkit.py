@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import html
 import itertools
 import logging
 import random
@@ -294,6 +295,9 @@ def base_app(settings: SimSettings) -> tuple[web.Application, SimState]:
     * ``POST /_sim/customer/pay`` ``{"out_trade_no"|"qr_code"|"prepay_id": …}``
       – the customer scans the QR / confirms in the app: the order is paid
       (or declined, by scenario) and the notification is sent.
+    * ``GET /_sim/app/confirm?out_trade_no=…&return_url=…`` – the app's confirm
+      screen for an in-app (jsapi/h5/app) order: a Confirm button that POSTs
+      to ``/_sim/customer/pay``, then goes back to ``return_url``.
     * ``GET /_sim/orders/{out_trade_no}`` – the provider's view of one order.
     * ``POST /_sim/fault`` ``{"mode": null|"http500"|"hang"|"garbage"|"reset"}``
       – every provider endpoint misbehaves until cleared.
@@ -362,6 +366,7 @@ def base_app(settings: SimSettings) -> tuple[web.Application, SimState]:
     app.router.add_get("/_sim/orders/{out_trade_no}", get_order)
     app.router.add_post("/_sim/fault", set_fault)
     app.router.add_get("/_sim/health", health)
+    app.router.add_get("/_sim/app/confirm", app_confirm)
 
     async def session_ctx(app: web.Application):
         state.session = aiohttp.ClientSession()
@@ -399,3 +404,54 @@ def barcode_outcome(order: SimOrder) -> None:
 
 def now_ts() -> int:
     return int(time.time())
+
+
+# -- the customer's app: a confirm screen for in-app orders ----------------------
+def find_order(state: SimState, query: Any) -> SimOrder | None:
+    """An order by any key the platform may know: out_trade_no (also as the
+    provider rewrote it, e.g. without ``_``), channel_trade_no, prepay_id/tn, qr_code."""
+    key = query.get("out_trade_no") or ""
+    order = state.get(key, query.get("channel_trade_no"))
+    if order is None and query.get("prepay_id"):
+        order = next((o for o in state.orders.values() if o.prepay_id == query["prepay_id"]), None)
+    if order is None and query.get("qr_code") in state.by_qr:
+        order = state.get(state.by_qr[query["qr_code"]])
+    if order is None and key:
+        plain = "".join(c for c in key.lower() if c.isalnum())
+        order = next((o for o in state.orders.values()
+                      if "".join(c for c in o.out_trade_no.lower() if c.isalnum()) == plain), None)
+    return order
+
+
+_CONFIRM_PAGE = """<!DOCTYPE html><html lang="zh-CN"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width,initial-scale=1"><title>{name} · 确认付款</title>
+<style>body{{font:16px/1.5 sans-serif;margin:0;background:#f5f5f5;text-align:center}}
+header{{background:#333;color:#fff;padding:12px;font-size:14px}}.amt{{font-size:40px;font-weight:600;margin:32px 0 4px}}
+button{{display:block;width:calc(100% - 32px);margin:12px 16px;padding:14px;font-size:18px;border:0;border-radius:8px}}
+#confirm{{background:#07c160;color:#fff}}#cancel{{background:#fff;color:#333}}#msg{{color:#c00;min-height:24px}}</style>
+</head><body><header>{name} sandbox app · 模拟应用付款</header>
+<div class="amt" id="sim-amount">¥{amount}</div><div id="sim-order">{out_trade_no}</div>
+<p id="msg"></p><button id="confirm" type="button">确认付款 Confirm</button>
+<button id="cancel" type="button">取消 Cancel</button>
+<script>(function(){{var c={cfg};
+function back(){{if(c.ret){{location.href=c.ret;}}}}
+document.getElementById("cancel").onclick=back;
+document.getElementById("confirm").onclick=function(){{this.disabled=true;
+var x=new XMLHttpRequest();x.open("POST","/_sim/customer/pay");x.setRequestHeader("Content-Type","application/json");
+x.onload=function(){{if(x.status<300||x.status===409){{document.getElementById("msg").textContent="OK";back();}}
+else{{document.getElementById("msg").textContent="error "+x.status;}}}};
+x.send(JSON.stringify({{out_trade_no:c.order}}));}};}})();</script></body></html>"""
+
+
+async def app_confirm(request: web.Request) -> web.Response:
+    state = request.app[STATE_KEY]
+    order = find_order(state, request.query)
+    if order is None:
+        return web.Response(status=404, text="no such order", content_type="text/plain")
+    ret = request.query.get("return_url", "")
+    if not ret.startswith(("http://", "https://")):
+        ret = ""
+    cfg = orjson.dumps({"order": order.out_trade_no, "ret": ret}).decode().replace("<", "\\u003c")
+    page = _CONFIRM_PAGE.format(name=html.escape(state.settings.name), out_trade_no=html.escape(order.out_trade_no),
+                                amount=f"{order.amount // 100}.{order.amount % 100:02d}", cfg=cfg)
+    return web.Response(text=page, content_type="text/html", charset="utf-8")

@@ -82,6 +82,8 @@ async def run_dev(args: argparse.Namespace) -> int:
     await db._init_connection(conn)
     await merchants.add(conn, SecretBox(cfg.security.master_key), "m_demo", "Demo merchant", secret=demo_secret,
                         upsert=True)
+    from paycore import onecode
+    demo_code = (await onecode.ensure_code(conn, "m_demo")).code
     await conn.close()
 
     simulators = await devstack.Simulators(sims).start()
@@ -90,7 +92,7 @@ async def run_dev(args: argparse.Namespace) -> int:
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
 
-    print(BANNER.format(base=base, secret=demo_secret, n=len(sims), sims=", ".join(
+    print(BANNER.format(base=base, secret=demo_secret, code=demo_code, n=len(sims), sims=", ".join(
         f"{n}:{s.port}" for n, s in sims.items()), var=var, example=EXAMPLE.format(secret=demo_secret, base=base)))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -114,7 +116,7 @@ BANNER = """
    simulators {n}: {sims}
    state      {var}
    docs       {base}/openapi.json   metrics {base}/metrics   ready {base}/readyz
-   one-code   {base}/c/m_demo   (open it with an app's User-Agent)
+   one-code   {base}/c/{code}   (open it with an app's User-Agent, e.g. MicroMessenger/8.0)
 
  A first payment (copy into python3):
 --------------------------------------------------------------------------------
