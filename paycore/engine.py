@@ -196,7 +196,15 @@ class Engine:
             await self._fail(p, "UNSUPPORTED_METHOD", str(e))
             raise UnsupportedMethod(str(e), field="method") from e
         breaker.record(True)
-        return await self.apply_result(p, result), True
+        try:
+            return await self.apply_result(p, result), True
+        except Unavailable:
+            if not immediate:
+                raise
+            # The payment is committed (PROCESSING) and the channel has acted, so 503 UNAVAILABLE
+            # ("nothing accepted") would be false: the merchant might charge the customer again.
+            # Answer what is committed; recovery asks the channel once the database is back.
+            return p, True
 
     def _idempotent(self, existing: Payment, req: CreatePayment) -> tuple[Payment, bool]:
         if existing.fingerprint != req.fingerprint:

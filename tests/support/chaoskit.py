@@ -28,7 +28,7 @@ class Answer:
     code: str | None            # the error code, if any
     payment: dict[str, Any] | None
     seconds: float
-    at: float
+    started: float              # time.monotonic() when sent
 
 
 @dataclass
@@ -67,10 +67,9 @@ class Load:
         t0 = time.monotonic()
         try:
             r = await asyncio.wait_for(self.stack.api("POST", "/v1/payments", body), 20)
-            a = Answer(order_no, r.status, r.error, r.body if r.status < 300 else None, time.monotonic() - t0,
-                       time.time())
+            a = Answer(order_no, r.status, r.error, r.body if r.status < 300 else None, time.monotonic() - t0, t0)
         except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as e:
-            a = Answer(order_no, 0, type(e).__name__, None, time.monotonic() - t0, time.time())
+            a = Answer(order_no, 0, type(e).__name__, None, time.monotonic() - t0, t0)
         self.answers.append(a)
         return a
 
@@ -139,3 +138,9 @@ def record(test: str, **figures: Any) -> None:
         f.write(json.dumps({"test": test, "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **figures})
                 + "\n")
     print(f"\n[figures] {test}: {json.dumps(figures)}")
+
+
+def money_matches(status: str, order: Any) -> bool:
+    """paycore's final status agrees with what the simulator did with the money."""
+    paid = str(order.state) in ("SUCCESS", "REFUND")
+    return paid if status == "SUCCEEDED" else not paid
