@@ -286,4 +286,5 @@ def create_app(cfg: Config, *, run_relay: bool = True, run_recovery: bool = True
     r.add_get("/readyz", readyz)
     r.add_get("/metrics", metrics_handler)
     r.add_get("/openapi.json", openapi)
+    from paycore import onecode; onecode.setup(app)  # noqa: E702  (GET /c/{code}: the one-code pages)
     return app

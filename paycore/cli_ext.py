@@ -8,3 +8,5 @@ import argparse
 def register(sub: argparse._SubParsersAction) -> None:
     from paycore import audit
     audit.register(sub)   # paycore audit: Postgres events vs the Kafka topic
+    from paycore import onecode
+    onecode.register_cli(sub)   # paycore merchant code add|disable|enable|list
