@@ -130,19 +130,28 @@ class NonceStore:
         self.pool = pool
         self.window = window
         self._pending: list[tuple[str, str, asyncio.Future[bool]]] = []
-        self._flush_scheduled = False
+        self._flushing = False
 
     async def fresh(self, merchant_id: str, nonce: str) -> bool:
-        fut = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
         self._pending.append((merchant_id, nonce, fut))
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(lambda: asyncio.ensure_future(self._flush()))
+        if not self._flushing:
+            self._flushing = True
+            loop.call_soon(lambda: asyncio.ensure_future(self._drain()))
         return await fut
+
+    async def _drain(self) -> None:
+        # one insert in flight at a time: what arrives meanwhile goes into the next,
+        # so a busy worker sends few large inserts instead of one per loop turn
+        try:
+            while self._pending:
+                await self._flush()
+        finally:
+            self._flushing = False
 
     async def _flush(self) -> None:
         batch, self._pending = self._pending, []
-        self._flush_scheduled = False
         seen: set[tuple[str, str]] = set()
         unique: list[tuple[str, str, asyncio.Future[bool]]] = []
         for m, n, f in batch:
