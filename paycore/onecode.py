@@ -76,6 +76,12 @@ FORM_TTL = 30 * 60          # a page left open longer must be reloaded
 MAX_WAIT = 25               # seconds a status long-poll may hold
 
 
+def _same(given: str, expected: str) -> bool:
+    """Constant-time equality of a client's token with ours. Bytes: compare_digest raises
+    TypeError on a str with non-ASCII characters, and clients send whatever they like."""
+    return hmac.compare_digest(given.encode("utf-8", "surrogateescape"), expected.encode())
+
+
 class Forbidden(PaycoreError):
     status, code = 403, "FORBIDDEN"
 
@@ -170,10 +176,10 @@ class Tokens:
     def check_form(self, token: Any, code: str, sid: str, now: float | None = None) -> str:
         """The form id of a valid token for this code and session, else Forbidden."""
         parts = token.split(".") if isinstance(token, str) and len(token) < 128 else []
-        if len(parts) != 3 or not parts[1].isdigit():
+        if len(parts) != 3 or not (parts[1].isascii() and parts[1].isdigit()):
             raise Forbidden("invalid form token; reload the page")
         form_id, issued, mac = parts
-        if not hmac.compare_digest(mac, _b64(self.mac("form", code, sid, form_id, issued)[:18])):
+        if not _same(mac, _b64(self.mac("form", code, sid, form_id, issued)[:18])):
             raise Forbidden("invalid form token; reload the page")
         age = (time.time() if now is None else now) - int(issued)
         if not -60 <= age <= FORM_TTL:
@@ -480,7 +486,7 @@ async def pay(request: web.Request) -> web.Response:
     oc.pays.check(_client(request))
     _check_origin(request)
     sid = _sid(request)
-    if sid is None or not hmac.compare_digest(request.headers.get("X-CSRF-Token", ""), oc.tokens.csrf(sid)):
+    if sid is None or not _same(request.headers.get("X-CSRF-Token", ""), oc.tokens.csrf(sid)):
         raise Forbidden("missing or invalid CSRF token; reload the page")
     data = validation.parse_json_object(await read_body(request))
     for k in data:
@@ -545,7 +551,7 @@ async def _payment_for(request: web.Request):
     _, engine, auth, pool = _app_objects(request)
     code_name, pid = request.match_info["code"], request.match_info["payment_id"]
     expected = request.app[ONECODE].tokens.result(code_name, pid)
-    if not hmac.compare_digest(request.query.get("t", ""), expected):
+    if not _same(request.query.get("t", ""), expected):
         raise NotFound("no such payment")
     code = await _db(load_code(pool, code_name))
     if code is None:
@@ -595,7 +601,7 @@ async def status(request: web.Request) -> web.Response:
     from paycore.api import json_response
     request.app[ONECODE].pages.check(_client(request))
     raw = request.query.get("wait", "0")
-    if not raw.isdigit() or int(raw) > MAX_WAIT:
+    if not (raw.isascii() and raw.isdigit()) or int(raw) > MAX_WAIT:   # "²".isdigit(), but int("²") fails
         raise InvalidRequest(f"wait must be 0–{MAX_WAIT}", field="wait")
     _, engine, _, _ = _app_objects(request)
     _, merchant, p = await _payment_for(request)

@@ -57,9 +57,9 @@ _ERROR_TEXT = {
          "`UNAVAILABLE`: the database is down and nothing was accepted.",
 }
 
-_NO_CTRL = r"^[^\x00-\x1f\x7f\u2028\u2029]*$"   # validation._CTRL_RE, inverted
+_NO_CTRL = "^[^" + v._CTRL_RE.pattern[1:-1] + "]*$"   # validation._CTRL_RE, inverted
 _EXPIRY = r"^[0-9]{2}(0[1-9]|1[0-2])$"              # validation: four digits, YYMM with a real month
-_URL = r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?([/?#][^\x00-\x20\x7f\u2028\u2029]*)?$"
+_URL = r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?([/?#][^\x00-\x20\x7f-\uffff]*)?$"   # ASCII only
 _DT = {"type": "string", "format": "date-time"}
 _DT_OR_NULL = {"type": ["string", "null"], "format": "date-time"}
 _STR_OR_NULL = {"type": ["string", "null"]}

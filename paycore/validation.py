@@ -27,7 +27,9 @@ TOKEN_RE = re.compile(r"^\d{13,19}\Z", re.ASCII)
 EXPIRY_RE = re.compile(r"^\d{4}\Z", re.ASCII)
 CRYPTOGRAM_RE = re.compile(r"^[A-Za-z0-9+/=]{4,256}\Z")
 HEX_RE = re.compile(r"^[0-9A-Fa-f]{2,4096}\Z")
-_CTRL_RE = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
+# C0 controls, DEL, line/paragraph separators, and the bidi controls (U+200E/F, U+202A–E, U+2066–9)
+# that make text display other than it reads ("Trojan Source")
+_CTRL_RE = re.compile(r"[\x00-\x1f\x7f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 MAX_AMOUNT_ABSOLUTE = 10**15
 MAX_METADATA_DEPTH = 32
 CHANNELS = ("wechatpay", "alipay", "unionpay", "ecny", "jdpay", "bestpay", "qqwallet", "douyinpay",

@@ -35,10 +35,11 @@ def _validator(name: str) -> jsonschema_rs.Draft202012Validator:
 PAYMENT_SCHEMA = _validator("PaymentCreate")
 REFUND_SCHEMA = _validator("RefundCreate")
 
-CONTROL = [chr(c) for c in range(0x20)] + ["\x7f", "\u2028", "\u2029"]
+BIDI = "\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+CONTROL = [chr(c) for c in range(0x20)] + ["\x7f", "\u2028", "\u2029"] + list(BIDI)
 # printable text from every plane the JSON can carry, never a control character
 free_text = st.text(st.characters(codec="utf-8", exclude_categories=("Cc", "Cs"),
-                                  exclude_characters="\u2028\u2029"), min_size=1, max_size=32)
+                                  exclude_characters="\u2028\u2029" + BIDI), min_size=1, max_size=32)
 order_no = st.from_regex(r"[A-Za-z0-9_-]{1,64}", fullmatch=True)
 digits = st.text(string.digits, min_size=10, max_size=32)
 other_digits = st.sampled_from(["٠١٢٣٤٥٦٧٨٩", "０１２３４５６７８９", "߀߁߂߃߄߅߆߇߈߉", "²³¹"])
