@@ -62,7 +62,7 @@ async def test_schemathesis_finds_nothing_against_the_published_document(stack, 
                               "positive_data_acceptance,not_a_server_error",
           "--max-examples", "25", "--seed", "20260101", "--workers", "1", "--request-timeout", "35",
           "--phases", "examples,coverage,fuzzing,stateful", "--suppress-health-check", "all",
-          "--max-failures", "20", "--report", "junit", "--report-dir", str(output_dir / "schemathesis"),
+          "--max-failures", "20", "--report", "junit,ndjson", "--report-dir", str(output_dir / "schemathesis"),
           "--no-color"]
     proc = await asyncio.create_subprocess_exec(*st, env=env, stdout=asyncio.subprocess.PIPE,
                                                 stderr=asyncio.subprocess.STDOUT, cwd=os.getcwd())

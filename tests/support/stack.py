@@ -26,6 +26,7 @@ from paycore import db, devstack, merchants
 from paycore.auth import SecretBox, signed_headers
 from paycore.config import DatabaseConfig
 from paycore.secrets import Secret
+from tests.support import leaks
 
 PG_ADMIN = os.environ.get("PAYCORE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 
@@ -117,6 +118,9 @@ class Stack:
             h.update(headers)
         async with self.session.request(method, self.base + path, data=data, headers=h) as r:
             text = await r.read()
+            if r.status >= 400:   # every error body the suite saw, for the test that greps them for secrets
+                with open(self.var / "error-bodies.log", "ab") as f:
+                    f.write(b"%d %s %s " % (r.status, method.encode(), path.encode()[:200]) + text[:4096] + b"\n")
             try:
                 parsed = orjson.loads(text) if text else None
             except orjson.JSONDecodeError:
@@ -201,6 +205,8 @@ async def build_stack(var: Path, *, workers: int = 1, proxy: Proxy | None = None
     await db._init_connection(conn)
     secret = await merchants.add(conn, SecretBox(Secret(master)), "m_test", "Test merchant")
     await conn.close()
+    leaks.remember(f"merchant secret of {var.name}", secret)
+    leaks.remember(f"master key of {var.name}", master)
 
     simulators = await devstack.Simulators(sims).start()
     env = dict(os.environ, PAYCORE_MASTER_KEY=master, PAYCORE_LOG_LEVEL="INFO", PYTHONUNBUFFERED="1")
