@@ -1,0 +1,1 @@
+"""Load test (locust) and benchmark (``make bench``) for paycore; see loadtest/README.md."""

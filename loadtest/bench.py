@@ -1,0 +1,374 @@
+"""``make bench``: where paycore's microseconds go, measured.
+
+Brings up the stack (loadtest/stack.py: machine or embedded Postgres, the
+Tansu broker, the simulators in their own process, paycore with N workers
+pinned to its own cores), then for each scenario drives paycore at rising
+rates with the open-loop generator (loadtest/gen.py) until a rate is not
+sustained, and prints ONE JSON line per scenario for the highest rate that
+was: payments/s, p50/p99 latency, errors, paycore CPU µs per payment (utime +
+stime of every paycore process from /proc over the measured window), events
+written to Postgres and found in the Kafka topic, relay lag p99 (from the
+paycore_relay_lag_seconds histogram), and the floor measured in the same run
+at the same rate: a bare aiohttp + uvloop server (loadtest/floor.py) doing one
+call to the same simulator, on the same core, and floor µs / paycore µs.
+
+It never asserts: figures go to stdout, progress to stderr.
+
+    python -m loadtest.bench [--workers 1] [--scenarios barcode_hmac,…] [--quick]
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+
+from loadtest.stack import BenchStack, cpu_plan, pinned, proc_tree_cpu
+from paycore.cli import _run  # uvloop when present
+
+#: name → (generator kind, channel, rates to climb, goal µs of paycore CPU per payment or None)
+SCENARIOS: dict[str, tuple[str, str, tuple[int, ...], int | None]] = {
+    "barcode_hmac": ("barcode", "bankwallet", (500, 1000, 1500, 2000, 2500, 3000, 3500, 4000, 5000, 6000), 200),
+    "barcode_rsa": ("barcode", "wechatpay", (250, 500, 750, 1000, 1250, 1500, 2000, 2500, 3000), 450),
+    "qr_notify": ("qr", "bankwallet", (250, 500, 750, 1000, 1250, 1500, 2000, 2500, 3000), None),
+    "refund": ("refund", "bankwallet", (500, 1000, 1500, 2000, 2500, 3000, 3500, 4000, 5000), None),
+}
+REFUNDS_PER_PAYMENT = 20     # partial refunds of 500 fen against 20,000-fen payments
+LAG_GOAL_MS = 250.0
+
+
+def log(*a: Any) -> None:
+    print(*a, file=sys.stderr, flush=True)
+
+
+# ----------------------------------------------------------------- metrics
+_LINE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+([-+0-9.eEinfNa]+)$")
+
+
+async def scrape(session: aiohttp.ClientSession, base: str) -> dict[tuple[str, str], float]:
+    async with session.get(base + "/metrics") as r:
+        text = await r.text()
+    out: dict[tuple[str, str], float] = {}
+    for line in text.splitlines():
+        m = _LINE.match(line)
+        if m:
+            out[(m.group(1), m.group(2) or "")] = out.get((m.group(1), m.group(2) or ""), 0.0) + float(m.group(3))
+    return out
+
+
+def metric(m: dict[tuple[str, str], float], name: str) -> float:
+    return sum(v for (n, _), v in m.items() if n == name)
+
+
+def hist_quantile(before: dict, after: dict, name: str, q: float) -> float | None:
+    """histogram_quantile over the buckets' increase between two scrapes (as Prometheus interpolates)."""
+    buckets: dict[float, float] = {}
+    for (n, labels), v in after.items():
+        if n == name + "_bucket":
+            le = re.search(r'le="([^"]+)"', labels)
+            if le:
+                bound = float("inf") if le.group(1) == "+Inf" else float(le.group(1))
+                buckets[bound] = buckets.get(bound, 0.0) + v - before.get((n, labels), 0.0)
+    if not buckets:
+        return None
+    bounds = sorted(buckets)
+    total = buckets[bounds[-1]]
+    if total <= 0:
+        return None
+    rank, prev_b, prev_c = q * total, 0.0, 0.0
+    for b in bounds:
+        c = buckets[b]
+        if c >= rank:
+            if b == float("inf"):
+                return prev_b
+            return prev_b + (b - prev_b) * ((rank - prev_c) / (c - prev_c) if c > prev_c else 1.0)
+        prev_b, prev_c = b, c
+    return bounds[-2] if len(bounds) > 1 else None
+
+
+CALIBRATE = """
+import hashlib, hmac, os, time
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+import orjson
+k = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+msg = os.urandom(300)
+doc = {"id": "pay_0123456789abcdefghijklmn", "amount": 1234, "status": "SUCCEEDED", "metadata": {"a": [1, 2, 3]},
+       "subject": "x" * 40, "channel": "bankwallet", "created_at": "2026-01-01T00:00:00Z"}
+def per(fn, n):
+    c = time.process_time()
+    for _ in range(n):
+        fn()
+    return round((time.process_time() - c) / n * 1e6, 2)
+print(orjson.dumps({"rsa2048_sign_us": per(lambda: k.sign(msg, padding.PKCS1v15(), hashes.SHA256()), 200),
+                    "hmac_sha256_us": per(lambda: hmac.digest(b"k" * 32, msg, hashlib.sha256), 20000),
+                    "orjson_roundtrip_us": per(lambda: orjson.loads(orjson.dumps(doc)), 20000)}).decode())
+"""
+
+
+async def calibrate(cpus: str | None) -> dict[str, Any]:
+    """How fast this machine is right now, on paycore's core: the bench's µs are only
+    comparable between runs whose calibration figures agree (a shared VM drifts)."""
+    proc = await asyncio.create_subprocess_exec(*pinned(cpus, [sys.executable, "-c", CALIBRATE]),
+                                                stdout=asyncio.subprocess.PIPE)
+    out, _ = await proc.communicate()
+    return orjson.loads(out) if proc.returncode == 0 else {}
+
+
+async def topic_total(bootstrap: str, topic: str) -> int | None:
+    """Messages the topic holds: the sum of its partitions' end offsets, asked of the broker."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+    c = AIOKafkaConsumer(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+    await c.start()
+    try:
+        await c.topics()
+        parts = c.partitions_for_topic(topic) or set()
+        if not parts:
+            return 0
+        offs = await c.end_offsets([TopicPartition(topic, p) for p in parts])
+        return int(sum(offs.values()))
+    except Exception as e:
+        log(f"  (topic offsets unavailable: {type(e).__name__})")
+        return None
+    finally:
+        await c.stop()
+
+
+# --------------------------------------------------------------- generator
+async def drive(stack: BenchStack, spec: dict[str, Any], cpu_of) -> dict[str, Any]:
+    """Run one generator process; CPU of ``cpu_of()`` is read at its START and END lines."""
+    proc = await asyncio.create_subprocess_exec(
+        *pinned(stack.side_cpus, [sys.executable, "-m", "loadtest.gen"]), stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE, env=stack.env, limit=64 * 1024 * 1024)
+    assert proc.stdin and proc.stdout
+    proc.stdin.write(orjson.dumps(spec))
+    proc.stdin.close()
+    c0 = c1 = s0 = s1 = t0 = t1 = 0.0
+    result: dict[str, Any] = {}
+    while True:
+        line = await proc.stdout.readline()
+        if not line:
+            break
+        if line.startswith(b"START"):
+            c0, s0, t0 = cpu_of(), stack.sims_cpu(), time.monotonic()
+        elif line.startswith(b"END"):
+            c1, s1, t1 = cpu_of(), stack.sims_cpu(), time.monotonic()
+        elif line.startswith(b"RESULT "):
+            result = orjson.loads(line[7:])
+    await proc.wait()
+    if not result:
+        raise RuntimeError("the generator gave no result")
+    window = (t1 - t0) or spec["duration"]
+    done = result["achieved"] * spec["duration"]
+    result["cpu_s"] = round(c1 - c0, 3)
+    result["cpu_util"] = round((c1 - c0) / window, 3)
+    result["cpu_us"] = round((c1 - c0) / done * 1e6, 1) if done else None
+    result["sim_cpu_us"] = round((s1 - s0) / done * 1e6, 1) if done else None
+    return result
+
+
+def sustained(r: dict[str, Any], p99_ms: float) -> bool:
+    bad = sum(r["errors"].values()) + r["unfinished"]
+    return (r["achieved"] >= 0.97 * r["rate"] and bad <= 0.001 * max(r["offered"], 1)
+            and r["p99_ms"] is not None and r["p99_ms"] <= p99_ms)
+
+
+async def floor_at(stack: BenchStack, channel: str, rate: float, duration: float, warmup: float) -> dict[str, Any]:
+    from paycore.devstack import free_port
+    port = free_port()
+    proc = await asyncio.create_subprocess_exec(
+        *pinned(stack.paycore_cpus, [sys.executable, "-m", "loadtest.floor", "--port", str(port), "--upstream",
+                                     stack.sim_url(channel)]),
+        stdout=asyncio.subprocess.PIPE, env=stack.env, start_new_session=True)
+    assert proc.stdout
+    await proc.stdout.readline()
+    try:
+        spec = {"kind": "floor", "target": f"http://127.0.0.1:{port}", "rate": rate, "duration": duration,
+                "warmup": warmup, "merchant": "m_bench", "secret": stack.secret, "channel": channel}
+        return await drive(stack, spec, lambda: proc_tree_cpu(proc.pid))
+    finally:
+        proc.terminate()
+        await proc.wait()
+
+
+# ---------------------------------------------------------------- scenario
+async def prepare_payments(stack: BenchStack, n: int, channel: str) -> list[str]:
+    rate = 1000.0
+    spec = {"kind": "prepare", "target": stack.base, "rate": rate, "duration": max(1.0, n / rate), "warmup": 0.0,
+            "merchant": "m_bench", "secret": stack.secret, "channel": channel, "amount": 20000}
+    r = await drive(stack, spec, stack.paycore_cpu)
+    return r["ids"]
+
+
+async def outbox_drained(pool, timeout: float = 30.0) -> int:
+    deadline = time.monotonic() + timeout
+    while True:
+        left = await pool.fetchval("select count(*) from outbox")
+        if left == 0 or time.monotonic() > deadline:
+            return int(left)
+        await asyncio.sleep(0.25)
+
+
+async def scenario(stack: BenchStack, session: aiohttp.ClientSession, pool, name: str, args) -> dict[str, Any]:
+    kind, channel, rates, goal = SCENARIOS[name]
+    if args.max_rate:
+        rates = tuple(r for r in rates if r <= args.max_rate) or rates[:1]
+    log(f"== {name}: {kind} through {channel}")
+    payments: list[str] = []
+    if kind == "refund":
+        n = int(sum(rates) * (args.duration + args.warmup) / REFUNDS_PER_PAYMENT) + 200
+        log(f"  preparing {n} paid payments to refund")
+        payments = await prepare_payments(stack, n, channel)
+        await outbox_drained(pool)
+    m0 = await scrape(session, stack.base)
+    ev0 = await pool.fetchval("select count(*) from events")
+    pay0 = await pool.fetchval("select count(*) from payments")
+    top0 = await topic_total(stack.broker.bootstrap, "paycore.payments") if stack.broker else None
+    steps: list[dict[str, Any]] = []
+    best: dict[str, Any] | None = None
+    for rate in rates:
+        spec = {"kind": kind, "target": stack.base, "rate": rate, "duration": args.duration, "warmup": args.warmup,
+                "merchant": "m_bench", "secret": stack.secret, "channel": channel, "payments": payments,
+                "refund_amount": 500, "sim": stack.sim_url(channel) if kind == "qr" else None}
+        r = await drive(stack, spec, stack.paycore_cpu)
+        r.pop("ids", None)
+        ok = sustained(r, args.p99_ms)
+        log(f"  {rate:>6}/s offered: {r['achieved']:>8}/s  p50 {r['p50_ms']} ms  p99 {r['p99_ms']} ms  "
+            f"errors {sum(r['errors'].values()) + r['unfinished']}  paycore {r['cpu_us']} µs/payment "
+            f"({r['cpu_util'] * 100:.0f}% of its cores)  sims {r['sim_cpu_us']} µs  {'ok' if ok else 'NOT sustained'}")
+        steps.append({"rate": rate, "achieved": r["achieved"], "p99_ms": r["p99_ms"], "cpu_us": r["cpu_us"],
+                      "errors": sum(r["errors"].values()) + r["unfinished"]})
+        if ok:
+            best = r
+        await asyncio.sleep(1.0)   # let the journal and relay catch up between steps
+        if not ok:
+            break
+    top = best if best is not None else r   # nothing sustained: report the lowest rate tried
+    left = await outbox_drained(pool)
+    m1 = await scrape(session, stack.base)
+    ev1 = await pool.fetchval("select count(*) from events")
+    pay1 = await pool.fetchval("select count(*) from payments")
+    top1 = await topic_total(stack.broker.bootstrap, "paycore.payments") if stack.broker else None
+    for _ in range(20):   # the broker's end offsets can trail the relay's acknowledged sends briefly
+        if top0 is None or top1 is None or top1 - top0 >= ev1 - ev0:
+            break
+        await asyncio.sleep(0.25)
+        top1 = await topic_total(stack.broker.bootstrap, "paycore.payments")
+    lag = hist_quantile(m0, m1, "paycore_relay_lag_seconds", 0.99)
+    batches = metric(m1, "paycore_journal_batch_size_count") - metric(m0, "paycore_journal_batch_size_count")
+    changes = metric(m1, "paycore_journal_batch_size_sum") - metric(m0, "paycore_journal_batch_size_sum")
+    log(f"  floor at {top['rate']}/s …")
+    fl = await floor_at(stack, channel, top["rate"], args.duration, args.warmup)
+    log(f"  floor: {fl['cpu_us']} µs/request at {fl['achieved']}/s")
+    completed = None
+    if kind == "qr":
+        completed = await pool.fetchval("select count(*) from payments where method = 'qr' and status = 'SUCCEEDED'")
+    out = {
+        "scenario": name, "channel": channel, "flow": kind, "sustained": best is not None,
+        "rate_offered": top["rate"], "payments_per_s": top["achieved"], "p50_ms": top["p50_ms"],
+        "p99_ms": top["p99_ms"], "errors": sum(top["errors"].values()) + top["unfinished"],
+        "paycore_cpu_us_per_payment": top["cpu_us"], "paycore_core_util": top["cpu_util"],
+        "goal_cpu_us": goal,
+        "floor_cpu_us_per_request": fl["cpu_us"],
+        "floor_over_paycore": round(fl["cpu_us"] / top["cpu_us"], 3) if fl["cpu_us"] and top["cpu_us"] else None,
+        "sim_cpu_us_per_payment": top["sim_cpu_us"], "generator_cpu_s": top["gen_cpu_s"],
+        "payments_created": int(pay1 - pay0) if kind != "refund" else 0,
+        "qr_paid_by_notification": completed,
+        "events_written": int(ev1 - ev0),
+        "events_published": (top1 - top0) if top0 is not None and top1 is not None else None,
+        "outbox_left": left,
+        "relay_lag_p99_ms": round(lag * 1000, 1) if lag is not None else None,
+        "journal_batch_avg": round(changes / batches, 1) if batches else None,
+        "steps": steps,
+    }
+    return out
+
+
+async def main_async(args) -> int:
+    paycore_cpus, side_cpus = cpu_plan(args.workers, args.paycore_cpus, args.side_cpus)
+    if side_cpus:
+        os.sched_setaffinity(0, _cpus(side_cpus))
+    var = Path(args.var or tempfile.mkdtemp(prefix="paycore-bench-"))
+    stack = BenchStack(var, workers=args.workers, sim_latency_ms=args.sim_latency_ms, paycore_cpus=paycore_cpus,
+                       side_cpus=side_cpus)
+    t_start = time.monotonic()
+    log(f"bringing up the stack in {var} (paycore cores: {paycore_cpus or 'any'}, "
+        f"simulators + generator: {side_cpus or 'any'}) …")
+    from paycore import db
+    from paycore.config import DatabaseConfig
+    try:
+        await stack.start()
+        pool = await db.create_pool(DatabaseConfig(url=stack.db_url), min_size=1, max_size=2)
+        async with aiohttp.ClientSession() as session:
+            c0 = stack.paycore_cpu()
+            await asyncio.sleep(2.0)
+            idle = (stack.paycore_cpu() - c0) / 2.0
+            calib = await calibrate(stack.paycore_cpus)
+            print(orjson.dumps({
+                "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
+                           f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB",
+                "cpu_model": _cpu_model(), "python": platform.python_version(), "workers": args.workers,
+                "paycore_cores": paycore_cpus, "side_cores": side_cpus, "postgres": stack.postgres,
+                "sim_latency_ms": args.sim_latency_ms, "step_seconds": args.duration,
+                "paycore_idle_core_util": round(idle, 3), "loadavg_1m": os.getloadavg()[0],
+                "calibration": calib}).decode(), flush=True)
+            for name in args.scenarios.split(","):
+                out = await scenario(stack, session, pool, name.strip(), args)
+                print(orjson.dumps(out).decode(), flush=True)
+            print(orjson.dumps({"end": True, "calibration": await calibrate(stack.paycore_cpus),
+                                "loadavg_1m": os.getloadavg()[0]}).decode(), flush=True)
+        await pool.close()
+    finally:
+        await stack.stop()
+    log(f"bench done in {time.monotonic() - t_start:.0f} s")
+    return 0
+
+
+def _cpus(spec: str) -> set[int]:
+    out: set[int] = set()
+    for part in spec.split(","):
+        a, _, b = part.partition("-")
+        out.update(range(int(a), int(b or a) + 1))
+    return out
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m loadtest.bench", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--workers", type=int, default=1, help="paycore worker processes (default 1)")
+    ap.add_argument("--paycore-cpus", default=None, help="taskset list for paycore (default: the first cores)")
+    ap.add_argument("--side-cpus", default=None, help="taskset list for simulators + generator (default: the rest)")
+    ap.add_argument("--scenarios", default=",".join(SCENARIOS))
+    ap.add_argument("--duration", type=float, default=5.0, help="measured seconds per step")
+    ap.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds before each step")
+    ap.add_argument("--max-rate", type=int, default=0, help="climb no higher than this")
+    ap.add_argument("--p99-ms", type=float, default=250.0, help="a step with a higher p99 is not sustained")
+    ap.add_argument("--sim-latency-ms", type=float, default=0.0, help="added to every simulator answer")
+    ap.add_argument("--var", default=None, help="state directory (default: a temporary one)")
+    args = ap.parse_args(argv)
+    for name in args.scenarios.split(","):
+        if name.strip() not in SCENARIOS:
+            ap.error(f"unknown scenario {name!r}; known: {', '.join(SCENARIOS)}")
+    return int(_run(main_async(args)))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

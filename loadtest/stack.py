@@ -1,0 +1,259 @@
+"""The stack the benchmark and the load test run against, each part its own
+process so that its CPU can be counted and pinned:
+
+* Postgres: the machine's at 127.0.0.1:5432 (``PAYCORE_BENCH_PG``) if it
+  answers, else a private embedded one under ``var/pg``; a fresh database
+  per run, dropped afterwards;
+* the Tansu broker (paycore.devstack.Broker);
+* the twelve simulators in one ``paycore sim`` process, with ``latency_ms``
+  added to each provider answer;
+* paycore: ``paycore serve --workers N`` with a generated config (as
+  tests/support/stack.py does), pinned with ``taskset`` to its own cores
+  when the machine has more than one.
+
+Nothing here is a mock: the same code paths as production, on one machine.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from channels import devkeys
+from paycore import db, devstack, merchants
+from paycore.auth import SecretBox
+from paycore.secrets import Secret
+
+PG_ADMIN = os.environ.get("PAYCORE_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+MERCHANT = "m_bench"
+
+
+def cpu_plan(workers: int, paycore_cpus: str | None = None, side_cpus: str | None = None) -> tuple[str | None, str | None]:
+    """Which cores paycore gets and which the rest (simulators, generator) get.
+
+    Default: paycore on the first ``workers`` cores, everything else on the
+    remaining ones; no pinning on a single-core machine or without taskset."""
+    n = os.cpu_count() or 1
+    if shutil.which("taskset") is None or n < 2:
+        return None, None
+    k = max(1, min(workers, n - 1))
+    return (paycore_cpus or (f"0-{k - 1}" if k > 1 else "0"),
+            side_cpus or (f"{k}-{n - 1}" if n - 1 > k else str(k)))
+
+
+def pinned(cpus: str | None, argv: list[str]) -> list[str]:
+    return ["taskset", "-c", cpus, *argv] if cpus else argv
+
+
+def proc_tree_cpu(root: int) -> float:
+    """utime + stime (seconds) of ``root`` and all its descendants, from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    kids: dict[int, list[int]] = {}
+    cpu: dict[int, int] = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat", "rb") as f:
+                raw = f.read()
+        except OSError:
+            continue
+        rest = raw[raw.rfind(b")") + 2:].split()
+        pid = int(d)
+        kids.setdefault(int(rest[1]), []).append(pid)
+        cpu[pid] = int(rest[11]) + int(rest[12])
+    total, todo = 0, [root]
+    while todo:
+        p = todo.pop()
+        total += cpu.get(p, 0)
+        todo.extend(kids.get(p, ()))
+    return total / tick
+
+
+def _free_block(n: int) -> int:
+    """A base port with ``n`` free consecutive ports after it (``paycore sim`` numbers them so)."""
+    for _ in range(200):
+        base = random.randrange(20000, 60000 - n)
+        try:
+            socks = []
+            for p in range(base, base + n):
+                s = socket.socket()
+                socks.append(s)
+                s.bind(("127.0.0.1", p))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError("no free port block")
+
+
+def _wait_http(url: str, proc: subprocess.Popen, what: str, log: Path, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode}: see {log}")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as r:
+                if r.status == 200:
+                    return
+        except Exception:
+            time.sleep(0.1)
+    raise TimeoutError(f"{what} did not become ready: see {log}")
+
+
+def _stop(proc: subprocess.Popen | None, timeout: float = 15.0) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+@dataclass
+class BenchStack:
+    var: Path
+    workers: int = 1
+    sim_latency_ms: float = 0.0
+    paycore_cpus: str | None = None
+    side_cpus: str | None = None
+    db_url: str = ""
+    admin_url: str = ""
+    dbname: str = ""
+    embedded: Any = None
+    broker: devstack.Broker | None = None
+    port: int = 0
+    sim_ports: dict[str, int] = field(default_factory=dict)
+    config_path: Path | None = None
+    master_key: str = ""
+    secret: str = ""
+    paycore: subprocess.Popen | None = None
+    sims: subprocess.Popen | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def sim_url(self, channel: str) -> str:
+        return f"http://127.0.0.1:{self.sim_ports[channel]}"
+
+    @property
+    def postgres(self) -> str:
+        return "embedded" if self.embedded else "machine"
+
+    # -------------------------------------------------------------- bring-up
+    async def start(self) -> "BenchStack":
+        self.var.mkdir(parents=True, exist_ok=True)
+        await self._database()
+        self.broker = devstack.Broker().start(self.var)
+        self.port = devstack.free_port()
+        names = tuple(n for n in devkeys.CHANNELS if n in devstack.SIMULATORS)
+        base = _free_block(len(names))
+        self.sim_ports = devstack.channel_ports(base, names)
+        channel_cfg, _ = devkeys.generate(self.var / "keys", self.sim_ports, self.base,
+                                          latency_ms=self.sim_latency_ms)
+        overrides = devstack.dev_overrides(self.db_url, self.broker.bootstrap, channel_cfg, host="127.0.0.1",
+                                           port=self.port)
+        # one merchant drives the whole load: the per-merchant limit must not be what is measured
+        overrides["security"] = {"rate_limit_per_second": 1_000_000.0, "rate_limit_burst": 2_000_000.0}
+        overrides["server"]["log_level"] = os.environ.get("PAYCORE_LOG_LEVEL", "INFO")
+        self.config_path = self.var / "paycore.toml"
+        self.config_path.write_text(devstack.toml_dump(overrides))
+        self.master_key = secrets.token_hex(32)
+        conn = await asyncpg.connect(self.db_url)
+        await db._init_connection(conn)
+        try:
+            self.secret = await merchants.add(conn, SecretBox(Secret(self.master_key)), MERCHANT,
+                                              "Benchmark merchant", upsert=True)
+        finally:
+            await conn.close()
+        self.env = dict(os.environ, PAYCORE_MASTER_KEY=self.master_key, PYTHONUNBUFFERED="1")
+        self.env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        self.env.pop("PAYCORE_CONFIG", None)
+        self._start_sims(base)
+        self.start_paycore()
+        return self
+
+    async def _database(self) -> None:
+        try:
+            conn = await asyncpg.connect(PG_ADMIN, timeout=3)
+            await conn.close()
+            self.admin_url = PG_ADMIN
+        except Exception:
+            admin = await asyncio.to_thread(devstack.embedded_postgres, self.var / "pg")
+            self.embedded = True
+            self.admin_url = db.with_database(admin, "postgres")
+            self.notes.append("postgres: embedded (the machine's did not answer)")
+        self.dbname = f"paycore_bench_{os.getpid()}_{secrets.token_hex(3)}"
+        conn = await asyncpg.connect(self.admin_url)
+        try:
+            await conn.execute(f'create database "{self.dbname}"')
+        finally:
+            await conn.close()
+        self.db_url = db.with_database(self.admin_url, self.dbname)
+        await db.migrate(self.db_url)
+
+    def _start_sims(self, base: int) -> None:
+        log = open(self.var / "simulators.log", "ab")
+        self.sims = subprocess.Popen(
+            pinned(self.side_cpus, [sys.executable, "-m", "paycore.cli", "sim", "--var", str(self.var),
+                                    "--base-port", str(base), "--public-url", self.base,
+                                    "--latency-ms", str(self.sim_latency_ms)]),
+            stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True)
+        log.close()
+        for name, port in self.sim_ports.items():
+            _wait_http(f"http://127.0.0.1:{port}/_sim/health", self.sims, "simulators", self.var / "simulators.log")
+
+    def start_paycore(self) -> None:
+        assert self.config_path is not None
+        log = open(self.var / "paycore.log", "ab")
+        self.paycore = subprocess.Popen(
+            pinned(self.paycore_cpus, [sys.executable, "-m", "paycore.cli", "--config", str(self.config_path),
+                                       "serve", "--workers", str(self.workers)]),
+            stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True)
+        log.close()
+        _wait_http(self.base + "/readyz", self.paycore, "paycore", self.var / "paycore.log")
+
+    def paycore_cpu(self) -> float:
+        assert self.paycore is not None
+        return proc_tree_cpu(self.paycore.pid)
+
+    def sims_cpu(self) -> float:
+        assert self.sims is not None
+        return proc_tree_cpu(self.sims.pid)
+
+    # -------------------------------------------------------------- teardown
+    async def stop(self) -> None:
+        _stop(self.paycore)
+        _stop(self.sims)
+        if self.broker:
+            self.broker.stop()
+        if self.dbname and self.admin_url:
+            try:
+                conn = await asyncpg.connect(self.admin_url)
+                await conn.execute(f'drop database if exists "{self.dbname}" with (force)')
+                await conn.close()
+            except Exception as e:  # the run's figures stand; say what was left behind
+                print(f"could not drop {self.dbname}: {type(e).__name__}", file=sys.stderr)
