@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ from aiohttp import web
 from channels.base import ChannelAdapter
 from channels.http import ChannelHttp
 from channels.registry import ADAPTERS
-from paycore import db, metrics
+from paycore import db, logs, metrics
 from paycore.auth import Authenticator, Merchant, Merchants, NonceStore, RateLimiter, SecretBox
 from paycore.breaker import Breaker
 from paycore.config import Config
@@ -35,6 +34,7 @@ from paycore.routing import Router
 from paycore import validation
 
 log = logging.getLogger("paycore.api")
+access_log = logging.getLogger("paycore.access")
 OPENAPI_FILE = Path(__file__).parent / "static" / "openapi.json"
 
 CONFIG: web.AppKey[Config] = web.AppKey("config", Config)
@@ -63,9 +63,17 @@ async def errors_and_metrics(request: web.Request, handler):
     t0 = time.perf_counter()
     route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
     status = 500
+    # log context for everything this request logs (reset here: a keep-alive connection reuses its task)
+    rid = logs.new_request_id(request.headers.get("X-Request-Id"))
+    logs.request_id.set(rid)
+    logs.merchant_id.set(None)
+    pid = request.match_info.get("id")
+    logs.payment_id.set(pid if pid and pid.startswith("pay_") else None)
     try:
         resp = await handler(request)
         status = resp.status
+        if not resp.prepared:
+            resp.headers["X-Request-Id"] = rid
         return resp
     except PaycoreError as e:
         status = e.status
@@ -81,7 +89,6 @@ async def errors_and_metrics(request: web.Request, handler):
     except asyncio.CancelledError:
         raise
     except Exception:
-        rid = uuid.uuid4().hex[:12]
         log.exception("unhandled error on %s %s (request %s)", request.method, route, rid)
         status = 500
         return web.Response(body=orjson.dumps({"error": {"code": "INTERNAL", "message":
@@ -90,6 +97,8 @@ async def errors_and_metrics(request: web.Request, handler):
     finally:
         metrics.HTTP_REQUESTS.labels(route, request.method, str(status)).inc()
         metrics.HTTP_LATENCY.labels(route).observe(time.perf_counter() - t0)
+        if request.app[CONFIG].server.access_log:
+            access_log.info("%s %s %d %.1fms", request.method, request.path, status, (time.perf_counter() - t0) * 1e3)
 
 
 async def read_body(request: web.Request) -> bytes:
@@ -105,6 +114,7 @@ async def read_body(request: web.Request) -> bytes:
 async def merchant_of(request: web.Request) -> tuple[Merchant, bytes]:
     body = await read_body(request)
     merchant = await request.app[AUTH].authenticate(request.method, request.path_qs, request.headers, body)
+    logs.merchant_id.set(merchant.id)
     return merchant, body
 
 
@@ -260,9 +270,13 @@ def create_app(cfg: Config, *, run_relay: bool = True, run_recovery: bool = True
             app[RELAY] = relay
             background.append(relay)
         from paycore.webhooks import Dispatcher
-        dispatcher = Dispatcher(pool, box)
+        w = cfg.webhooks
+        dispatcher = Dispatcher(pool, box, interval=w.interval, batch=w.batch, timeout=w.timeout, schedule=w.schedule)
         dispatcher.start()
         background.append(dispatcher)
+        sampler = metrics.Sampler(pool, cfg.metrics.sample_interval)   # pool, outbox, webhook, reconciliation gauges
+        sampler.start()
+        background.append(sampler)
         yield
         for task in background:
             await task.stop()

@@ -78,6 +78,21 @@ class PaymentsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class WebhooksConfig:
+    """Merchant webhook delivery (paycore.webhooks). ``schedule``: seconds to wait
+    after failed attempt n; empty means the built-in one (10 attempts, ~2.5 h)."""
+    schedule: tuple[float, ...] = ()
+    timeout: float = 5.0
+    interval: float = 0.5            # dispatcher poll when nothing was due
+    batch: int = 100
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsConfig:
+    sample_interval: float = 5.0     # how often state gauges (pool, outbox, backlogs) are sampled
+
+
+@dataclass(frozen=True, slots=True)
 class RoutePattern:
     channel: str
     pattern: re.Pattern[str]
@@ -94,6 +109,8 @@ class Config:
     routing: tuple[RoutePattern, ...] = ()
     channels: Mapping[str, ChannelSettings] = field(default_factory=dict)
     breaker: Mapping[str, Any] = field(default_factory=dict)
+    webhooks: WebhooksConfig = WebhooksConfig()
+    metrics: MetricsConfig = MetricsConfig()
 
 
 def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
@@ -184,4 +201,7 @@ def from_dict(data: Mapping[str, Any], env: Mapping[str, str] | None = None) -> 
         kafka=_section(KafkaConfig, kafka), journal=_section(JournalConfig, data.get("journal")),
         security=_section(SecurityConfig, security), payments=_section(PaymentsConfig, data.get("payments")),
         routing=routing, channels=channels, breaker=dict(data.get("breaker", {})),
+        webhooks=_section(WebhooksConfig, {k: tuple(v) if k == "schedule" else v
+                                           for k, v in (data.get("webhooks") or {}).items()}),
+        metrics=_section(MetricsConfig, data.get("metrics")),
     )

@@ -8,8 +8,10 @@ defence.
 from __future__ import annotations
 
 import contextvars
+import itertools
 import logging
 import re
+import secrets
 import sys
 import time
 
@@ -20,6 +22,18 @@ merchant_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("mercha
 payment_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("payment_id", default=None)
 
 _PAN_RE = re.compile(r"(?<!\d)(\d{6})\d{3,9}(\d{4})(?!\d)")
+
+# request ids: a caller's X-Request-Id if it is tame, else <process prefix>-<counter> (no per-request
+# randomness: the prefix is random per process, so ids stay unique across workers and restarts)
+_RID_OK = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+_RID_PREFIX = secrets.token_hex(4) + "-"
+_rid_counter = itertools.count(1)
+
+
+def new_request_id(incoming: str | None = None) -> str:
+    if incoming and _RID_OK.fullmatch(incoming):
+        return incoming
+    return f"{_RID_PREFIX}{next(_rid_counter):x}"
 
 
 def mask_digits(text: str) -> str:
