@@ -2,20 +2,30 @@
 
 The journal writes a ``webhooks`` row in the same transaction as every final
 event of a payment with a ``notify_url``; this dispatcher (one per process,
-rows claimed with ``skip locked``) POSTs the event JSON with
+rows claimed with ``skip locked`` and leased, so several processes share the
+work and a process that dies mid-delivery leaves rows that become due again)
+POSTs the event JSON with
 ``X-Paycore-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>``
 until the merchant answers 2xx. Attempts follow ``SCHEDULE`` (10 attempts
-over about 2.5 hours); then the row is FAILED and can be replayed with
-``paycore webhooks replay``.
+over about 2.5 hours; ``[webhooks] schedule`` in the config overrides it);
+then the row is FAILED and ``paycore webhooks replay`` gives it a fresh
+schedule. ``paycore webhooks list`` shows rows by status or payment.
+
+Delivery is at least once: a merchant dedupes on ``event_id`` (also sent as
+``X-Paycore-Event-Id``).
 """
 from __future__ import annotations
 
+import argparse
 import asyncio
 import hashlib
 import hmac
+import json
 import logging
+import sys
 import time
 from datetime import timedelta
+from typing import Any
 
 import aiohttp
 import asyncpg
@@ -26,16 +36,32 @@ from paycore.models import now
 
 log = logging.getLogger("paycore.webhooks")
 
-#: seconds to wait after attempt n (1-based) failed
+#: seconds to wait after attempt n (1-based) failed: 10 attempts over 2 h 43 min
 SCHEDULE = (5, 15, 60, 180, 600, 900, 1800, 2400, 3600)
 MAX_ATTEMPTS = len(SCHEDULE) + 1
-LEASE = 60
+STATUSES = ("PENDING", "DELIVERED", "FAILED")
 
 
 def signature_header(secret: bytes, body: bytes, ts: int | None = None) -> str:
     t = int(time.time()) if ts is None else ts
     mac = hmac.new(secret, f"{t}.".encode() + body, hashlib.sha256).hexdigest()
     return f"t={t},v1={mac}"
+
+
+def verify_signature(secret: bytes, body: bytes, header: str, tolerance: float = 300.0,
+                     at: float | None = None) -> bool:
+    """What a merchant does on receipt (and what the tests do): recompute the MAC over
+    ``"<t>.<body>"``, compare in constant time, refuse a stale ``t``."""
+    try:
+        parts = dict(p.split("=", 1) for p in header.split(","))
+        t = int(parts["t"])
+        given = parts["v1"]
+    except (KeyError, ValueError):
+        return False
+    if abs((time.time() if at is None else at) - t) > tolerance:
+        return False
+    want = hmac.new(secret, f"{t}.".encode() + body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(want, given)
 
 
 class Dispatcher:
@@ -46,7 +72,9 @@ class Dispatcher:
         self.interval = interval
         self.batch = batch
         self.timeout = timeout
-        self.schedule = schedule
+        self.schedule = tuple(schedule) or SCHEDULE
+        # a claimed row is due again after this if its process died mid-delivery
+        self.lease = 2 * timeout + 5
         self._task: asyncio.Task | None = None
         self._session: aiohttp.ClientSession | None = None
 
@@ -79,32 +107,34 @@ class Dispatcher:
         async with self.pool.acquire() as conn:
             async with conn.transaction():
                 rows = await conn.fetch(
-                    "select w.id, w.url, w.payload, w.attempts, w.merchant_id, m.secret_enc from webhooks w "
-                    "join merchants m on m.id = w.merchant_id where w.status = 'PENDING' "
+                    "select w.id, w.event_id, w.url, w.payload, w.attempts, w.merchant_id, m.secret_enc "
+                    "from webhooks w join merchants m on m.id = w.merchant_id where w.status = 'PENDING' "
                     "and w.next_attempt_at <= now() order by w.next_attempt_at limit $1 for update of w skip locked",
                     self.batch)
                 if rows:
                     await conn.execute("update webhooks set next_attempt_at = now() + make_interval(secs => $2) "
-                                       "where id = any($1::bigint[])", [r["id"] for r in rows], LEASE)
-            backlog = await conn.fetchval("select count(*) from webhooks where status = 'PENDING'")
-        metrics.WEBHOOK_BACKLOG.set(backlog)
-        await asyncio.gather(*(self.deliver(r) for r in rows))
+                                       "where id = any($1::bigint[])", [r["id"] for r in rows], self.lease)
+        if rows:
+            await asyncio.gather(*(self.deliver(r) for r in rows))
         return len(rows)
 
     async def deliver(self, row: asyncpg.Record) -> None:
         secret = self.box.open(row["merchant_id"], row["secret_enc"]).get_bytes()
         body = bytes(row["payload"])
+        attempts = row["attempts"] + 1
         headers = {"Content-Type": "application/json", "X-Paycore-Signature": signature_header(secret, body),
+                   "X-Paycore-Event-Id": row["event_id"], "X-Paycore-Delivery-Attempt": str(attempts),
                    "User-Agent": "paycore-webhooks/1"}
         status, error = None, None
         assert self._session is not None
+        t0 = time.perf_counter()
         try:
             async with self._session.post(row["url"], data=body, headers=headers) as resp:
                 status = resp.status
                 await resp.read()
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as e:
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError) as e:
             error = type(e).__name__
-        attempts = row["attempts"] + 1
+        metrics.WEBHOOK_LATENCY.observe(time.perf_counter() - t0)
         if status is not None and 200 <= status < 300:
             metrics.WEBHOOK_DELIVERIES.labels("delivered").inc()
             await self.pool.execute("update webhooks set status = 'DELIVERED', attempts = $2, last_status = $3, "
@@ -112,6 +142,8 @@ class Dispatcher:
             return
         if attempts >= len(self.schedule) + 1:
             metrics.WEBHOOK_DELIVERIES.labels("gave_up").inc()
+            log.warning("webhook %s for merchant %s given up after %d attempts (last: %s)", row["event_id"],
+                        row["merchant_id"], attempts, status or error)
             await self.pool.execute("update webhooks set status = 'FAILED', attempts = $2, last_status = $3, "
                                     "last_error = $4 where id = $1", row["id"], attempts, status, error)
             return
@@ -120,3 +152,87 @@ class Dispatcher:
         await self.pool.execute("update webhooks set attempts = $2, last_status = $3, last_error = $4, "
                                 "next_attempt_at = $5 where id = $1", row["id"], attempts, status, error,
                                 now() + timedelta(seconds=delay))
+
+
+# ------------------------------------------------------------------ operators
+_LIST_COLUMNS = ("id", "event_id", "merchant_id", "payment_id", "status", "attempts", "replays", "last_status",
+                 "last_error", "next_attempt_at", "created_at", "delivered_at", "url")
+
+
+async def listing(conn: Any, *, status: str | None = None, payment_id: str | None = None,
+                  merchant_id: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+    where, args = [], []
+    for col, val in (("status", status), ("payment_id", payment_id), ("merchant_id", merchant_id)):
+        if val:
+            args.append(val)
+            where.append(f"{col} = ${len(args)}")
+    args.append(limit)
+    rows = await conn.fetch(f"select {', '.join(_LIST_COLUMNS)} from webhooks "
+                            f"{'where ' + ' and '.join(where) if where else ''} "
+                            f"order by created_at desc, id desc limit ${len(args)}", *args)
+    return [dict(r) for r in rows]
+
+
+async def replay(conn: Any, *, ids: list[int] | None = None, event_ids: list[str] | None = None,
+                 all_failed: bool = False) -> list[int]:
+    """Make webhooks due now with a fresh schedule; returns the ids replayed.
+
+    By id or event id (any status: a merchant that lost a delivered event asks
+    again), or every FAILED one."""
+    if all_failed:
+        cond, args = "status = 'FAILED'", []
+    else:
+        cond, args = "(id = any($1::bigint[]) or event_id = any($2::text[]))", [ids or [], event_ids or []]
+    rows = await conn.fetch(f"update webhooks set status = 'PENDING', attempts = 0, replays = replays + 1, "
+                            f"next_attempt_at = now(), delivered_at = null where {cond} returning id", *args)
+    return sorted(r["id"] for r in rows)
+
+
+def _cell(v: Any) -> str:
+    if v is None:
+        return "-"
+    if hasattr(v, "isoformat"):
+        return v.isoformat(timespec="seconds")
+    return str(v)
+
+
+def render_table(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> str:
+    cells = [[_cell(r[c]) for c in columns] for r in rows]
+    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
+    out = ["  ".join(c.upper().ljust(w) for c, w in zip(columns, widths)).rstrip()]
+    out += ["  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() for row in cells]
+    return "\n".join(out)
+
+
+def cmd_webhooks(args: argparse.Namespace) -> int:
+    from paycore import config as config_mod
+    from paycore.cli import _run, _setup_logging
+
+    cfg = config_mod.load(args.config)
+    _setup_logging(cfg.server.log_level)
+
+    async def main() -> int:
+        conn = await asyncpg.connect(cfg.database.url, timeout=cfg.database.connect_timeout)
+        try:
+            if args.action == "list":
+                rows = await listing(conn, status=args.status, payment_id=args.payment, merchant_id=args.merchant,
+                                     limit=args.limit)
+                if args.json:
+                    for r in rows:
+                        print(json.dumps({k: _cell(v) if hasattr(v, "isoformat") else v for k, v in r.items()}))
+                else:
+                    cols = tuple(c for c in _LIST_COLUMNS if c not in ("merchant_id", "next_attempt_at"))
+                    print(render_table(rows, cols) if rows else "no webhooks")
+                return 0
+            if not args.ids and not args.failed:
+                print("name webhook ids or event ids, or --failed", file=sys.stderr)
+                return 2
+            num = [int(i) for i in args.ids if i.isdigit()]
+            evt = [i for i in args.ids if not i.isdigit()]
+            done = await replay(conn, ids=num, event_ids=evt, all_failed=args.failed)
+            print(json.dumps({"replayed": done}))
+            return 0 if done else 1
+        finally:
+            await conn.close()
+
+    return _run(main())
