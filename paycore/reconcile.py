@@ -229,7 +229,8 @@ async def store_error(conn: Any, channel: str, day: date, started_at: datetime, 
 # ---------------------------------------------------------------------- showing
 def render(rep: Report) -> str:
     c = rep.counts
-    head = (f"reconciliation of {rep.channel} for {rep.day.isoformat()} (run {rep.run_id}): "
+    run = f"run {rep.run_id}" if rep.run_id is not None else "not stored"
+    head = (f"reconciliation of {rep.channel} for {rep.day.isoformat()} ({run}): "
             f"{rep.statement_lines} statement lines, {rep.our_lines} of ours\n"
             f"  matched {c['matched']}, missing on our side {c['missing_ours']}, "
             f"missing on the channel's side {c['missing_channel']}, amount mismatches {c['amount_mismatch']}, "

@@ -112,6 +112,7 @@ async def test_seeded_discrepancies_are_each_found_and_stored(stack):
                         (amount_off, "amount_mismatch"), (status_off, "status_mismatch")):
         assert any(pid in ln and ln.startswith(result) for ln in lines), (pid, table.out)
     assert "26.00" in table.out and "25.00 SUCCEEDED" in table.out
+    print("\n" + table.out)
 
     # exported: the API processes sample the latest run into metrics
     async def exported():
