@@ -75,14 +75,14 @@ async def apply(pool: asyncpg.Pool, values: list[bytes]) -> tuple[int, int]:
         try:
             ev = orjson.loads(raw)
             mv = movement(ev)
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            if mv is None:
+                EVENTS.labels("skipped").inc()
+                continue
+            moves.append((str(ev["event_id"]), str(ev["payment"]["id"]), str(ev["type"]), mv))
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
+            # a poison message must not stop the partition: counted, logged (without its content), skipped
             EVENTS.labels("malformed").inc()
             log.warning("settlement: skipping a malformed event")
-            continue
-        if mv is None:
-            EVENTS.labels("skipped").inc()
-            continue
-        moves.append((ev["event_id"], ev["payment"]["id"], ev["type"], mv))
     if not moves:
         return 0, 0
     async with pool.acquire() as conn:
