@@ -120,13 +120,15 @@ class Relay:
             rows = await conn.fetch(
                 "select id, payment_id, payload, created_at from outbox order by id limit $1", self.batch)
             now = time.monotonic()
-            if now - last_depth > 2.0 or not rows:
+            if not rows:   # the select just saw it empty: no count needed on every idle poll
+                metrics.OUTBOX_DEPTH.set(0)
+                last_depth = now
+                await asyncio.sleep(self.idle)
+                continue
+            if now - last_depth > 2.0:
                 metrics.OUTBOX_DEPTH.set(await conn.fetchval(
                     "select count(*) from (select 1 from outbox limit 1000000) o"))
                 last_depth = now
-            if not rows:
-                await asyncio.sleep(self.idle)
-                continue
             futures = await _send_batches(producer, topic, rows)
             await asyncio.wait_for(asyncio.gather(*futures), self.cfg.kafka.send_timeout)
             await conn.execute("delete from outbox where id = any($1::bigint[])", [r["id"] for r in rows])
