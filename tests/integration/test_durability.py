@@ -15,7 +15,7 @@ async def test_restart_in_the_middle_of_processing_still_ends_it(stack):
     assert paying.body["status"] == forever.body["status"] == "PROCESSING"
     stack.kill_paycore(signal.SIGKILL)
     await asyncio.sleep(0.5)
-    stack.start_paycore()
+    await asyncio.to_thread(stack.start_paycore)
     assert (await stack.wait_final(paying.body["id"], timeout=20))["status"] == "SUCCEEDED"
     assert (await stack.wait_final(forever.body["id"], timeout=20))["status"] == "REVERSED"
     assert sim_order(stack, "wechatpay", paying.body["id"]).pay_calls == 1
@@ -31,7 +31,7 @@ async def test_killed_during_the_channel_call_recovers(stack):
         await task
     except Exception:
         pass   # the connection died with the worker: the POS would retry or query
-    stack.start_paycore()
+    await asyncio.to_thread(stack.start_paycore)
     rows = await stack.pool.fetch("select id from payments where status = 'PROCESSING'")
     ids = [r["id"] for r in rows]
     for pid in ids:
@@ -76,8 +76,8 @@ async def test_two_workers_share_one_port_and_the_journal(stack):
     with its own pools; metrics are aggregated across them."""
     import re
     import subprocess
-    stack.stop_paycore()
-    stack.start_paycore(workers=2)
+    await asyncio.to_thread(stack.stop_paycore)
+    await asyncio.to_thread(stack.start_paycore, 2)
     try:
         await asyncio.sleep(1.0)
         pgrep = subprocess.run(["pgrep", "-P", str(stack.proc.pid)], capture_output=True, text=True)
@@ -93,5 +93,5 @@ async def test_two_workers_share_one_port_and_the_journal(stack):
             r'paycore_payments_created_total\{channel="wechatpay",method="barcode"\} ([0-9.e+]+)', text))
         assert created >= 40
     finally:
-        stack.stop_paycore()
-        stack.start_paycore()
+        await asyncio.to_thread(stack.stop_paycore)
+        await asyncio.to_thread(stack.start_paycore)

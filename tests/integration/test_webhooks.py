@@ -7,6 +7,8 @@ The test stack shortens the retry schedule to fractions of a second through
 """
 from __future__ import annotations
 
+import asyncio
+
 import hashlib
 import hmac
 import json
@@ -105,13 +107,16 @@ async def test_pending_webhooks_survive_a_paycore_restart(stack, receiver):
         receiver.behaviour[name] = 200
         restarted_at = time.time()
     finally:
-        stack.start_paycore()
+        await asyncio.to_thread(stack.start_paycore)
     ok = await eventually(lambda: [d for d in receiver.received(name) if d.status == 200], timeout=30,
                           what="delivery after the restart")
     assert ok[0].at >= restarted_at
     assert orjson.loads(ok[0].body)["payment"]["id"] == pid
-    row = await stack.pool.fetchrow("select * from webhooks where payment_id = $1", pid)
-    assert row["status"] == "DELIVERED"
+
+    async def delivered():   # the receiver answered; the dispatcher records it just after
+        return await stack.pool.fetchrow("select * from webhooks where payment_id = $1 and status = 'DELIVERED'",
+                                         pid)
+    await eventually(delivered, timeout=10, what="the delivery to be recorded")
 
 
 async def test_a_given_up_webhook_is_listed_and_replayed_by_the_operator(stack, receiver):
