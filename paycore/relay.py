@@ -137,6 +137,10 @@ class Relay:
                 metrics.RELAY_LAG.observe((at - r["created_at"]).total_seconds())
             metrics.EVENTS_PUBLISHED.inc(len(rows))
             self.published += len(rows)
+            if len(rows) < self.batch:
+                # caught up: let the next batch gather for one poll interval instead of
+                # paying a select, a produce round trip and a delete for a handful of rows
+                await asyncio.sleep(self.idle)
 
 
 async def _send_batches(producer: AIOKafkaProducer, topic: str, rows) -> list[asyncio.Future]:
