@@ -99,8 +99,11 @@ class Change:
 
 
 class Journal:
+    # One flusher by default: while its statement is in flight the next batch gathers,
+    # so batches grow with the load; a second flusher mostly splits them in two (more
+    # round trips for the same changes) since both wait on the same database.
     def __init__(self, pool: asyncpg.Pool, batch_max: int = 256, max_wait_ms: float = 2.0,
-                 flushers: int = 2) -> None:
+                 flushers: int = 1) -> None:
         self.pool = pool
         self.batch_max = batch_max
         self.max_wait = max_wait_ms / 1000
