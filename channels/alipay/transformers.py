@@ -36,6 +36,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from channels import money
 from channels.base import (
     ChannelError,
     ChannelResult,
@@ -46,6 +47,7 @@ from channels.base import (
     StatementLine,
     TradeStatus,
 )
+from channels.money import fen_to_yuan
 
 # -- API names and constants ----------------------------------------------------
 
@@ -121,27 +123,12 @@ def parse_beijing_time(s: str | None) -> datetime | None:
 
 # -- money ------------------------------------------------------------------------
 
-_YUAN_RE = re.compile(r"^(-?)([0-9]+)(?:\.([0-9]{1,2}))?$")  # ASCII digits only: \d takes "１"
-
-
-def fen_to_yuan(fen: int) -> str:
-    """``1234`` → ``"12.34"``; integer arithmetic only. Negative amounts are refused."""
-    if isinstance(fen, bool) or not isinstance(fen, int) or fen < 0:
-        raise ValueError(f"amount must be a non-negative int of fen, got {fen!r}")
-    yuan, cents = divmod(fen, 100)
-    return f"{yuan}.{cents:02d}"
-
-
 def yuan_to_fen(s: str, *, allow_negative: bool = False) -> int:
-    """``"12.34"`` / ``"12.3"`` / ``"12"`` → fen; anything else (``1e3``, three
-    decimals, blanks inside) is a ValueError. Refund rows of the statement carry
-    negative amounts, hence ``allow_negative``."""
-    m = _YUAN_RE.match(s.strip()) if isinstance(s, str) else None
-    if m is None or (m.group(1) and not allow_negative):
-        raise ValueError(f"not a yuan amount: {s!r}")
-    sign, whole, frac = m.groups()
-    fen = int(whole) * 100 + int((frac or "").ljust(2, "0"))
-    return -fen if sign else fen
+    """``"12.34"`` / ``"12.3"`` / ``"12"`` → fen, blanks around and zeros in front
+    tolerated; anything else (``1e3``, three decimals, blanks inside) is a
+    ValueError. Refund rows of the statement carry negative amounts, hence
+    ``allow_negative``. ``fen_to_yuan`` is :func:`channels.money.fen_to_yuan`."""
+    return money.yuan_to_fen(s, allow_negative=allow_negative, padded=True)
 
 
 # -- keys and signatures ------------------------------------------------------------

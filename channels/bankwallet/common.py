@@ -2,9 +2,9 @@
 
 Two kinds, kept apart from any one provider's wire format:
 
-* pure money conversion (int fen ↔ yuan strings such as ``"12.34"``), by
-  integer arithmetic only: a float never touches an amount; the replay-window
-  check of a signed message's timestamp; decoding a verified JSON notification;
+* money conversion (int fen ↔ yuan strings such as ``"12.34"``), re-exported
+  from :mod:`channels.money`; the replay-window check of a signed message's
+  timestamp; decoding a verified JSON notification;
 * the provider-neutral order operations their simulators share (open an
   order idempotently, settle a barcode payment by scenario, reverse, close,
   refund). Each simulator maps the outcome to its provider's own words.
@@ -14,34 +14,14 @@ work; nothing here is bankwallet-specific.
 """
 from __future__ import annotations
 
-import re
 from typing import Any, Callable
 
 import orjson
 
 from channels import simkit
 from channels.base import ChannelError, Notification, NotificationRejected
+from channels.money import fen_to_yuan, yuan_to_fen  # noqa: F401  (re-exported: qqwallet, ecny)
 from channels.simkit import OrderState, Scenario, SimOrder, SimRefund, SimSettings, SimState
-
-_YUAN = re.compile(r"(0|[1-9]\d*)(?:\.(\d{1,2}))?")
-
-
-def fen_to_yuan(fen: int) -> str:
-    """``1234`` → ``"12.34"``; always two decimals. Negative amounts are refused."""
-    if isinstance(fen, bool) or not isinstance(fen, int) or fen < 0:
-        raise ValueError(f"amount in fen must be a non-negative int, got {fen!r}")
-    return f"{fen // 100}.{fen % 100:02d}"
-
-
-def yuan_to_fen(yuan: str) -> int:
-    """``"12.34"`` → ``1234``; ``"12"``, ``"12.3"`` accepted; anything else
-    (sign, exponent, three decimals, spaces) raises ValueError."""
-    m = _YUAN.fullmatch(yuan)
-    if m is None:
-        raise ValueError(f"not a yuan amount: {yuan!r}")
-    cents = (m.group(2) or "").ljust(2, "0")
-    return int(m.group(1)) * 100 + int(cents)
-
 
 def fresh(timestamp: str | None, now: float, window: float) -> bool:
     """The timestamp is a decimal unix time within ``window`` seconds of ``now``."""

@@ -21,6 +21,7 @@ from typing import Any, Callable, Mapping
 
 import orjson
 
+from channels import money
 from channels.base import (
     ChannelError, ChannelResult, Method, Notification, NotificationRejected, PayRequest, RefundRequest,
     RefundResult, RefundStatus, StatementLine, TradeRef, TradeStatus,
@@ -101,27 +102,17 @@ class V3Ids:
 
 # -- money, ids, time -----------------------------------------------------------
 
-_YUAN = re.compile(r"^(-?)(\d+)(?:\.(\d{1,2}))?$")
 _OUT_NO = re.compile(r"^[0-9A-Za-z_\-|*@]{6,32}$")
 
 
 def fen_to_yuan(fen: int) -> str:
-    """12345 → "123.45", by integer arithmetic."""
-    if isinstance(fen, bool) or not isinstance(fen, int):
-        raise TypeError("fen must be int")
-    sign = "-" if fen < 0 else ""
-    whole, cents = divmod(abs(fen), 100)
-    return f"{sign}{whole}.{cents:02d}"
+    """12345 → "123.45", -5 → "-0.05" (:func:`channels.money.fen_to_yuan`)."""
+    return money.fen_to_yuan(fen, allow_negative=True)
 
 
 def yuan_to_fen(yuan: str) -> int:
-    """ "123.45" → 12345; "1" → 100; "0.5" → 50. More than two decimals is an error, never rounded."""
-    m = _YUAN.match(yuan.strip())
-    if m is None:
-        raise ValueError(f"not a yuan amount: {yuan!r}")
-    sign, whole, frac = m.groups()
-    fen = int(whole) * 100 + int((frac or "0").ljust(2, "0"))
-    return -fen if sign else fen
+    """ "123.45" → 12345; "1" → 100; " 0.5 " → 50; "-0.01" → -1. More than two decimals is an error, never rounded."""
+    return money.yuan_to_fen(yuan, allow_negative=True, padded=True)
 
 
 def wire_out_no(no: str) -> str:
