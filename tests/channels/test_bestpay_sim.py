@@ -1,12 +1,13 @@
 """Bestpay adapter against its simulator over real HTTP (scenarios by amount % 100).
 
-The barcode scenario checks are shared with test_jdpay_sim (same engine contract,
-another wire); this file adds what is Bestpay's own.
+The barcode scenario checks are shared (tests/support/channel_checks.py: same
+engine contract, another wire); this file adds what is Bestpay's own.
 """
 from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import AsyncIterator
 from urllib.parse import urlencode
 
 import aiohttp
@@ -20,7 +21,7 @@ from channels.bestpay import transformers as tf
 from channels.bestpay.adapter import BestpayAdapter
 from channels.http import ChannelHttp
 from paycore.secrets import Secret
-from tests.channels.test_jdpay_sim import (
+from tests.support.channel_checks import (
     barcode, check_barcode_success, check_declined, check_duplicate_notifications, check_faults_are_retriable,
     check_not_found, check_out_of_order_notification, check_refund_declined, check_refunds, check_statement,
     check_unknown_outcome_then_query, check_userpaying_forever_then_reverse, check_userpaying_then_success,
@@ -36,9 +37,14 @@ def keys(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("bestpay-keys")
 
 
-async def test_barcode_payment_succeeds(keys: Path) -> None:
-    async with SimPair.start("bestpay", keys) as pair:
-        await check_barcode_success(pair, CODE)
+@pytest.fixture
+async def pair(keys: Path) -> AsyncIterator[SimPair]:
+    async with SimPair.start("bestpay", keys) as p:
+        yield p
+
+
+async def test_barcode_payment_succeeds(pair: SimPair) -> None:
+    await check_barcode_success(pair, CODE, paid_at=False)
 
 
 async def test_only_barcode_is_offered(keys: Path) -> None:
@@ -57,20 +63,17 @@ async def test_userpaying_then_success_after_queries(keys: Path) -> None:
         assert note.payment.status is TradeStatus.SUCCEEDED and note.out_trade_no == req.out_trade_no
 
 
-async def test_userpaying_forever_then_reverse(keys: Path) -> None:
-    async with SimPair.start("bestpay", keys) as pair:
-        await check_userpaying_forever_then_reverse(pair, CODE)
+async def test_userpaying_forever_then_reverse(pair: SimPair) -> None:
+    await check_userpaying_forever_then_reverse(pair, CODE)
 
 
-async def test_declined_is_failed_with_bestpay_code(keys: Path) -> None:
-    async with SimPair.start("bestpay", keys) as pair:
-        await check_declined(pair, CODE, tf.ERR_DECLINED)
+async def test_declined_is_failed_with_bestpay_code(pair: SimPair) -> None:
+    await check_declined(pair, CODE, tf.ERR_DECLINED)
 
 
-async def test_system_error_is_retriable_then_query_finds_the_outcome(keys: Path) -> None:
-    async with SimPair.start("bestpay", keys) as pair:
-        await check_unknown_outcome_then_query(pair, CODE, 1014, "system_error", TradeStatus.SUCCEEDED)
-        await check_unknown_outcome_then_query(pair, CODE, 1019, "system_error", TradeStatus.FAILED)
+async def test_system_error_is_retriable_then_query_finds_the_outcome(pair: SimPair) -> None:
+    await check_unknown_outcome_then_query(pair, CODE, 1014, "system_error", TradeStatus.SUCCEEDED)
+    await check_unknown_outcome_then_query(pair, CODE, 1019, "system_error", TradeStatus.FAILED)
 
 
 async def test_slow_answer_times_out_then_query_finds_success(keys: Path) -> None:
@@ -78,39 +81,32 @@ async def test_slow_answer_times_out_then_query_finds_success(keys: Path) -> Non
         await check_unknown_outcome_then_query(pair, CODE, 1015, "timeout", TradeStatus.SUCCEEDED)
 
 
-async def test_unknown_order_is_not_found(keys: Path) -> None:
-    async with SimPair.start("bestpay", keys) as pair:
-        await check_not_found(pair, CODE)
+async def test_unknown_order_is_not_found(pair: SimPair) -> None:
+    await check_not_found(pair, CODE)
 
 
-async def test_duplicate_notifications_parse_alike(keys: Path) -> None:
-    async with SimPair.start("bestpay", keys) as pair:
-        await check_duplicate_notifications(pair, CODE)
+async def test_duplicate_notifications_parse_alike(pair: SimPair) -> None:
+    await check_duplicate_notifications(pair, CODE)
 
 
-async def test_out_of_order_notification_arrives_before_the_answer(keys: Path) -> None:
-    async with SimPair.start("bestpay", keys) as pair:
-        await check_out_of_order_notification(pair, CODE)
+async def test_out_of_order_notification_arrives_before_the_answer(pair: SimPair) -> None:
+    await check_out_of_order_notification(pair, CODE)
 
 
-async def test_full_and_partial_refunds(keys: Path) -> None:
-    async with SimPair.start("bestpay", keys) as pair:
-        await check_refunds(pair, CODE, tf.ERR_REFUND_REFUSED)
+async def test_full_and_partial_refunds(pair: SimPair) -> None:
+    await check_refunds(pair, CODE, tf.ERR_REFUND_REFUSED)
 
 
-async def test_refund_declined(keys: Path) -> None:
-    async with SimPair.start("bestpay", keys) as pair:
-        await check_refund_declined(pair, CODE, tf.ERR_REFUND_REFUSED)
+async def test_refund_declined(pair: SimPair) -> None:
+    await check_refund_declined(pair, CODE, tf.ERR_REFUND_REFUSED)
 
 
-async def test_statement_lists_the_days_payments_and_refunds(keys: Path) -> None:
-    async with SimPair.start("bestpay", keys) as pair:
-        await check_statement(pair, CODE)
+async def test_statement_lists_the_days_payments_and_refunds(pair: SimPair) -> None:
+    await check_statement(pair, CODE)
 
 
-async def test_http_500_and_garbage_are_retriable(keys: Path) -> None:
-    async with SimPair.start("bestpay", keys) as pair:
-        await check_faults_are_retriable(pair, CODE)
+async def test_http_500_and_garbage_are_retriable(pair: SimPair) -> None:
+    await check_faults_are_retriable(pair, CODE)
 
 
 async def test_forged_notifications_are_rejected(keys: Path) -> None:

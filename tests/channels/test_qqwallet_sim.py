@@ -2,19 +2,21 @@
 from __future__ import annotations
 
 import dataclasses
-import secrets
-from datetime import datetime, timezone
 from pathlib import Path
 
 import aiohttp
 import pytest
 
-from channels.base import (ChannelError, Method, NotificationRejected, RefundRequest, RefundStatus, TradeRef,
-                           TradeStatus)
+from channels.base import ChannelError, Method, NotificationRejected, RefundStatus, TradeStatus
 from channels.http import ChannelHttp
 from channels.qqwallet import transformers as tf
 from channels.qqwallet.adapter import QqWalletAdapter
 from paycore.secrets import Secret
+from tests.support.channel_checks import (
+    check_barcode_success, check_declined, check_empty_statement, check_qr_paid_by_customer,
+    check_refund_declined, check_refunds_in_statement, check_unknown_outcome_then_query,
+    check_userpaying_forever_then_reverse, check_userpaying_then_success, ref,
+)
 from tests.support.simpair import SimPair
 
 AUTH_CODE = "910000000000000001"
@@ -25,23 +27,9 @@ def keys_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("qqwallet-keys")
 
 
-def ref(req, channel_trade_no: str | None = None) -> TradeRef:
-    return TradeRef(out_trade_no=req.out_trade_no, amount=req.amount, method=req.method,
-                    channel_trade_no=channel_trade_no)
-
-
-def refund_req(pair: SimPair, req, amount: int) -> RefundRequest:
-    return RefundRequest(out_refund_no="rfd_" + secrets.token_hex(12), out_trade_no=req.out_trade_no,
-                         channel_trade_no=None, total_amount=req.amount, refund_amount=amount, reason="test",
-                         notify_url=pair.notify_url("refund"))
-
-
 async def test_barcode_succeeds(keys_dir: Path) -> None:
     async with SimPair.start("qqwallet", keys_dir) as pair:
-        req = pair.pay_request(amount=1000, method=Method.BARCODE, auth_code=AUTH_CODE)
-        res = await pair.adapter.pay(req)
-        assert res.status is TradeStatus.SUCCEEDED
-        assert res.amount == 1000 and res.channel_trade_no and res.paid_at is not None
+        await check_barcode_success(pair, AUTH_CODE)
 
 
 async def test_barcode_succeeds_with_hmac_sha256_signing(keys_dir: Path) -> None:
@@ -55,15 +43,7 @@ async def test_barcode_succeeds_with_hmac_sha256_signing(keys_dir: Path) -> None
 
 async def test_qr_pending_then_customer_pays_and_notification_arrives(keys_dir: Path) -> None:
     async with SimPair.start("qqwallet", keys_dir) as pair:
-        req = pair.pay_request(amount=2500, method=Method.QR)
-        res = await pair.adapter.pay(req)
-        assert res.status is TradeStatus.PENDING and res.qr_code
-        await pair.customer_pays(qr_code=res.qr_code)
-        note = await pair.next_notification()
-        assert not isinstance(note, NotificationRejected)
-        assert note.kind == "payment" and note.out_trade_no == req.out_trade_no and note.amount == 2500
-        assert note.payment is not None and note.payment.status is TradeStatus.SUCCEEDED
-        assert note.merchant_ref == pair.adapter.settings.mch_id
+        await check_qr_paid_by_customer(pair, 2500)
 
 
 async def test_jsapi_gives_pay_params_then_customer_pays(keys_dir: Path) -> None:
@@ -80,21 +60,12 @@ async def test_jsapi_gives_pay_params_then_customer_pays(keys_dir: Path) -> None
 
 async def test_userpaying_then_success_after_queries(keys_dir: Path) -> None:
     async with SimPair.start("qqwallet", keys_dir) as pair:
-        req = pair.pay_request(amount=1011, method=Method.BARCODE, auth_code=AUTH_CODE)
-        res = await pair.adapter.pay(req)
-        assert res.status is TradeStatus.PROCESSING and res.failure_code == "USERPAYING"
-        statuses = [(await pair.adapter.query(ref(req))).status for _ in range(3)]
-        assert statuses == [TradeStatus.PROCESSING, TradeStatus.PROCESSING, TradeStatus.SUCCEEDED]
+        await check_userpaying_then_success(pair, AUTH_CODE, "USERPAYING")
 
 
 async def test_userpaying_forever_then_reverse(keys_dir: Path) -> None:
     async with SimPair.start("qqwallet", keys_dir) as pair:
-        req = pair.pay_request(amount=1012, method=Method.BARCODE, auth_code=AUTH_CODE)
-        assert (await pair.adapter.pay(req)).status is TradeStatus.PROCESSING
-        assert (await pair.adapter.query(ref(req))).status is TradeStatus.PROCESSING
-        rev = await pair.adapter.reverse(ref(req))
-        assert rev.status is TradeStatus.REVERSED and not rev.retry
-        assert (await pair.adapter.query(ref(req))).status is TradeStatus.REVERSED
+        await check_userpaying_forever_then_reverse(pair, AUTH_CODE)
 
 
 async def test_qr_unpaid_then_close(keys_dir: Path) -> None:
@@ -114,10 +85,7 @@ async def test_close_of_paid_order_reports_paid(keys_dir: Path) -> None:
 
 async def test_declined_is_failed_with_qpay_code(keys_dir: Path) -> None:
     async with SimPair.start("qqwallet", keys_dir) as pair:
-        req = pair.pay_request(amount=1013, method=Method.BARCODE, auth_code=AUTH_CODE)
-        res = await pair.adapter.pay(req)
-        assert res.status is TradeStatus.FAILED and res.failure_code == "NOTENOUGH"
-        assert (await pair.adapter.query(ref(req))).status is TradeStatus.FAILED
+        await check_declined(pair, AUTH_CODE, "NOTENOUGH")
 
 
 @pytest.mark.parametrize("amount,kind,timing", [
@@ -127,11 +95,7 @@ async def test_declined_is_failed_with_qpay_code(keys_dir: Path) -> None:
 async def test_unknown_outcome_is_retriable_then_query_finds_success(keys_dir: Path, amount: int, kind: str,
                                                                     timing: dict) -> None:
     async with SimPair.start("qqwallet", keys_dir, **timing) as pair:
-        req = pair.pay_request(amount=amount, method=Method.BARCODE, auth_code=AUTH_CODE)
-        with pytest.raises(ChannelError) as e:
-            await pair.adapter.pay(req)
-        assert e.value.retriable and e.value.kind == kind
-        assert (await pair.adapter.query(ref(req))).status is TradeStatus.SUCCEEDED
+        await check_unknown_outcome_then_query(pair, AUTH_CODE, amount, kind)
 
 
 async def test_duplicate_notifications_parse_to_the_same_result(keys_dir: Path) -> None:
@@ -169,36 +133,18 @@ async def test_forged_notifications_are_rejected(keys_dir: Path) -> None:
 
 async def test_full_and_partial_refund_then_statement(keys_dir: Path) -> None:
     async with SimPair.start("qqwallet", keys_dir) as pair:
-        full = pair.pay_request(amount=500, method=Method.BARCODE, auth_code=AUTH_CODE)
-        part = pair.pay_request(amount=900, method=Method.BARCODE, auth_code=AUTH_CODE)
-        for r in (full, part):
-            assert (await pair.adapter.pay(r)).status is TradeStatus.SUCCEEDED
-        refunds = [refund_req(pair, full, 500), refund_req(pair, part, 250)]
-        for rr in refunds:
-            got = await pair.adapter.refund(rr)
-            assert got.status is RefundStatus.PROCESSING and got.channel_refund_no
-            assert (await pair.adapter.query_refund(rr)).status is RefundStatus.SUCCEEDED
-        too_much = await pair.adapter.refund(refund_req(pair, part, 651))
-        assert too_much.status is RefundStatus.FAILED
-
-        lines = await pair.adapter.statement(datetime.now(timezone.utc).date())
-        payments = {(l.out_trade_no, l.amount) for l in lines if l.kind == "payment"}
-        refunds_seen = {(l.out_refund_no, l.amount) for l in lines if l.kind == "refund"}
-        assert {(full.out_trade_no, 500), (part.out_trade_no, 900)} <= payments
-        assert {(refunds[0].out_refund_no, 500), (refunds[1].out_refund_no, 250)} <= refunds_seen
+        await check_refunds_in_statement(pair, AUTH_CODE, paid=(500, 900), refunded=(500, 250), over=651,
+                                         answered=RefundStatus.PROCESSING, notified=False, reason="test")
 
 
 async def test_refund_declined(keys_dir: Path) -> None:
     async with SimPair.start("qqwallet", keys_dir) as pair:
-        req = pair.pay_request(amount=1018, method=Method.BARCODE, auth_code=AUTH_CODE)
-        assert (await pair.adapter.pay(req)).status is TradeStatus.SUCCEEDED
-        got = await pair.adapter.refund(refund_req(pair, req, 1018))
-        assert got.status is RefundStatus.FAILED and got.failure_code == "NOTENOUGH"
+        await check_refund_declined(pair, AUTH_CODE, "NOTENOUGH", amount=1018)
 
 
 async def test_statement_of_a_day_without_trades_is_empty(keys_dir: Path) -> None:
     async with SimPair.start("qqwallet", keys_dir) as pair:
-        assert await pair.adapter.statement(datetime(2001, 1, 1).date()) == []
+        await check_empty_statement(pair)
 
 
 async def test_request_signed_with_wrong_key_is_refused(keys_dir: Path) -> None:
