@@ -1,7 +1,7 @@
 """The festival load test: POS terminals and QR customers against paycore.
 
     locust -f loadtest/locustfile.py --headless --host http://paycore:8080 \\
-        -u 1250 -r 500 -t 5m --target-tps 5000 --merchant m_demo --secret … \\
+        -u 2500 -r 500 -t 5m --target-tps 5000 --merchant m_demo --secret … \\
         --sims '{"wechatpay": "http://sim:9101", …}'
 
 (``make loadtest`` / ``python -m loadtest.run`` brings up a stack and fills

@@ -32,7 +32,7 @@ LOCUSTFILE = Path(__file__).resolve().parent / "locustfile.py"
 
 def locust_argv(args, host: str, merchant: str, secret: str,
                 sims: dict[str, str]) -> tuple[list[str], dict[str, str]]:
-    users = args.users or max(10, math.ceil(args.target_tps / 4))
+    users = args.users or max(10, math.ceil(args.target_tps / 2))
     spawn = args.spawn_rate or max(1.0, users / 5)
     argv = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--only-summary",
             "-u", str(users), "-r", str(spawn), "-t", args.run_time, "--stop-timeout", "10", "--host", host,
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m loadtest.run", description=__doc__.split("\n\n")[0])
     ap.add_argument("--target-tps", type=float, default=5000.0, help="new payments per second (default 5000)")
     ap.add_argument("-t", "--run-time", default="60s", help="locust run time (default 60s)")
-    ap.add_argument("-u", "--users", type=int, default=0, help="default: target / 4 (each user ≤ 4 payments/s)")
+    ap.add_argument("-u", "--users", type=int, default=0, help="default: target / 2 (each user ≤ 2 payments/s)")
     ap.add_argument("-r", "--spawn-rate", type=float, default=0.0, help="default: users / 5 (5 s ramp)")
     ap.add_argument("--processes", type=int, default=1, help="locust worker processes (-1: one per core)")
     ap.add_argument("--p99-ms", type=float, default=500.0)
