@@ -83,6 +83,28 @@ def proc_tree_cpu(root: int) -> float:
     return total / tick
 
 
+def postgres_backends_cpu(dbname: str) -> float:
+    """utime + stime (seconds) of the Postgres backends serving ``dbname`` (their process
+    title names it); the server's shared processes (WAL writer, checkpointer) are not in it."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    needle = f" {dbname} ".encode()
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/cmdline", "rb") as f:
+                if needle not in f.read().replace(b"\0", b" ") + b" ":
+                    continue
+            with open(f"/proc/{d}/stat", "rb") as f:
+                raw = f.read()
+        except OSError:
+            continue
+        rest = raw[raw.rfind(b")") + 2:].split()
+        total += int(rest[11]) + int(rest[12])
+    return total / tick
+
+
 def _free_block(n: int) -> int:
     """A base port with ``n`` free consecutive ports after it (``paycore sim`` numbers them so)."""
     for _ in range(200):
@@ -243,6 +265,12 @@ class BenchStack:
     def sims_cpu(self) -> float:
         assert self.sims is not None
         return proc_tree_cpu(self.sims.pid)
+
+    def postgres_cpu(self) -> float:
+        return postgres_backends_cpu(self.dbname)
+
+    def broker_cpu(self) -> float:
+        return proc_tree_cpu(self.broker.proc.pid) if self.broker and self.broker.proc else 0.0
 
     # -------------------------------------------------------------- teardown
     async def stop(self) -> None:
