@@ -304,6 +304,7 @@ async def main_async(args) -> int:
     stack = BenchStack(var, workers=args.workers, sim_latency_ms=args.sim_latency_ms, paycore_cpus=paycore_cpus,
                        side_cpus=side_cpus)
     t_start = time.monotonic()
+    clean = False
     log(f"bringing up the stack in {var} (paycore cores: {paycore_cpus or 'any'}, "
         f"simulators + generator: {side_cpus or 'any'}) …")
     from paycore import db
@@ -330,8 +331,9 @@ async def main_async(args) -> int:
             print(orjson.dumps({"end": True, "calibration": await calibrate(stack.paycore_cpus),
                                 "loadavg_1m": os.getloadavg()[0]}).decode(), flush=True)
         await pool.close()
+        clean = True
     finally:
-        await stack.stop()
+        await stack.stop(remove_var=clean and not args.var)   # a failed run keeps its logs
     log(f"bench done in {time.monotonic() - t_start:.0f} s")
     return 0
 

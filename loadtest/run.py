@@ -70,12 +70,15 @@ async def with_stack(args) -> int:
                        sim_latency_ms=args.sim_latency_ms, paycore_cpus=paycore_cpus)
     print(f"bringing up the stack in {stack.var} (paycore workers: {args.paycore_workers}) …", file=sys.stderr,
           flush=True)
+    clean = False
     try:
         await stack.start()
         sims = {c: stack.sim_url(c) for c in ("wechatpay", "alipay", "unionpay", "bankwallet") if c in stack.sim_ports}
-        return await asyncio.to_thread(run_locust, args, stack.base, "m_bench", stack.secret, sims)
+        code = await asyncio.to_thread(run_locust, args, stack.base, "m_bench", stack.secret, sims)
+        clean = True
+        return code
     finally:
-        await stack.stop()
+        await stack.stop(remove_var=clean and not args.var)   # an aborted run keeps paycore's log
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -273,7 +273,9 @@ class BenchStack:
         return proc_tree_cpu(self.broker.proc.pid) if self.broker and self.broker.proc else 0.0
 
     # -------------------------------------------------------------- teardown
-    async def stop(self) -> None:
+    async def stop(self, remove_var: bool = False) -> None:
+        """Stop every process and drop the database; ``remove_var`` also deletes the
+        state directory (keys, logs): for a temporary one after a clean run."""
         _stop(self.paycore)
         _stop(self.sims)
         if self.broker:
@@ -285,3 +287,5 @@ class BenchStack:
                 await conn.close()
             except Exception as e:  # the run's figures stand; say what was left behind
                 print(f"could not drop {self.dbname}: {type(e).__name__}", file=sys.stderr)
+        if remove_var:
+            shutil.rmtree(self.var, ignore_errors=True)
