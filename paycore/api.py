@@ -246,7 +246,7 @@ def create_app(cfg: Config, *, run_relay: bool = True, run_recovery: bool = True
         app[POOL] = pool
         journal = Journal(pool, cfg.journal.batch_max, cfg.journal.max_wait_ms)
         journal.start()
-        session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, limit_per_host=0,
+        session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, limit_per_host=512,
                                                                        keepalive_timeout=60, ttl_dns_cache=300))
         adapters = build_adapters(cfg, session)
         b = cfg.breaker

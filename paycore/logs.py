@@ -51,7 +51,9 @@ class JsonFormatter(logging.Formatter):
                 out[key] = v
         if record.exc_info and record.exc_info[0] is not None:
             # the exception type and message only: a traceback could carry request data
-            out["error"] = f"{record.exc_info[0].__name__}: {mask_digits(str(record.exc_info[1]))[:300]}"
+            # first line only: a database error's DETAIL would carry the whole row
+            first = str(record.exc_info[1]).split("\n", 1)[0]
+            out["error"] = f"{record.exc_info[0].__name__}: {mask_digits(first)[:300]}"
             if record.levelno >= logging.ERROR:
                 out["where"] = _where(record.exc_info[2])
         return orjson.dumps(out).decode()
