@@ -6,7 +6,9 @@ transport errors, 5xx), it opens: new payments fail fast with 503
 CHANNEL_UNAVAILABLE for ``open_seconds``. Then half-open: one call goes
 through as a probe; its success closes the breaker, its failure opens it
 again. Recovery queries are never blocked (they must reach the channel
-eventually) but their outcomes count.
+eventually) and do not count: they revisit one order's trouble (a slow or
+odd order) again and again, which says little about the channel's health
+and, after a restart, would open the breaker on leftovers alone.
 """
 from __future__ import annotations
 

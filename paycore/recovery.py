@@ -113,10 +113,8 @@ class Recovery:
         except UnsupportedFlow:
             return None
         except ChannelError as e:
-            self.engine.breakers[p.channel].record(False)
             metrics.CHANNEL_ERRORS.labels(p.channel, "query", e.kind).inc()
             return None
-        self.engine.breakers[p.channel].record(True)
         metrics.RECOVERY_ACTIONS.labels(p.channel, "query").inc()
         return res
 
