@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -25,7 +26,26 @@ from channels.simkit import SimSettings
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
+    """A port that is free now, picked *below* the kernel's ephemeral range.
+
+    A port the kernel hands out for ``bind(0)`` can be taken, before our server
+    binds it, as the source port of any outgoing connection (tests make
+    thousands); ports under ``ip_local_port_range`` are never used that way.
+    """
+    low = 32768
+    try:
+        low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+    except (OSError, ValueError, IndexError):
+        pass
+    for _ in range(200):
+        port = random.randrange(max(1024, low - 12000), low)
+        with socket.socket() as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+            return port
+    with socket.socket() as s:   # fall back to whatever the kernel gives
         s.bind((host, 0))
         return s.getsockname()[1]
 

@@ -10,7 +10,6 @@ notification the receiver got (parsed, or the NotificationRejected raised).
 from __future__ import annotations
 
 import asyncio
-import socket
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -26,12 +25,7 @@ from channels.http import ChannelHttp
 from channels.registry import ADAPTERS, SIMULATORS
 from channels.simkit import STATE_KEY, SimState
 from paycore.config import channel_settings
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from paycore.devstack import free_port
 
 
 @dataclass
