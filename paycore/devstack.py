@@ -34,7 +34,7 @@ def free_port(host: str = "127.0.0.1") -> int:
     """
     low = 32768
     try:
-        low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     except (OSError, ValueError, IndexError):
         pass
     for _ in range(200):
