@@ -26,7 +26,7 @@ from channels.base import (
     TradeRef,
     TradeStatus,
 )
-from channels.simkit import OrderState
+from simulators.kit import OrderState
 from tests.support.simpair import SimPair
 
 AUTH_CODE = "286543210987654321"

@@ -1,10 +1,13 @@
-"""JD Pay adapter against its simulator over real HTTP (scenarios by amount % 100)."""
+"""JD Pay adapter against its simulator over real HTTP (scenarios by amount % 100).
+
+The barcode scenarios are shared (tests/channels/test_barcode_scenarios.py);
+this file has what is JD Pay's own.
+"""
 from __future__ import annotations
 
 import base64
 import dataclasses
 from pathlib import Path
-from typing import AsyncIterator
 
 import aiohttp
 import pytest
@@ -16,81 +19,10 @@ from channels.base import ChannelError, Method, Notification, NotificationReject
 from channels.http import ChannelHttp
 from channels.jdpay import transformers as tf
 from channels.jdpay.adapter import JdPayAdapter, load_private_key
-from tests.support.channel_checks import (
-    barcode, check_barcode_success, check_declined, check_duplicate_notifications, check_faults_are_retriable,
-    check_not_found, check_out_of_order_notification, check_qr_paid_by_customer, check_refund_declined,
-    check_refunds, check_statement, check_unknown_outcome_then_query, check_userpaying_forever_then_reverse,
-    check_userpaying_then_success, ref, refund_req, serve,
-)
+from tests.support.channel_checks import barcode, check_forged_answer_is_rejected, ref, refund_req
 from tests.support.simpair import SimPair
 
 CODE = "181234567890123456"   # routes to jdpay (^18\d{16}$)
-
-
-@pytest.fixture(scope="module")
-def keys(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("jdpay-keys")
-
-
-@pytest.fixture
-async def pair(keys: Path) -> AsyncIterator[SimPair]:
-    async with SimPair.start("jdpay", keys) as p:
-        yield p
-
-
-# -- JD Pay -------------------------------------------------------------------------
-async def test_barcode_payment_succeeds(pair: SimPair) -> None:
-    await check_barcode_success(pair, CODE)
-
-
-async def test_userpaying_then_success_after_queries(pair: SimPair) -> None:
-    await check_userpaying_then_success(pair, CODE)
-
-
-async def test_userpaying_forever_then_reverse(pair: SimPair) -> None:
-    await check_userpaying_forever_then_reverse(pair, CODE)
-
-
-async def test_declined_is_failed_with_jd_code(pair: SimPair) -> None:
-    await check_declined(pair, CODE, tf.CODE_DECLINED)
-
-
-async def test_system_error_is_retriable_then_query_finds_the_outcome(pair: SimPair) -> None:
-    await check_unknown_outcome_then_query(pair, CODE, 1014, "system_error", TradeStatus.SUCCEEDED)
-    await check_unknown_outcome_then_query(pair, CODE, 1019, "system_error", TradeStatus.FAILED)
-
-
-async def test_slow_answer_times_out_then_query_finds_success(keys: Path) -> None:
-    async with SimPair.start("jdpay", keys, timeout=0.5, slow_seconds=1.0) as pair:
-        await check_unknown_outcome_then_query(pair, CODE, 1015, "timeout", TradeStatus.SUCCEEDED)
-
-
-async def test_unknown_order_is_not_found(pair: SimPair) -> None:
-    await check_not_found(pair, CODE)
-
-
-async def test_duplicate_notifications_parse_alike(pair: SimPair) -> None:
-    await check_duplicate_notifications(pair, CODE)
-
-
-async def test_out_of_order_notification_arrives_before_the_answer(pair: SimPair) -> None:
-    await check_out_of_order_notification(pair, CODE)
-
-
-async def test_full_and_partial_refunds(pair: SimPair) -> None:
-    await check_refunds(pair, CODE, tf.CODE_REFUND_DECLINED)
-
-
-async def test_refund_declined(pair: SimPair) -> None:
-    await check_refund_declined(pair, CODE, tf.CODE_REFUND_DECLINED)
-
-
-async def test_statement_lists_the_days_payments_and_refunds(pair: SimPair) -> None:
-    await check_statement(pair, CODE)
-
-
-async def test_http_500_and_garbage_are_retriable(pair: SimPair) -> None:
-    await check_faults_are_retriable(pair, CODE)
 
 
 async def test_refund_can_be_queried(keys: Path) -> None:
@@ -101,10 +33,6 @@ async def test_refund_can_be_queried(keys: Path) -> None:
         assert (await pair.adapter.query_refund(r)).status is RefundStatus.SUCCEEDED
         unknown = await pair.adapter.query_refund(refund_req(pair, req, 1, 7))
         assert unknown.status is RefundStatus.FAILED and unknown.failure_code == tf.CODE_NOT_FOUND
-
-
-async def test_qr_order_paid_by_customer_notifies_success(pair: SimPair) -> None:
-    await check_qr_paid_by_customer(pair, 2500)
 
 
 async def test_h5_order_gives_cashier_url_then_customer_pays(keys: Path) -> None:
@@ -193,13 +121,4 @@ async def test_answer_signed_with_another_key_is_rejected(keys: Path) -> None:
                       ("result", (("code", "000000"), ("desc", "ok"))), ("tradeNum", "pay_x"), ("status", "2")]
             return web.Response(body=tf.seal(forger, des, "110226843002", fields, result=("000000", "ok")))
 
-        runner, url = await serve({"/service/fkmPay": forged})
-        try:
-            settings = dataclasses.replace(pair.adapter.settings, base_url=url)
-            async with aiohttp.ClientSession() as session:
-                adapter = JdPayAdapter(settings, ChannelHttp(session, "jdpay", 2.0))
-                with pytest.raises(ChannelError) as e:
-                    await adapter.pay(pair.pay_request(amount=100, method=Method.BARCODE, auth_code=CODE))
-            assert e.value.retriable and e.value.kind == "bad_signature"
-        finally:
-            await runner.cleanup()
+        await check_forged_answer_is_rejected(pair, CODE, {"/service/fkmPay": forged})

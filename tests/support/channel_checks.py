@@ -1,15 +1,18 @@
 """Scenario checks every barcode channel passes, against its simulator over real HTTP.
 
 The engine-facing behaviour is the same for every barcode channel (the
-simulators' scenarios go by ``amount % 100``), only the wire differs; each
-``tests/channels/test_<channel>_sim.py`` calls these with a :class:`SimPair`
-and the channel's own specifics (its barcode, its failure codes):
+simulators' scenarios go by ``amount % 100``), only the wire differs;
+``tests/channels/test_barcode_scenarios.py`` calls these with a :class:`SimPair`
+and each channel's own specifics (its barcode, its failure codes), one row a
+channel in its table:
 
-    async def test_declined_is_failed_with_jd_code(pair: SimPair) -> None:
-        await check_declined(pair, CODE, tf.CODE_DECLINED)
+    @channels()
+    async def test_declined_is_failed_with_the_channels_code(channel: Channel, pair: SimPair) -> None:
+        await check_declined(pair, channel.code, channel.declined)
 """
 from __future__ import annotations
 
+import dataclasses
 from datetime import date, datetime, timezone
 from typing import Awaitable, Callable
 
@@ -18,6 +21,7 @@ import pytest
 from aiohttp import web
 
 from channels.base import ChannelError, Method, Notification, RefundRequest, RefundStatus, TradeRef, TradeStatus
+from channels.http import ChannelHttp
 from tests.support.simpair import SimPair, free_port
 
 REASON = "customer returned goods"
@@ -240,3 +244,21 @@ async def serve(routes: dict[str, Callable[[web.Request], Awaitable[web.StreamRe
     port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     return runner, f"http://127.0.0.1:{port}"
+
+
+async def check_forged_answer_is_rejected(pair: SimPair, code: str,
+                                          routes: dict[str, Callable[[web.Request], Awaitable[web.StreamResponse]]],
+                                          ) -> None:
+    """A man in the middle (``routes``, :func:`serve`) answers a barcode pay without the
+    provider's key: the pair's adapter, sent there, rejects the answer as a
+    retriable ``bad_signature``."""
+    runner, url = await serve(routes)
+    try:
+        settings = dataclasses.replace(pair.adapter.settings, base_url=url)
+        async with aiohttp.ClientSession() as session:
+            adapter = type(pair.adapter)(settings, ChannelHttp(session, pair.name, 2.0))
+            with pytest.raises(ChannelError) as e:
+                await adapter.pay(pair.pay_request(amount=100, method=Method.BARCODE, auth_code=code))
+        assert e.value.retriable and e.value.kind == "bad_signature"
+    finally:
+        await runner.cleanup()
