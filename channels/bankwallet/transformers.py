@@ -42,6 +42,7 @@ from typing import Any, Iterable, Mapping
 import orjson
 
 from channels.bankwallet import common
+from channels.formats import csv_text
 from channels.base import (ChannelError, ChannelResult, Method, Notification, PayRequest, RefundRequest,
                            RefundResult, RefundStatus, StatementLine, TradeRef, TradeStatus)
 
@@ -230,11 +231,7 @@ def notification(d: Any) -> Notification:
 # -- statement ----------------------------------------------------------------
 
 def statement_csv(rows: Iterable[Iterable[Any]]) -> str:
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(STATEMENT_COLUMNS)
-    w.writerows(rows)
-    return buf.getvalue()
+    return csv_text(STATEMENT_COLUMNS, rows)
 
 
 def parse_statement(text: str) -> list[StatementLine]:

@@ -40,7 +40,6 @@ import csv
 import hashlib
 import io
 import re
-import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from typing import Any, Mapping, Sequence, Union
@@ -52,6 +51,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import NoDigestInfo
 from cryptography.hazmat.primitives.ciphers import Cipher, modes
 
+from channels.formats import csv_text, xml_root
 from channels.base import (
     ChannelResult, Notification, PayRequest, RefundRequest, RefundResult, RefundStatus, StatementLine,
     TradeRef, TradeStatus,
@@ -296,16 +296,7 @@ def build_xml(fields: Sequence[tuple[str, Value]]) -> str:
 def parse_xml(xml: str | bytes) -> dict[str, Any]:
     """Top-level children of ``<jdpay>``: text for leaves, a dict for nested ones.
     ValueError on anything that is not such a document (DTDs are refused)."""
-    if isinstance(xml, bytes):
-        xml = xml.decode("utf-8")
-    if "<!DOCTYPE" in xml or "<!ENTITY" in xml:
-        raise ValueError("DTDs are not accepted")
-    try:
-        root = ET.fromstring(xml)
-    except ET.ParseError as e:
-        raise ValueError(f"not XML: {e}") from e
-    if root.tag != "jdpay":
-        raise ValueError(f"root element is <{root.tag}>, not <jdpay>")
+    root = xml_root(xml, "jdpay")
     out: dict[str, Any] = {}
     for child in root:
         out[child.tag] = {g.tag: (g.text or "") for g in child} if len(child) else (child.text or "")
@@ -482,11 +473,7 @@ BILL_HEADER = ("tradeNum", "oTradeNum", "tradeType", "orderId", "amount", "curre
 
 
 def bill_csv(rows: Sequence[Sequence[str]]) -> str:
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(BILL_HEADER)
-    w.writerows(rows)
-    return buf.getvalue()
+    return csv_text(BILL_HEADER, rows)
 
 
 def parse_bill(text: str) -> list[StatementLine]:

@@ -15,10 +15,10 @@ import io
 import re
 from datetime import date, datetime, timedelta, timezone
 from typing import Iterable, Mapping
-from xml.etree import ElementTree
 from xml.sax.saxutils import escape
 
-from channels.bankwallet.common import yuan_to_fen
+from channels.formats import xml_root
+from channels.money import yuan_to_fen
 from channels.base import (ChannelError, ChannelResult, Method, Notification, PayRequest, RefundRequest, RefundResult,
                            RefundStatus, StatementLine, TradeRef, TradeStatus)
 
@@ -120,14 +120,7 @@ def to_xml(params: Mapping[str, str]) -> bytes:
 def parse_xml(body: bytes) -> dict[str, str]:
     """A flat ``<xml><k>v</k>…</xml>`` document → dict. Raises ValueError on
     anything else; DTDs are refused outright (no entity expansion)."""
-    if b"<!DOCTYPE" in body or b"<!ENTITY" in body:
-        raise ValueError("DTD not allowed")
-    try:
-        root = ElementTree.fromstring(body)
-    except ElementTree.ParseError as e:
-        raise ValueError(f"not XML: {e}") from None
-    if root.tag != "xml":
-        raise ValueError(f"unexpected root <{root.tag}>")
+    root = xml_root(body, "xml")
     return {child.tag: (child.text or "").strip() for child in root}
 
 
