@@ -4,10 +4,13 @@
 # the slim Python base, that virtualenv and the source, run as a non-root user.
 # No compiler, headers or pip in the final virtualenv.
 #
-#   docker build -t paycore .
+#   docker build -t paycore .                                   # the production image
+#   docker build --target simulators -t paycore-simulators .    # the channel simulators (dev, demo, load tests)
 #   docker run --rm paycore --help
-# The compose stack (deploy/docker-compose.yml) runs it as the API, the
-# settlement consumer and the channel simulators.
+# The production image holds config/, channels/ (the adapters) and paycore/
+# only: no simulator, no development key, no dev stack. The compose stack
+# (deploy/docker-compose.yml) runs it as the API and the settlement consumer,
+# and the simulators image beside it.
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
@@ -23,7 +26,29 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml
  && /opt/paycore/bin/pip uninstall -y setuptools pip \
  && find /opt/paycore -name '__pycache__' -prune -exec rm -rf {} +
 
-FROM ${PYTHON_IMAGE}
+FROM ${PYTHON_IMAGE} AS simulators
+LABEL org.opencontainers.image.title="paycore-simulators" \
+      org.opencontainers.image.description="The twelve channel simulators of paycore: development and load tests only"
+RUN groupadd --system --gid 10001 paycore \
+ && useradd --system --uid 10001 --gid paycore --home-dir /var/lib/paycore --create-home --shell /usr/sbin/nologin paycore
+COPY --from=build /opt/paycore /opt/paycore
+WORKDIR /app
+COPY config ./config
+COPY channels ./channels
+COPY paycore ./paycore
+COPY simulators ./simulators
+COPY devstack ./devstack
+ENV PATH=/opt/paycore/bin:$PATH \
+    PYTHONPATH=/app \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PAYCORE_HOST=0.0.0.0 \
+    PAYCORE_PORT=8080
+USER paycore
+EXPOSE 9101-9112
+ENTRYPOINT ["python", "-m", "devstack.compose"]
+
+FROM ${PYTHON_IMAGE} AS paycore
 LABEL org.opencontainers.image.title="paycore" \
       org.opencontainers.image.description="Aggregated payment platform: one signed API in front of twelve channels"
 RUN groupadd --system --gid 10001 paycore \
@@ -33,7 +58,6 @@ WORKDIR /app
 COPY config ./config
 COPY channels ./channels
 COPY paycore ./paycore
-COPY deploy/devchannels.py ./deploy/devchannels.py
 ENV PATH=/opt/paycore/bin:$PATH \
     PYTHONPATH=/app \
     PYTHONDONTWRITEBYTECODE=1 \

@@ -16,7 +16,7 @@ install: $(STAMP)
 
 ## the whole platform on embedded defaults: private Postgres, broker, 12 simulators, demo merchant
 run: install
-	$(VENV)/bin/paycore dev
+	$(PY) -m devstack
 
 ## every test, against real Postgres, the real broker and the simulators
 test: install
@@ -31,7 +31,7 @@ loadtest: install
 	$(PY) -m loadtest.run
 
 openapi: install
-	$(PY) -m paycore.openapi --write
+	$(PY) -m devstack.openapi --write
 
 clean:
 	rm -rf var test-output .pytest_cache

@@ -7,7 +7,7 @@ Every provider is one package ``channels/<name>/`` with
 * ``adapter.py`` – a :class:`ChannelAdapter` subclass doing transport,
   headers and signing through the injected :class:`ChannelHttp`;
 * ``simulator.py`` – ``create_app(settings: SimSettings) -> web.Application``
-  playing the provider's side (built with :mod:`channels.simkit`).
+  playing the provider's side (built with :mod:`simulators.kit`).
 
 Declines are data, faults are exceptions: an adapter returns a
 :class:`ChannelResult` / :class:`RefundResult` for whatever the provider
@@ -23,9 +23,12 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any, ClassVar, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping
 
-from paycore.secrets import Secret
+from channels.secrets import Secret
+
+if TYPE_CHECKING:   # the adapters' transport; channels.http imports this module
+    from channels.http import ChannelHttp
 
 
 class Method(enum.StrEnum):
@@ -321,5 +324,3 @@ class ChannelAdapter:
     async def aclose(self) -> None:
         return None
 
-
-from channels.http import ChannelHttp  # noqa: E402  (typing reference for adapters)

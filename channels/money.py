@@ -18,6 +18,9 @@ from __future__ import annotations
 
 import re
 
+#: the largest amount, in fen, that any request or code may carry (10^13 yuan)
+MAX_AMOUNT = 10**15
+
 _YUAN = re.compile(r"(-?)(0|[1-9][0-9]*)(?:\.([0-9]{1,2}))?")
 _PADDED_YUAN = re.compile(r"(-?)([0-9]+)(?:\.([0-9]{1,2}))?")
 

@@ -34,7 +34,7 @@ import aiohttp
 import orjson
 
 from loadtest.stack import BenchStack, cpu_plan, pinned, proc_tree_cpu
-from paycore.cli import _run  # uvloop when present
+from paycore.runtime import run as _run  # uvloop when present
 
 #: name → (generator kind, channel, rates to climb, goal µs of paycore CPU per payment or None)
 _RATES = (100, 200, 300, 500, 750, 1000, 1250, 1500, 2000, 2500, 3000, 4000, 5000, 6000, 8000)
@@ -184,7 +184,7 @@ def sustained(r: dict[str, Any], p99_ms: float) -> bool:
 
 
 async def floor_at(stack: BenchStack, channel: str, rate: float, duration: float, warmup: float) -> dict[str, Any]:
-    from paycore.devstack import free_port
+    from devstack.stack import free_port
     port = free_port()
     proc = await asyncio.create_subprocess_exec(
         *pinned(stack.paycore_cpus, [sys.executable, "-m", "loadtest.floor", "--port", str(port), "--upstream",
@@ -307,7 +307,7 @@ async def main_async(args) -> int:
     clean = False
     log(f"bringing up the stack in {var} (paycore cores: {paycore_cpus or 'any'}, "
         f"simulators + generator: {side_cpus or 'any'}) …")
-    from paycore import db
+    from paycore.storage import db
     from paycore.config import DatabaseConfig
     try:
         await stack.start()

@@ -312,7 +312,7 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
 
 def main() -> None:
     spec = orjson.loads(sys.stdin.buffer.read())
-    from paycore.cli import _run  # uvloop when present
+    from paycore.runtime import run as _run  # uvloop when present
     result = _run(run(spec))
     sys.stdout.write("RESULT " + orjson.dumps(result).decode() + "\n")
     sys.stdout.flush()

@@ -25,7 +25,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from paycore.cli import _run  # uvloop when present
+from paycore.runtime import run as _run  # uvloop when present
 
 LOCUSTFILE = Path(__file__).resolve().parent / "locustfile.py"
 

@@ -4,8 +4,8 @@ process so that its CPU can be counted and pinned:
 * Postgres: the machine's at 127.0.0.1:5432 (``PAYCORE_BENCH_PG``) if it
   answers, else a private embedded one under ``var/pg``; a fresh database
   per run, dropped afterwards;
-* the Tansu broker (paycore.devstack.Broker);
-* the twelve simulators in one ``paycore sim`` process, with ``latency_ms``
+* the Tansu broker (devstack.stack.Broker);
+* the twelve simulators in one ``python -m devstack sim`` process, with ``latency_ms``
   added to each provider answer;
 * paycore: ``paycore serve --workers N`` with a generated config (as
   tests/support/stack.py does), pinned with ``taskset`` to its own cores
@@ -32,10 +32,12 @@ from typing import Any
 
 import asyncpg
 
-from channels import devkeys
-from paycore import db, devstack, merchants
-from paycore.auth import SecretBox
-from paycore.secrets import Secret
+from simulators import devkeys
+from paycore.storage import db
+from devstack import stack as devstack
+from paycore.merchants import store as merchants
+from paycore.merchants.auth import SecretBox
+from channels.secrets import Secret
 
 PG_ADMIN = os.environ.get("PAYCORE_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 MERCHANT = "m_bench"
@@ -106,7 +108,7 @@ def postgres_backends_cpu(dbname: str) -> float:
 
 
 def _free_block(n: int) -> int:
-    """A base port with ``n`` free consecutive ports after it (``paycore sim`` numbers them so)."""
+    """A base port with ``n`` free consecutive ports after it (``python -m devstack sim`` numbers them so)."""
     for _ in range(200):
         base = random.randrange(20000, 60000 - n)
         try:
@@ -205,7 +207,7 @@ class BenchStack:
         self.config_path.write_text(devstack.toml_dump(overrides))
         self.master_key = secrets.token_hex(32)
         conn = await asyncpg.connect(self.db_url)
-        await db._init_connection(conn)
+        await db.init_connection(conn)
         try:
             self.secret = await merchants.add(conn, SecretBox(Secret(self.master_key)), MERCHANT,
                                               "Benchmark merchant", upsert=True)
@@ -240,7 +242,7 @@ class BenchStack:
     def _start_sims(self, base: int) -> None:
         log = open(self.var / "simulators.log", "ab")
         self.sims = subprocess.Popen(
-            pinned(self.side_cpus, [sys.executable, "-m", "paycore.cli", "sim", "--var", str(self.var),
+            pinned(self.side_cpus, [sys.executable, "-m", "devstack", "sim", "--var", str(self.var),
                                     "--base-port", str(base), "--public-url", self.base,
                                     "--latency-ms", str(self.sim_latency_ms)]),
             stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True)

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from channels.base import ChannelSettings, RecoveryRule
-from paycore.secrets import Secret
+from channels.registry import ADAPTERS   # adapters carry their default recovery rules
+from channels.secrets import Secret
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = REPO_ROOT / "config" / "default.toml"
@@ -186,8 +187,6 @@ def from_dict(data: Mapping[str, Any], env: Mapping[str, str] | None = None) -> 
         kafka["idempotence"] = env["PAYCORE_KAFKA_IDEMPOTENCE"].lower() in ("1", "true", "yes")
     if "master_key" in security:
         security["master_key"] = Secret(security["master_key"])
-
-    from channels.registry import ADAPTERS  # adapters carry their default recovery rules
 
     channels: dict[str, ChannelSettings] = {}
     for name, table in (data.get("channels") or {}).items():

@@ -1,8 +1,10 @@
 """Prometheus metrics, safe across worker processes.
 
-``paycore serve`` sets ``PROMETHEUS_MULTIPROC_DIR`` before this module is
-imported, so every worker writes its samples to shared files and any worker
-answers ``/metrics`` for all of them. Labels are bounded (channel, method,
+Nothing here is created at import: each process builds one :class:`Metrics`
+at start-up (``paycore serve`` after it has set ``PROMETHEUS_MULTIPROC_DIR``)
+and hands it to the parts that count. In multiprocess mode every worker writes
+its samples to shared files and any worker answers ``/metrics`` for all of
+them. Labels are bounded (channel, method,
 status, route template, reason), never ids.
 
 Counters and histograms are events, incremented where they happen. Gauges
@@ -20,84 +22,110 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from functools import partial
 from typing import Any
 
 from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram,
-                               generate_latest, multiprocess)
+                               generate_latest, multiprocess, values)
+
+from paycore.tasks import Loop
 
 log = logging.getLogger("paycore.metrics")
 
 _LAT = (.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30)
 
-HTTP_REQUESTS = Counter("paycore_http_requests_total", "HTTP requests", ["route", "method", "status"])
-HTTP_LATENCY = Histogram("paycore_http_request_seconds", "HTTP request latency", ["route"], buckets=_LAT)
-
-PAYMENTS_CREATED = Counter("paycore_payments_created_total", "Payments created", ["channel", "method"])
-PAYMENTS_FINAL = Counter("paycore_payments_final_total", "Payments reaching a final status",
-                         ["channel", "method", "status"])
-REFUNDS_FINAL = Counter("paycore_refunds_final_total", "Refunds reaching a final status", ["channel", "status"])
-
-CHANNEL_CALLS = Histogram("paycore_channel_call_seconds", "Calls to providers", ["channel", "flow", "outcome"],
-                          buckets=_LAT)
-CHANNEL_ERRORS = Counter("paycore_channel_errors_total", "Channel faults", ["channel", "flow", "kind"])
-UNSUPPORTED_FLOWS = Counter("paycore_channel_unsupported_total", "Flows asked of a channel that lacks them",
-                            ["channel", "flow"])
-BREAKER_STATE = Gauge("paycore_channel_breaker_state", "Circuit breaker: 0 closed, 1 half-open, 2 open",
-                      ["channel"], multiprocess_mode="max")
-
-NOTIFICATIONS = Counter("paycore_notifications_total", "Channel notifications received",
-                        ["channel", "kind", "result"])
-NOTIFICATIONS_REJECTED = Counter("paycore_notifications_rejected_total", "Channel notifications rejected",
-                                 ["channel", "reason"])
-
-JOURNAL_BATCH = Histogram("paycore_journal_batch_size", "State changes per group commit",
-                          buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024))
-EVENTS_WRITTEN = Counter("paycore_events_written_total", "Events committed to the journal")
-EVENTS_PUBLISHED = Counter("paycore_events_published_total", "Events published to Kafka")
-OUTBOX_DEPTH = Gauge("paycore_outbox_depth", "Events waiting in the outbox", multiprocess_mode="mostrecent")
-OUTBOX_OLDEST_AGE = Gauge("paycore_outbox_oldest_age_seconds",
-                          "Age of the oldest event not yet published to Kafka (0 when none waits)",
-                          multiprocess_mode="mostrecent")
-RELAY_LAG = Histogram("paycore_relay_lag_seconds", "From commit to publish", buckets=_LAT)
-RELAY_ERRORS = Counter("paycore_relay_errors_total", "Relay publish failures", ["kind"])
-
-RECOVERY_BACKLOG = Gauge("paycore_recovery_backlog", "Payments and refunds awaiting recovery",
-                         ["kind"], multiprocess_mode="max")
-RECOVERY_ACTIONS = Counter("paycore_recovery_actions_total", "Recovery loop actions", ["channel", "action"])
-
-AUTH_FAILURES = Counter("paycore_auth_failures_total", "Rejected merchant requests", ["reason"])
-RATE_LIMITED = Counter("paycore_rate_limited_total", "Requests refused by rate limit", ["merchant"])
-
-DB_POOL_SIZE = Gauge("paycore_db_pool_connections", "Database pool connections (in_use, idle, max)", ["state"],
-                     multiprocess_mode="livesum")
-
-WEBHOOK_DELIVERIES = Counter("paycore_webhook_deliveries_total",
-                             "Merchant webhook attempts by outcome (delivered, retry, gave_up)", ["outcome"])
-for _outcome in ("delivered", "retry", "gave_up"):
-    WEBHOOK_DELIVERIES.labels(_outcome)   # exported at 0 from the start, so the first give-up shows in increase()
-WEBHOOK_LATENCY = Histogram("paycore_webhook_delivery_seconds", "Merchant webhook POST duration", buckets=_LAT)
-WEBHOOK_BACKLOG = Gauge("paycore_webhook_backlog", "Webhooks waiting for delivery", multiprocess_mode="mostrecent")
-WEBHOOK_OLDEST_AGE = Gauge("paycore_webhook_oldest_age_seconds",
-                           "Age of the oldest webhook still waiting for delivery (0 when none)",
-                           multiprocess_mode="mostrecent")
-WEBHOOK_FAILED = Gauge("paycore_webhooks_failed", "Webhooks given up on and not replayed (created in the last 7 days)",
-                       multiprocess_mode="mostrecent")
-
-#: results of the latest reconciliation run per channel (written by `paycore reconcile`, sampled from Postgres)
+#: results of a reconciliation run, in the order the report and the gauges use
 RECON_RESULTS = ("matched", "missing_ours", "missing_channel", "amount_mismatch", "status_mismatch")
-RECON_LINES = Gauge("paycore_reconciliation_lines", "Statement lines of the latest reconciliation by result",
-                    ["channel", "result"], multiprocess_mode="mostrecent")
-RECON_LAST_RUN = Gauge("paycore_reconciliation_last_run_timestamp_seconds",
-                       "When the latest reconciliation of a channel finished", ["channel"],
-                       multiprocess_mode="mostrecent")
 
 
-def render() -> tuple[bytes, str]:
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
-        return generate_latest(registry), CONTENT_TYPE_LATEST
-    return generate_latest(), CONTENT_TYPE_LATEST
+def multiprocess_dir() -> str | None:
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+
+
+class Metrics:
+    """Every collector paycore exports, in a registry of its own.
+
+    Build it once per process after the multiprocess directory (if any) is
+    set: the value class is chosen here, not when prometheus_client was
+    imported, so the order of imports does not matter.
+    """
+
+    def __init__(self) -> None:
+        if multiprocess_dir() and values.ValueClass is values.MutexValue:
+            values.ValueClass = values.get_value_class()
+        self.registry = reg = CollectorRegistry(auto_describe=True)
+        c, g, h = (partial(k, registry=reg) for k in (Counter, Gauge, Histogram))
+
+        self.http_requests = c("paycore_http_requests_total", "HTTP requests", ["route", "method", "status"])
+        self.http_latency = h("paycore_http_request_seconds", "HTTP request latency", ["route"], buckets=_LAT)
+
+        self.payments_created = c("paycore_payments_created_total", "Payments created", ["channel", "method"])
+        self.payments_final = c("paycore_payments_final_total", "Payments reaching a final status",
+                             ["channel", "method", "status"])
+        self.refunds_final = c("paycore_refunds_final_total", "Refunds reaching a final status", ["channel", "status"])
+
+        self.channel_calls = h("paycore_channel_call_seconds", "Calls to providers", ["channel", "flow", "outcome"],
+                              buckets=_LAT)
+        self.channel_errors = c("paycore_channel_errors_total", "Channel faults", ["channel", "flow", "kind"])
+        self.unsupported_flows = c("paycore_channel_unsupported_total", "Flows asked of a channel that lacks them",
+                                ["channel", "flow"])
+        self.breaker_state = g("paycore_channel_breaker_state", "Circuit breaker: 0 closed, 1 half-open, 2 open",
+                          ["channel"], multiprocess_mode="max")
+
+        self.notifications = c("paycore_notifications_total", "Channel notifications received",
+                            ["channel", "kind", "result"])
+        self.notifications_rejected = c("paycore_notifications_rejected_total", "Channel notifications rejected",
+                                     ["channel", "reason"])
+
+        self.journal_batch = h("paycore_journal_batch_size", "State changes per group commit",
+                              buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024))
+        self.events_written = c("paycore_events_written_total", "Events committed to the journal")
+        self.events_published = c("paycore_events_published_total", "Events published to Kafka")
+        self.outbox_depth = g("paycore_outbox_depth", "Events waiting in the outbox", multiprocess_mode="mostrecent")
+        self.outbox_oldest_age = g("paycore_outbox_oldest_age_seconds",
+                              "Age of the oldest event not yet published to Kafka (0 when none waits)",
+                              multiprocess_mode="mostrecent")
+        self.relay_lag = h("paycore_relay_lag_seconds", "From commit to publish", buckets=_LAT)
+        self.relay_errors = c("paycore_relay_errors_total", "Relay publish failures", ["kind"])
+
+        self.recovery_backlog = g("paycore_recovery_backlog", "Payments and refunds awaiting recovery",
+                             ["kind"], multiprocess_mode="max")
+        self.recovery_actions = c("paycore_recovery_actions_total", "Recovery loop actions", ["channel", "action"])
+
+        self.auth_failures = c("paycore_auth_failures_total", "Rejected merchant requests", ["reason"])
+        self.rate_limited = c("paycore_rate_limited_total", "Requests refused by rate limit", ["merchant"])
+
+        self.db_pool_size = g("paycore_db_pool_connections", "Database pool connections (in_use, idle, max)", ["state"],
+                         multiprocess_mode="livesum")
+
+        self.webhook_deliveries = c("paycore_webhook_deliveries_total",
+                                 "Merchant webhook attempts by outcome (delivered, retry, gave_up)", ["outcome"])
+        for outcome in ("delivered", "retry", "gave_up"):
+            self.webhook_deliveries.labels(outcome)   # exported at 0 from the start, so the first give-up shows in increase()
+        self.webhook_latency = h("paycore_webhook_delivery_seconds", "Merchant webhook POST duration", buckets=_LAT)
+        self.webhook_backlog = g("paycore_webhook_backlog", "Webhooks waiting for delivery", multiprocess_mode="mostrecent")
+        self.webhook_oldest_age = g("paycore_webhook_oldest_age_seconds",
+                               "Age of the oldest webhook still waiting for delivery (0 when none)",
+                               multiprocess_mode="mostrecent")
+        self.webhook_failed = g("paycore_webhooks_failed", "Webhooks given up on and not replayed (created in the last 7 days)",
+                           multiprocess_mode="mostrecent")
+
+        # results of the latest reconciliation run per channel (written by `paycore reconcile`, sampled from Postgres)
+        self.recon_lines = g("paycore_reconciliation_lines", "Statement lines of the latest reconciliation by result",
+                        ["channel", "result"], multiprocess_mode="mostrecent")
+        self.recon_last_run = g("paycore_reconciliation_last_run_timestamp_seconds",
+                           "When the latest reconciliation of a channel finished", ["channel"],
+                           multiprocess_mode="mostrecent")
+
+    def observe_channel_call(self, channel: str, flow: str, outcome: str, seconds: float) -> None:
+        self.channel_calls.labels(channel, flow, outcome).observe(seconds)
+
+    def render(self) -> tuple[bytes, str]:
+        if multiprocess_dir():
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)
+            return generate_latest(registry), CONTENT_TYPE_LATEST
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
 
 # ------------------------------------------------------------------ sampling
@@ -117,55 +145,48 @@ from reconciliation_runs where status = 'DONE' order by channel, id desc
 """
 
 
-class Sampler:
+class Sampler(Loop):
     """Samples state gauges every ``interval`` seconds in each worker process.
 
     The pool is read locally (free); Postgres is asked a handful of indexed
     counts. A database that is down leaves the previous values in place
     (the pool gauge and /readyz still tell the truth about it).
     """
+    name = "metrics-sampler"
+    logger = "paycore.metrics"
 
-    def __init__(self, pool: Any, interval: float = 5.0) -> None:
+    def __init__(self, pool: Any, metrics: Metrics, interval: float = 5.0) -> None:
+        super().__init__(interval=interval, backoff_max=interval)
         self.pool = pool
-        self.interval = interval
-        self._task: asyncio.Task | None = None
+        self.metrics = metrics
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self.run(), name="metrics-sampler")
-
-    async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-
-    async def run(self) -> None:
-        while True:
-            self.sample_pool()
-            try:
-                await asyncio.wait_for(self.sample_db(), max(self.interval, 2.0))
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:   # a sampling gap is not worth more than a debug line
-                log.debug("metrics sampling failed: %s", type(e).__name__)
-            await asyncio.sleep(self.interval)
+    async def step(self) -> float:
+        self.sample_pool()
+        try:
+            await asyncio.wait_for(self.sample_db(), max(self.interval, 2.0))
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:   # a sampling gap is not worth more than a debug line
+            self.log.debug("metrics sampling failed: %s", type(e).__name__)
+        return self.interval
 
     def sample_pool(self) -> None:
         size, idle = self.pool.get_size(), self.pool.get_idle_size()
-        DB_POOL_SIZE.labels("in_use").set(size - idle)
-        DB_POOL_SIZE.labels("idle").set(idle)
-        DB_POOL_SIZE.labels("max").set(self.pool.get_max_size())
+        self.metrics.db_pool_size.labels("in_use").set(size - idle)
+        self.metrics.db_pool_size.labels("idle").set(idle)
+        self.metrics.db_pool_size.labels("max").set(self.pool.get_max_size())
 
     async def sample_db(self) -> None:
         async with self.pool.acquire() as conn:
             row = await conn.fetchrow(_STATE_SQL)
             recon = await conn.fetch(_RECON_SQL)
-        OUTBOX_DEPTH.set(row["outbox_depth"])
-        OUTBOX_OLDEST_AGE.set(float(row["outbox_age"]))
-        WEBHOOK_BACKLOG.set(row["webhook_backlog"])
-        WEBHOOK_OLDEST_AGE.set(float(row["webhook_age"]))
-        WEBHOOK_FAILED.set(row["webhooks_failed"])
+        self.metrics.outbox_depth.set(row["outbox_depth"])
+        self.metrics.outbox_oldest_age.set(float(row["outbox_age"]))
+        self.metrics.webhook_backlog.set(row["webhook_backlog"])
+        self.metrics.webhook_oldest_age.set(float(row["webhook_age"]))
+        self.metrics.webhook_failed.set(row["webhooks_failed"])
         for r in recon:
             for result in RECON_RESULTS:
-                RECON_LINES.labels(r["channel"], result).set(r[result])
-            RECON_LAST_RUN.labels(r["channel"]).set(float(r["finished"]))
+                self.metrics.recon_lines.labels(r["channel"], result).set(r[result])
+            self.metrics.recon_last_run.labels(r["channel"]).set(float(r["finished"]))
 

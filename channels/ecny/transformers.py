@@ -37,7 +37,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from channels.bankwallet import common
-from channels.bankwallet.common import fen_to_yuan, yuan_to_fen
+from channels.money import fen_to_yuan, yuan_to_fen
 from channels.base import (ChannelError, ChannelResult, Method, Notification, PayRequest, RefundRequest,
                            RefundResult, RefundStatus, StatementLine, TradeRef, TradeStatus)
 

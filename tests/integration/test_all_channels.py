@@ -12,7 +12,7 @@ import pytest
 
 from channels.base import Method
 from channels.registry import ADAPTERS
-from channels.simkit import OrderState
+from simulators.kit import OrderState
 from tests.support.helpers import CODE_PREFIX, amount, auth_code, doctored, post_notification, sim_order
 
 CHANNELS = sorted(ADAPTERS)

@@ -15,7 +15,7 @@ import sys
 import orjson
 import pytest
 
-from paycore.auth import signed_headers
+from paycore.merchants.auth import signed_headers
 from tests.support.helpers import auth_code
 
 STRING_FIELDS = ("merchant_order_no", "subject", "store_id", "terminal_id", "notify_url", "channel", "auth_code")

@@ -25,7 +25,7 @@ import pytest
 
 from channels.base import Method
 from channels.registry import ADAPTERS
-from channels.simkit import OrderState, SimSettings
+from simulators.kit import OrderState, SimSettings
 from tests.support.helpers import amount, auth_code, doctored, post_notification, sim_order, sim_state
 
 CHANNELS = sorted(ADAPTERS)

@@ -98,7 +98,7 @@ async def test_forged_notifications_are_rejected_and_change_nothing(stack, chann
     r = await stack.pay(amount=amount(), method="qr", channel=channel)
     pid = r.body["id"]
     order = sim_order(stack, channel, pid)
-    from channels.simkit import OrderState
+    from simulators.kit import OrderState
     paid = doctored(order, state=OrderState.SUCCESS)
     paid.paid_at = order.created_at
     # bad signature, wrong amount, unknown order: each refused

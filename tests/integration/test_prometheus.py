@@ -30,7 +30,7 @@ from urllib.parse import urlencode
 import aiohttp
 import pytest
 
-from paycore.devstack import free_port, wait_port
+from devstack.stack import free_port, wait_port
 from tests.support.helpers import amount, auth_code, post_notification, sim_order, sim_state
 from tests.support.ops import Receiver, eventually, paycore_cli
 

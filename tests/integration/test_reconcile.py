@@ -14,9 +14,9 @@ from datetime import datetime, timedelta, timezone
 from channels.base import Method, PayRequest, TradeStatus
 from channels.http import ChannelHttp
 from channels.registry import ADAPTERS
-from channels.simkit import OrderState
+from simulators.kit import OrderState
 from paycore import config as config_mod
-from paycore.models import new_id
+from paycore.core.models import new_id
 from tests.support.helpers import amount, auth_code, sim_order, sim_state
 from tests.support.ops import eventually, paycore_cli
 

@@ -19,7 +19,7 @@ import time
 import orjson
 import pytest
 
-from paycore.webhooks import MAX_ATTEMPTS, SCHEDULE, verify_signature
+from paycore.ops.webhooks import MAX_ATTEMPTS, SCHEDULE, verify_signature
 from tests.support.helpers import amount, auth_code
 from tests.support.ops import Receiver, eventually, paycore_cli
 

@@ -11,7 +11,7 @@ import aiohttp
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from channels.simkit import STATE_KEY, SimOrder, SimState
+from simulators.kit import STATE_KEY, SimOrder, SimState
 
 #: a valid payment code for each barcode channel (prefixes from channels.md)
 CODE_PREFIX = {"wechatpay": ("13", 16), "alipay": ("28", 16), "unionpay": ("62", 17), "jdpay": ("18", 16),

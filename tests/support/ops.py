@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 from aiohttp import web
 
-from paycore.devstack import free_port
+from devstack.stack import free_port
 
 
 @dataclass

@@ -19,13 +19,14 @@ from typing import Any, AsyncIterator
 import aiohttp
 from aiohttp import web
 
-from channels import devkeys
+from simulators import devkeys
 from channels.base import ChannelAdapter, Method, Notification, NotificationRejected, PayRequest
 from channels.http import ChannelHttp
-from channels.registry import ADAPTERS, SIMULATORS
-from channels.simkit import STATE_KEY, SimState
+from channels.registry import ADAPTERS
+from simulators.registry import SIMULATORS
+from simulators.kit import STATE_KEY, SimState
 from paycore.config import channel_settings
-from paycore.devstack import free_port
+from devstack.stack import free_port
 
 
 @dataclass

@@ -21,11 +21,13 @@ import aiohttp
 import asyncpg
 import orjson
 
-from channels import devkeys
-from paycore import db, devstack, merchants
-from paycore.auth import SecretBox, signed_headers
+from simulators import devkeys
+from paycore.storage import db
+from devstack import stack as devstack
+from paycore.merchants import store as merchants
+from paycore.merchants.auth import SecretBox, signed_headers
 from paycore.config import DatabaseConfig
-from paycore.secrets import Secret
+from channels.secrets import Secret
 from tests.support import leaks
 
 PG_ADMIN = os.environ.get("PAYCORE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -202,7 +204,7 @@ async def build_stack(var: Path, *, workers: int = 1, proxy: Proxy | None = None
     config_path.write_text(devstack.toml_dump(overrides))
 
     conn = await asyncpg.connect(db_url)
-    await db._init_connection(conn)
+    await db.init_connection(conn)
     secret = await merchants.add(conn, SecretBox(Secret(master)), "m_test", "Test merchant")
     await conn.close()
     leaks.remember(f"merchant secret of {var.name}", secret)

@@ -1,7 +1,7 @@
 """The audit's comparison: it must find what it exists to find."""
 from __future__ import annotations
 
-from paycore.audit import compare
+from paycore.outbox.audit import compare
 
 
 def _ev(eid: str, pid: str, seq: int) -> dict:

@@ -10,13 +10,14 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from channels.base import Method
+from paycore.metrics import Metrics
 from paycore import config as config_mod
-from paycore.auth import RateLimiter, SecretBox, canonical, sign
-from paycore.breaker import CLOSED, HALF_OPEN, OPEN, Breaker
+from paycore.merchants.auth import RateLimiter, SecretBox, canonical, sign
+from paycore.core.breaker import CLOSED, HALF_OPEN, OPEN, Breaker
 from paycore.errors import IllegalTransition, InvalidRequest, RateLimited, UnknownAuthCode
-from paycore.models import Payment, Refund, RefundState, Status, can_transition, new_id
-from paycore.routing import Router
-from paycore.secrets import Secret
+from paycore.core.models import Payment, Refund, RefundState, Status, can_transition, new_id
+from paycore.core.routing import Router
+from channels.secrets import Secret
 
 LEGAL = {
     (Status.PENDING, Status.PROCESSING), (Status.PENDING, Status.SUCCEEDED), (Status.PENDING, Status.FAILED),
@@ -84,8 +85,8 @@ def test_router_uses_the_prefix_table_from_config():
 
 def test_breaker_opens_probes_half_open_and_closes(monkeypatch):
     clock = [1000.0]
-    monkeypatch.setattr("paycore.breaker.time.monotonic", lambda: clock[0])
-    b = Breaker("x", window=10, failure_ratio=0.5, min_calls=4, open_seconds=5)
+    monkeypatch.setattr("paycore.core.breaker.time.monotonic", lambda: clock[0])
+    b = Breaker("x", window=10, failure_ratio=0.5, min_calls=4, open_seconds=5, metrics=Metrics())
     for ok in (True, False, False, True):
         assert b.allow()
         b.record(ok)
@@ -123,7 +124,7 @@ def test_secrets_never_show_and_merchant_secrets_are_sealed():
 
 
 def test_rate_limiter_answers_429_with_retry_after():
-    from paycore.auth import Merchant
+    from paycore.merchants.auth import Merchant
     m = Merchant("m", "m", Secret("s"), True, None, {}, 2.0, 0.0)
     rl = RateLimiter(rate=100, burst=200)
     for _ in range(4):   # the merchant's own limit (2/s, burst scaled ×2)

@@ -48,6 +48,9 @@ def test_images_are_real_and_pinned():
         assert tag and tag != "latest" and re.match(r"v?\d+", tag), image
     for name in PAYCORE_SERVICES:
         assert SERVICES[name]["build"] == {"context": "..", "dockerfile": "Dockerfile"}
+    for name in ("sim", "sim-keys"):   # the simulators come from their own target, never the paycore image
+        assert SERVICES[name]["build"] == {"context": "..", "dockerfile": "Dockerfile", "target": "simulators"}
+        assert SERVICES[name]["image"] == "paycore-simulators:local"
     assert (DEPLOY / SERVICES["paycore"]["build"]["context"] / "Dockerfile").is_file()
 
 
@@ -74,7 +77,7 @@ def _argv(service: dict) -> list[str]:
 
 def test_paycore_commands_are_accepted_by_the_paycore_cli(monkeypatch):
     seen = []
-    for module, fn in (("paycore.cli", "cmd_serve"), ("paycore.consumer", "cmd_consume")):
+    for module, fn in (("paycore.cli.serve", "cmd_serve"), ("paycore.cli.ops", "cmd_consume")):
         monkeypatch.setattr(importlib.import_module(module), fn, lambda args, fn=fn: seen.append((fn, args)) or 0)
     for name in ("paycore", "settlement"):
         assert "entrypoint" not in SERVICES[name]   # the image's: python -m paycore.cli
@@ -83,10 +86,8 @@ def test_paycore_commands_are_accepted_by_the_paycore_cli(monkeypatch):
     assert seen[1][1].metrics_port == 9400
 
 
-def test_simulator_commands_are_accepted_by_devchannels(monkeypatch):
-    spec = importlib.util.spec_from_file_location("devchannels", DEPLOY / "devchannels.py")
-    dc = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(dc)
+def test_simulator_commands_are_accepted_by_devstack_compose(monkeypatch):
+    from devstack import compose as dc
     seen = []
     monkeypatch.setattr(dc, "cmd_config", lambda args: seen.append(("config", args)) or 0)
 
@@ -96,8 +97,8 @@ def test_simulator_commands_are_accepted_by_devchannels(monkeypatch):
     monkeypatch.setattr(dc, "_serve", serve)
     for name in ("sim-keys", "sim"):
         argv = _argv(SERVICES[name])
-        assert argv[:2] == ["python", "/app/deploy/devchannels.py"]
-        assert dc.main(argv[2:]) == 0
+        assert argv[:3] == ["python", "-m", "devstack.compose"]
+        assert dc.main(argv[3:]) == 0
     (_, keys), (_, sim) = seen
     assert keys.out == SERVICES["paycore"]["environment"]["PAYCORE_CONFIG"]
     assert keys.sim_host == "sim" and sim.bind == "0.0.0.0" and keys.base_port == sim.base_port

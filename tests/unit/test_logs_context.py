@@ -11,7 +11,9 @@ import logging
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from paycore import api, logs
+from paycore import logs
+from paycore.metrics import Metrics
+from paycore.http import app as api
 from paycore import config as config_mod
 
 
@@ -19,6 +21,7 @@ async def test_request_context_is_in_every_line_and_reset_between_requests():
     cfg = config_mod.from_dict({"server": {"access_log": True, "log_level": "INFO"}}, env={})
     app = web.Application(middlewares=[api.errors_and_metrics])
     app[api.CONFIG] = cfg
+    app[api.METRICS] = Metrics()
 
     async def handler(request: web.Request) -> web.Response:
         if request.match_info["id"] == "pay_first":

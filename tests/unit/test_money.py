@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from channels import money
 from channels.alipay import transformers as alipay
-from channels.bankwallet import common as bankwallet
+from channels.ecny import transformers as ecny
 from channels.money import AmountTypeError, fen_to_yuan, yuan_to_fen
 from channels.wxv3 import transformers as wxv3
 
@@ -84,7 +84,7 @@ def test_round_trip(fen: int, padded: bool) -> None:
 
 def test_channels_use_the_shared_conversion() -> None:
     assert alipay.fen_to_yuan is money.fen_to_yuan
-    assert bankwallet.fen_to_yuan is money.fen_to_yuan and bankwallet.yuan_to_fen is money.yuan_to_fen
+    assert ecny.fen_to_yuan is money.fen_to_yuan and ecny.yuan_to_fen is money.yuan_to_fen
     # alipay's statement and wxv3's bill are padded; wxv3 also keeps the sign
     assert alipay.yuan_to_fen(" 00.50 ") == 50 and alipay.yuan_to_fen("-1", allow_negative=True) == -100
     with pytest.raises(ValueError):

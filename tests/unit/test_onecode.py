@@ -4,8 +4,8 @@ from hypothesis import given, strategies as st
 
 from channels.base import Method
 from paycore.errors import InvalidRequest
-from paycore.onecode import Forbidden, Tokens, app_for, method_for, parse_yuan, yuan
-from paycore.secrets import Secret
+from paycore.http.onecode import Forbidden, Tokens, app_for, method_for, parse_yuan, yuan
+from channels.secrets import Secret
 
 
 @pytest.mark.parametrize("ua,channel", [

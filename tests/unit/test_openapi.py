@@ -8,8 +8,9 @@ import json
 
 from openapi_spec_validator import validate
 
-from paycore import errors, openapi
-from paycore.models import Payment, Refund
+from paycore import errors
+from paycore.http import openapi
+from paycore.core.models import Payment, Refund
 
 
 def test_committed_documents_are_what_the_generator_writes():
@@ -25,7 +26,7 @@ def test_document_is_valid_openapi_3_1():
 
 
 def test_every_route_of_the_app_is_documented():
-    from paycore.api import create_app
+    from paycore.http.app import create_app
     from paycore.config import Config
 
     app = create_app(Config())
@@ -44,7 +45,7 @@ def test_answer_schemas_list_exactly_the_fields_the_models_send():
     from datetime import datetime, timezone
 
     from channels.base import Method
-    from paycore.models import RefundState, Status
+    from paycore.core.models import RefundState, Status
 
     t = datetime.now(timezone.utc)
     p = Payment(id="pay_x", merchant_id="m", merchant_order_no="o", fingerprint="f", amount=1, currency="CNY",

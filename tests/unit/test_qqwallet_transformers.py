@@ -7,7 +7,7 @@ from datetime import date, datetime, timezone
 
 import pytest
 
-from channels.bankwallet.common import fen_to_yuan, yuan_to_fen
+from channels.money import fen_to_yuan, yuan_to_fen
 from channels.base import (ChannelError, Method, PayRequest, RefundStatus, TradeStatus)
 from channels.http import HttpReply
 from channels.qqwallet import transformers as tf

@@ -9,7 +9,7 @@ import pytest
 
 from paycore import config as config_mod
 from paycore.logs import JsonFormatter
-from paycore.secrets import Secret
+from channels.secrets import Secret
 
 VALUE = "s3cr3t-value-that-must-not-show"
 

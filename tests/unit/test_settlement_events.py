@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 from datetime import date
 
-from paycore.consumer import apply, movement
+from paycore.outbox.settlement import SettlementMetrics, apply, movement
 
 
 def event(etype: str, *, paid_at: str | None = "2025-01-31T10:00:00+00:00", at: str = "2025-01-31T23:30:00+00:00",
@@ -37,5 +37,5 @@ def test_the_day_is_the_utc_day_of_the_event():
 
 async def test_malformed_events_are_skipped_without_touching_the_database(caplog):
     caplog.set_level(logging.WARNING, "paycore.consumer")
-    assert await apply(None, [b"not json", b"[1]", b'{"type": "payment.succeeded"}']) == (0, 0)
+    assert await apply(None, [b"not json", b"[1]", b'{"type": "payment.succeeded"}'], SettlementMetrics()) == (0, 0)
     assert len([r for r in caplog.records if "malformed" in r.getMessage()]) == 3

@@ -17,7 +17,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 import jsonschema_rs
 
-from paycore import openapi, validation
+from paycore.http import openapi
+from paycore.core import validation
 from paycore.errors import InvalidRequest
 
 SETTINGS = settings(max_examples=150, deadline=None, database=None,

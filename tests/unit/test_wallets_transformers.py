@@ -10,11 +10,12 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from channels.applepay import transformers as apple
 from channels.base import Method, NfcData, PayRequest, TradeStatus
 from channels.huaweipay import transformers as huawei
-from channels.registry import ADAPTERS, SIMULATORS
+from channels.registry import ADAPTERS
+from simulators.registry import SIMULATORS
 from channels.samsungpay import transformers as samsung
 from channels.unionpay import transformers as t
 from channels.unionpay.adapter import UnionPayAdapter
-from channels.unionpay.simulator import UnionPaySimulator
+from simulators.unionpay import UnionPaySimulator
 
 WALLETS: dict[str, ModuleType] = {"applepay": apple, "huaweipay": huawei, "samsungpay": samsung}
 KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -41,7 +42,7 @@ def test_wallet_channels_are_unionpay_under_the_wallets_name(name):
     assert cls.methods == frozenset({Method.NFC, Method.APP})
     assert cls.flows == UnionPayAdapter.flows and cls.default_recovery == UnionPayAdapter.default_recovery
     sim = SIMULATORS[name].__module__
-    assert sim == f"channels.{name}.simulator"
+    assert sim == f"simulators.{name}"
     assert UnionPayAdapter.wallet is None and UnionPayAdapter.name == "unionpay"     # the base is untouched
     assert UnionPaySimulator.methods == frozenset({"barcode", "qr", "nfc", "app"})
 

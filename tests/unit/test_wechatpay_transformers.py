@@ -26,7 +26,7 @@ from channels.wechatpay import transformers as T
 from channels.wechatpay.adapter import WechatPayAdapter
 from channels.wxv3 import crypto
 from channels.wxv3.adapter import V3Adapter
-from paycore.secrets import Secret
+from channels.secrets import Secret
 
 TEST_KEY_PEM = b"""-----BEGIN PRIVATE KEY-----
 MIIEvgIBADANBgkqhkiG9w0BAQEFAASCBKgwggSkAgEAAoIBAQCJNfbmWXI6B+QV

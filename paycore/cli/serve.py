@@ -1,0 +1,84 @@
+"""``paycore serve`` and ``paycore migrate``."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import multiprocessing as mp
+import os
+import signal
+import tempfile
+
+from aiohttp import web
+
+from paycore import config as config_mod
+from paycore import logs
+from paycore.cli.common import load, run
+from paycore.http.app import create_app
+from paycore.storage import db
+
+log = logging.getLogger("paycore")
+
+
+def _worker(config_path: str | None, workers: int, reuse_port: bool) -> None:
+    cfg = config_mod.load(config_path)
+    logs.setup(cfg.server.log_level)
+
+    async def main() -> None:
+        app = create_app(cfg, workers=workers)
+        runner = web.AppRunner(app, access_log=None, handle_signals=True)
+        await runner.setup()
+        site = web.TCPSite(runner, cfg.server.host, cfg.server.port, reuse_port=reuse_port, backlog=4096)
+        await site.start()
+        log.info("worker %d listening on %s:%d", os.getpid(), cfg.server.host, cfg.server.port)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        await runner.cleanup()
+
+    run(main())
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    # every worker's metrics go to shared files; set before any worker builds its Metrics
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="paycore-metrics-")
+    cfg = load(args)
+    workers = args.workers or cfg.server.workers
+    run(db.migrate(cfg.database.url))
+    if workers <= 1:
+        _worker(args.config, 1, False)
+        return 0
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_worker, args=(args.config, workers, True), daemon=False) for _ in range(workers)]
+    for p in procs:
+        p.start()
+
+    def forward(signum, frame):
+        for p in procs:
+            if p.is_alive():
+                os.kill(p.pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    for p in procs:
+        p.join()
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    cfg = load(args, logging=False)
+    applied = run(db.migrate(cfg.database.url))
+    print("applied: " + (", ".join(applied) if applied else "nothing (up to date)"))
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    s = sub.add_parser("serve", help="run the API (N worker processes on one port)")
+    s.add_argument("--workers", type=int, default=0)
+    s.set_defaults(fn=cmd_serve)
+
+    s = sub.add_parser("migrate", help="apply database migrations")
+    s.set_defaults(fn=cmd_migrate)

@@ -1,0 +1,259 @@
+"""The journal: every state change commits with its event and outbox row.
+
+Group commit: callers ``await journal.commit(change)``; a flusher takes every
+change queued so far (after waiting at most ``max_wait_ms`` for company) and
+writes them with ONE statement (one round trip, one implicit transaction),
+whatever the batch size, made of data-modifying CTEs:
+
+* new payments: ``insert … select * from unnest($1::payments[]) on conflict do nothing``
+  (a conflict on (merchant, merchant_order_no) is the idempotency answer);
+* changed payments: one ``update … from unnest(…)`` guarded by ``seq``
+  (optimistic concurrency: a change computed from a stale row is refused and
+  the caller reloads and decides again);
+* refunds inserted/updated, events, outbox and webhook rows from arrays,
+  each filtered to the payments whose change applied.
+
+A batch that fails on data (a constraint) is retried change by change so that
+one bad change cannot sink its neighbours; a database that is down fails the
+whole batch with ``Unavailable`` and nothing is acknowledged.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from paycore.metrics import Metrics
+from paycore.errors import Unavailable
+from paycore.core.models import Payment, Refund
+
+log = logging.getLogger("paycore.journal")
+
+_PAY_COLS = ", ".join(Payment.COLUMNS)
+_PAY_SET = ", ".join(f"{c} = u.{c}" for c in Payment.COLUMNS if c not in ("id", "merchant_id", "merchant_order_no",
+                                                                        "fingerprint", "created_at"))
+_REF_COLS = ", ".join(Refund.COLUMNS)
+_EVENTS = ("unnest($6::text[], $7::text[], $8::int[], $9::text[], $10::timestamptz[], $11::bytea[]) "
+           "as e(event_id, payment_id, seq, type, occurred_at, payload) where e.payment_id in (select id from ok)")
+# One statement per batch: its CTEs share one snapshot and a batch holds at most one
+# change per payment, so the insert and the update never meet on a row. The event
+# payload travels once, as the exact bytes the outbox and webhooks keep.
+WRITE_BATCH = f"""
+with ins as (
+    insert into payments ({_PAY_COLS}) select * from unnest($1::payments[]) on conflict do nothing returning id
+), upd as (
+    update payments p set {_PAY_SET} from unnest($2::payments[], $3::int[]) as u({_PAY_COLS}, expected)
+    where p.id = u.id and p.seq = u.expected returning p.id
+), ok as (
+    select id from ins union all select id from upd
+), rins as (
+    insert into refunds ({_REF_COLS}) select * from unnest($4::refunds[]) as r
+    where r.payment_id in (select id from ok) returning 1
+), rupd as (
+    update refunds r set status = u.status, channel_refund_no = u.channel_refund_no, failure = u.failure,
+        updated_at = u.updated_at, next_check_at = u.next_check_at, checks = u.checks
+    from unnest($5::refunds[]) as u where r.id = u.id and u.payment_id in (select id from ok) returning 1
+), ev as (
+    insert into events (event_id, payment_id, seq, type, occurred_at, payload)
+    select e.event_id, e.payment_id, e.seq, e.type, e.occurred_at, convert_from(e.payload, 'UTF8')::jsonb
+    from {_EVENTS} returning 1
+), ob as (
+    insert into outbox (event_id, payment_id, payload, created_at)
+    select e.event_id, e.payment_id, e.payload, e.occurred_at from {_EVENTS} returning 1
+), wh as (
+    insert into webhooks (event_id, merchant_id, payment_id, url, payload)
+    select h.event_id, h.merchant_id, h.payment_id, h.url, h.payload
+    from unnest($12::text[], $13::text[], $14::text[], $15::text[], $16::bytea[])
+         as h(event_id, merchant_id, payment_id, url, payload)
+    where h.payment_id in (select id from ok) returning 1
+)
+select id from ok"""
+
+#: events that announce a final status: each becomes a merchant webhook when notify_url is set
+FINAL_EVENT_TYPES = frozenset({"payment.succeeded", "payment.failed", "payment.closed", "payment.reversed",
+                               "refund.succeeded", "refund.failed"})
+
+DB_DOWN = (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError, asyncio.TimeoutError,
+           asyncpg.CannotConnectNowError, asyncpg.TooManyConnectionsError)
+
+
+@dataclass(slots=True)
+class Change:
+    """One payment's new row (and refund's), with at most one event.
+
+    ``expected_seq`` None means insert. Otherwise the row in the database must
+    still have ``seq == expected_seq``. ``event`` is (event_id, type, payload,
+    occurred_at) with the payment's new seq.
+    """
+
+    payment: Payment
+    expected_seq: int | None
+    event: tuple[str, str, bytes, datetime] | None = None
+    refund: Refund | None = None
+    refund_insert: bool = False
+    future: asyncio.Future[bool] | None = field(default=None, repr=False)
+
+
+class Journal:
+    # One flusher by default: while its statement is in flight the next batch gathers,
+    # so batches grow with the load; a second flusher mostly splits them in two (more
+    # round trips for the same changes) since both wait on the same database.
+    def __init__(self, pool: asyncpg.Pool, batch_max: int = 256, max_wait_ms: float = 2.0,
+                 flushers: int = 1, *, metrics: Metrics) -> None:
+        self.pool = pool
+        self.metrics = metrics
+        self.batch_max = batch_max
+        self.max_wait = max_wait_ms / 1000
+        self._queue: asyncio.Queue[Change] = asyncio.Queue()
+        self._flushers = flushers
+        self._tasks: list[asyncio.Task] = []
+
+    def start(self) -> None:
+        self._tasks = [asyncio.create_task(self._run(), name=f"journal-{i}") for i in range(self._flushers)]
+
+    async def stop(self) -> None:
+        # let queued changes commit before stopping
+        for _ in range(200):
+            if self._queue.empty():
+                break
+            await asyncio.sleep(0.01)
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        while not self._queue.empty():
+            c = self._queue.get_nowait()
+            if c.future and not c.future.done():
+                c.future.set_exception(Unavailable("shutting down"))
+
+    async def commit(self, change: Change) -> bool:
+        """Queue ``change``; True once committed, False if refused (idempotency
+        conflict on insert, stale seq on update). Raises Unavailable if the
+        database could not be reached; then nothing was committed."""
+        change.future = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(change)
+        return await change.future
+
+    async def _run(self) -> None:
+        q = self._queue
+        while True:
+            first = await q.get()
+            if self.max_wait and q.qsize() < self.batch_max:
+                await asyncio.sleep(self.max_wait)
+            batch = [first]
+            seen = {first.payment.id}
+            deferred: list[Change] = []
+            while len(batch) < self.batch_max and not q.empty():
+                c = q.get_nowait()
+                if c.payment.id in seen:
+                    deferred.append(c)   # one change per payment per batch
+                else:
+                    seen.add(c.payment.id)
+                    batch.append(c)
+            for c in deferred:
+                q.put_nowait(c)
+            try:
+                await self._flush(batch)
+            except asyncio.CancelledError:
+                for c in batch:
+                    if c.future and not c.future.done():
+                        c.future.set_exception(Unavailable("shutting down"))
+                raise
+            except Exception:  # never let the flusher die
+                log.exception("journal flush failed")
+                for c in batch:
+                    if c.future and not c.future.done():
+                        c.future.set_exception(Unavailable("journal error"))
+
+    async def _flush(self, batch: list[Change]) -> None:
+        self.metrics.journal_batch.observe(len(batch))
+        try:
+            results = await self._write(batch)
+        except DB_DOWN as e:
+            log.warning("journal: database unavailable (%s)", type(e).__name__)
+            for c in batch:
+                if c.future and not c.future.done():
+                    c.future.set_exception(Unavailable("database unavailable"))
+            return
+        except asyncpg.PostgresError:
+            if len(batch) == 1:
+                log.exception("journal: change refused by the database")
+                results = [False]
+            else:
+                # isolate the offending change(s)
+                for c in batch:
+                    await self._flush([c])
+                return
+        for c, ok in zip(batch, results):
+            if c.future and not c.future.done():
+                c.future.set_result(ok)
+
+    async def _write(self, batch: list[Change]) -> list[bool]:
+        ins: list[tuple] = []
+        upd: list[tuple] = []
+        expected: list[int] = []
+        new_refunds: list[tuple] = []
+        changed_refunds: list[tuple] = []
+        e_id: list[str] = []
+        e_pay: list[str] = []
+        e_seq: list[int] = []
+        e_type: list[str] = []
+        e_at: list[datetime] = []
+        e_body: list[bytes] = []
+        hooks: tuple[list, list, list, list, list] = ([], [], [], [], [])
+        for c in batch:
+            p = c.payment
+            if c.expected_seq is None:
+                ins.append(p.to_record())
+            else:
+                upd.append(p.to_record())
+                expected.append(c.expected_seq)
+            if c.refund is not None:
+                (new_refunds if c.refund_insert else changed_refunds).append(c.refund.to_record())
+            if c.event is not None:
+                eid, etype, body, at = c.event
+                e_id.append(eid)
+                e_pay.append(p.id)
+                e_seq.append(p.seq)
+                e_type.append(etype)
+                e_at.append(at)
+                e_body.append(body)
+                if p.notify_url and etype in FINAL_EVENT_TYPES:
+                    for col, v in zip(hooks, (eid, p.merchant_id, p.id, p.notify_url, body)):
+                        col.append(v)
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(WRITE_BATCH, ins, upd, expected, new_refunds, changed_refunds,
+                                    e_id, e_pay, e_seq, e_type, e_at, e_body, *hooks)
+        applied = {r[0] for r in rows}
+        ok = [c.payment.id in applied for c in batch]
+        self.metrics.events_written.inc(sum(1 for c, good in zip(batch, ok) if good and c.event is not None))
+        return ok
+
+
+async def load_payment(conn: Any, payment_id: str) -> Payment | None:
+    row = await conn.fetchrow(f"select {_PAY_COLS} from payments where id = $1", payment_id)
+    return Payment.from_record(row) if row else None
+
+
+async def load_payment_by_order(conn: Any, merchant_id: str, order_no: str) -> Payment | None:
+    row = await conn.fetchrow(f"select {_PAY_COLS} from payments where merchant_id = $1 and merchant_order_no = $2",
+                              merchant_id, order_no)
+    return Payment.from_record(row) if row else None
+
+
+async def load_refund(conn: Any, refund_id: str) -> Refund | None:
+    row = await conn.fetchrow(f"select {_REF_COLS} from refunds where id = $1", refund_id)
+    return Refund.from_record(row) if row else None
+
+
+async def load_refund_by_no(conn: Any, payment_id: str, refund_no: str) -> Refund | None:
+    row = await conn.fetchrow(f"select {_REF_COLS} from refunds where payment_id = $1 and refund_no = $2",
+                              payment_id, refund_no)
+    return Refund.from_record(row) if row else None
+
+
+PAYMENT_SELECT = f"select {_PAY_COLS} from payments"
+REFUND_SELECT = f"select {_REF_COLS} from refunds"

@@ -1,0 +1,239 @@
+"""Request validation: pure functions from parsed JSON to typed requests.
+
+Every failure is ``InvalidRequest`` naming the field. Strings are checked for
+length and control characters; amounts must be JSON integers (never floats or
+booleans); unknown fields are refused so a typo cannot silently change
+nothing.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import orjson
+
+from channels import money
+from channels.base import Method, NfcData
+from paycore.errors import InvalidRequest
+
+# re.ASCII: \d must not match other scripts' digits (they would reach a channel as a payment code);
+# \Z, not $: "$" also matches before a trailing newline
+ORDER_NO_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}\Z")
+AUTH_CODE_RE = re.compile(r"^\d{10,32}\Z", re.ASCII)
+ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}\Z")
+TOKEN_RE = re.compile(r"^\d{13,19}\Z", re.ASCII)
+EXPIRY_RE = re.compile(r"^\d{4}\Z", re.ASCII)
+CRYPTOGRAM_RE = re.compile(r"^[A-Za-z0-9+/=]{4,256}\Z")
+HEX_RE = re.compile(r"^[0-9A-Fa-f]{2,4096}\Z")
+# C0 controls, DEL, line/paragraph separators, and the bidi controls (U+200E/F, U+202A–E, U+2066–9)
+# that make text display other than it reads ("Trojan Source")
+_CTRL_RE = re.compile(r"[\x00-\x1f\x7f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+MAX_AMOUNT_ABSOLUTE = money.MAX_AMOUNT
+MAX_METADATA_DEPTH = 32
+CHANNELS = ("wechatpay", "alipay", "unionpay", "ecny", "jdpay", "bestpay", "qqwallet", "douyinpay",
+            "applepay", "huaweipay", "samsungpay", "bankwallet")
+NFC_WALLETS = ("applepay", "huaweipay", "samsungpay")
+
+PAYMENT_FIELDS = frozenset({"merchant_order_no", "amount", "currency", "method", "channel", "auth_code", "nfc",
+                            "payer", "subject", "store_id", "terminal_id", "notify_url", "expire_in", "metadata"})
+REFUND_FIELDS = frozenset({"refund_no", "amount", "reason"})
+
+
+@dataclass(slots=True)
+class CreatePayment:
+    merchant_order_no: str
+    amount: int
+    currency: str
+    method: Method
+    channel: str | None
+    auth_code: str | None
+    nfc: NfcData | None
+    payer: dict[str, str] | None
+    subject: str | None
+    store_id: str | None
+    terminal_id: str | None
+    notify_url: str | None
+    expire_in: int | None
+    metadata: dict[str, Any]
+    fingerprint: str
+
+
+@dataclass(slots=True)
+class CreateRefund:
+    refund_no: str
+    amount: int
+    reason: str | None
+    fingerprint: str
+
+
+def parse_json_object(body: bytes) -> dict[str, Any]:
+    if not body:
+        raise InvalidRequest("a JSON object body is required", field="body")
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise InvalidRequest("body is not valid JSON (UTF-8)", field="body") from None
+    if not isinstance(data, dict):
+        raise InvalidRequest("body must be a JSON object", field="body")
+    return data
+
+
+def _text(d: dict[str, Any], name: str, max_len: int, *, required: bool = False,
+          pattern: re.Pattern[str] | None = None, within: str = "") -> str | None:
+    v = d.get(name)
+    name = within + name   # the field as the error names it: "nfc.token"
+    if v is None:
+        if required:
+            raise InvalidRequest(f"{name} is required", field=name)
+        return None
+    if not isinstance(v, str):
+        raise InvalidRequest(f"{name} must be a string", field=name)
+    if not v or len(v) > max_len:
+        raise InvalidRequest(f"{name} must be 1–{max_len} characters", field=name)
+    if pattern is not None and not pattern.match(v):
+        raise InvalidRequest(f"{name} has an invalid format", field=name)
+    if _CTRL_RE.search(v):
+        raise InvalidRequest(f"{name} contains control characters", field=name)
+    return v
+
+
+def _int(d: dict[str, Any], name: str, *, required: bool = False, lo: int = 1, hi: int = MAX_AMOUNT_ABSOLUTE) -> int | None:
+    v = d.get(name)
+    if v is None:
+        if required:
+            raise InvalidRequest(f"{name} is required", field=name)
+        return None
+    if type(v) is not int:
+        raise InvalidRequest(f"{name} must be an integer", field=name)
+    if not lo <= v <= hi:
+        raise InvalidRequest(f"{name} must be between {lo} and {hi}", field=name)
+    return v
+
+
+def _unknown(d: dict[str, Any], allowed: frozenset[str]) -> None:
+    for k in d:
+        if k not in allowed:
+            raise InvalidRequest(f"unknown field {k[:64]!r}", field=k[:64] or "body")
+
+
+def _depth(v: Any) -> int:
+    """Nesting depth of parsed JSON, without recursion (the input may be 1024 levels deep)."""
+    deepest, stack = 0, [(v, 1)]
+    while stack:
+        x, d = stack.pop()
+        if isinstance(x, dict):
+            x = list(x.values())
+        if isinstance(x, list):
+            deepest = max(deepest, d)
+            stack.extend((y, d + 1) for y in x)
+    return deepest
+
+
+def _fingerprint(d: dict[str, Any]) -> str:
+    return hashlib.sha256(orjson.dumps(d, option=orjson.OPT_SORT_KEYS)).hexdigest()[:32]
+
+
+def _url(v: str | None) -> str | None:
+    if v is None:
+        return None
+    try:
+        parts = urlsplit(v)
+        host = parts.hostname
+    except ValueError:   # e.g. "http://[" (a broken IPv6 literal)
+        host = None
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not host:
+        raise InvalidRequest("notify_url must be an http or https URL", field="notify_url")
+    return v
+
+
+def _nfc(v: Any) -> NfcData:
+    if not isinstance(v, dict):
+        raise InvalidRequest("nfc must be an object", field="nfc")
+    _unknown_nfc = set(v) - {"token", "expiry", "cryptogram", "wallet", "emv_data"}
+    if _unknown_nfc:
+        raise InvalidRequest("unknown field in nfc", field="nfc." + sorted(_unknown_nfc)[0][:32])
+    token = _text(v, "token", 19, required=True, pattern=TOKEN_RE, within="nfc.")
+    expiry = _text(v, "expiry", 4, required=True, pattern=EXPIRY_RE, within="nfc.")
+    crypt = _text(v, "cryptogram", 256, required=True, pattern=CRYPTOGRAM_RE, within="nfc.")
+    wallet = _text(v, "wallet", 16, within="nfc.")
+    if wallet is not None and wallet not in NFC_WALLETS:
+        raise InvalidRequest(f"nfc.wallet must be one of {', '.join(NFC_WALLETS)}", field="nfc.wallet")
+    emv = _text(v, "emv_data", 4096, pattern=HEX_RE, within="nfc.")
+    assert token and expiry and crypt
+    month = int(expiry[2:])
+    if not 1 <= month <= 12:
+        raise InvalidRequest("nfc.expiry must be YYMM", field="nfc.expiry")
+    return NfcData(token=token, expiry=expiry, cryptogram=crypt, wallet=wallet, emv_data=emv)
+
+
+def create_payment(data: dict[str, Any], *, max_expire_in: int = 7 * 24 * 3600) -> CreatePayment:
+    _unknown(data, PAYMENT_FIELDS)
+    order_no = _text(data, "merchant_order_no", 64, required=True, pattern=ORDER_NO_RE)
+    amount = _int(data, "amount", required=True)
+    currency = data.get("currency")
+    if currency != "CNY":
+        raise InvalidRequest("currency must be \"CNY\"", field="currency")
+    raw_method = data.get("method")
+    try:
+        method = Method(raw_method) if isinstance(raw_method, str) else None
+    except ValueError:
+        method = None
+    if method is None:
+        raise InvalidRequest(f"method must be one of {', '.join(m.value for m in Method)}", field="method")
+    channel = _text(data, "channel", 32)
+    if channel is not None and channel not in CHANNELS:
+        raise InvalidRequest("unknown channel", field="channel")
+    auth_code = nfc = payer = None
+    match method:
+        case Method.BARCODE | Method.SONIC:
+            auth_code = _text(data, "auth_code", 32, required=True, pattern=AUTH_CODE_RE)
+        case Method.NFC:
+            if "nfc" not in data:
+                raise InvalidRequest("nfc is required for method nfc", field="nfc")
+            nfc = _nfc(data["nfc"])
+        case Method.JSAPI | Method.WALLET:
+            p = data.get("payer")
+            if not isinstance(p, dict) or not p:
+                raise InvalidRequest("payer ({openid} or {user_id}) is required", field="payer")
+            if set(p) - {"openid", "user_id"}:
+                raise InvalidRequest("payer takes openid or user_id", field="payer")
+            payer = {k: _text(p, k, 128, required=True, pattern=ID_RE, within="payer.")  # type: ignore[misc]
+                     for k in p}
+        case Method.QR | Method.H5 | Method.APP:
+            pass
+        case _:
+            raise AssertionError(method)
+    for name, allowed in (("auth_code", (Method.BARCODE, Method.SONIC)), ("nfc", (Method.NFC,)),
+                          ("payer", (Method.JSAPI, Method.WALLET))):
+        if name in data and method not in allowed:
+            raise InvalidRequest(f"{name} is not used by method {method}", field=name)
+    subject = _text(data, "subject", 128)
+    store_id = _text(data, "store_id", 32)
+    terminal_id = _text(data, "terminal_id", 32)
+    notify_url = _url(_text(data, "notify_url", 512))
+    expire_in = _int(data, "expire_in", lo=10, hi=max_expire_in)
+    md = data.get("metadata", {})
+    if not isinstance(md, dict):
+        raise InvalidRequest("metadata must be an object", field="metadata")
+    # orjson reads 1024 levels but writes only 254, and metadata is written again inside the
+    # payment and its events: a depth limit well below keeps every later write safe
+    if _depth(md) > MAX_METADATA_DEPTH:
+        raise InvalidRequest(f"metadata is nested deeper than {MAX_METADATA_DEPTH} levels", field="metadata")
+    if len(orjson.dumps(md)) > 4096:
+        raise InvalidRequest("metadata must be at most 4 KiB", field="metadata")
+    assert order_no is not None and amount is not None
+    return CreatePayment(order_no, amount, "CNY", method, channel, auth_code, nfc, payer, subject, store_id,
+                         terminal_id, notify_url, expire_in, md, _fingerprint(data))
+
+
+def create_refund(data: dict[str, Any]) -> CreateRefund:
+    _unknown(data, REFUND_FIELDS)
+    refund_no = _text(data, "refund_no", 64, required=True, pattern=ORDER_NO_RE)
+    amount = _int(data, "amount", required=True)
+    reason = _text(data, "reason", 256)
+    assert refund_no is not None and amount is not None
+    return CreateRefund(refund_no, amount, reason, _fingerprint(data))

@@ -1,0 +1,167 @@
+"""The HTTP application: the merchant API (api.md), the providers' notification
+endpoints, operations endpoints and the one-code pages.
+
+Shared resources are ``web.AppKey``s (paycore.http.common) created and torn
+down in ``cleanup_ctx``; nothing is global and nothing changes after start-up.
+Every error leaves as ``{"error": {"code", "message", "field"?}}``; an
+unexpected exception is logged (once, without request data) and answered with
+a generic 500 body.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import aiohttp
+import orjson
+from aiohttp import web
+
+from channels.base import ChannelAdapter
+from channels.http import ChannelHttp
+from channels.registry import ADAPTERS
+from paycore import logs
+from paycore.config import Config
+from paycore.core.breaker import Breaker
+from paycore.core.engine import Engine
+from paycore.core.journal import Journal
+from paycore.core.recovery import Recovery
+from paycore.core.routing import Router
+from paycore.errors import PaycoreError
+from paycore.http import merchant_api, notify, onecode, ops
+from paycore.http.common import AUTH, CONFIG, ENGINE, JSON, METRICS, POOL, RELAY, error_response
+from paycore.merchants.auth import Authenticator, Merchants, NonceStore, RateLimiter, SecretBox
+from paycore.metrics import Metrics, Sampler
+from paycore.ops.webhooks import Dispatcher
+from paycore.outbox.relay import Relay
+from paycore.storage import db
+
+log = logging.getLogger("paycore.api")
+access_log = logging.getLogger("paycore.access")
+
+_HTTP_CODES = {400: "INVALID_REQUEST", 401: "UNAUTHENTICATED", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED",
+               413: "PAYLOAD_TOO_LARGE", 415: "INVALID_REQUEST"}
+
+
+@web.middleware
+async def errors_and_metrics(request: web.Request, handler):
+    t0 = time.perf_counter()
+    route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
+    status = 500
+    # log context for everything this request logs (reset here: a keep-alive connection reuses its task)
+    rid = logs.new_request_id(request.headers.get("X-Request-Id"))
+    logs.request_id.set(rid)
+    logs.merchant_id.set(None)
+    pid = request.match_info.get("id")
+    logs.payment_id.set(pid if pid and pid.startswith("pay_") else None)
+    try:
+        resp = await handler(request)
+        status = resp.status
+        if not resp.prepared:
+            resp.headers["X-Request-Id"] = rid
+        return resp
+    except PaycoreError as e:
+        status = e.status
+        return error_response(e)
+    except web.HTTPException as e:
+        status = e.status
+        if e.status < 400:
+            raise
+        code = _HTTP_CODES.get(e.status, "INVALID_REQUEST" if e.status < 500 else "INTERNAL")
+        body = orjson.dumps({"error": {"code": code, "message": e.reason or "error"}})
+        headers = {k: v for k, v in e.headers.items() if k.lower() == "allow"}
+        return web.Response(body=body, status=e.status, content_type=JSON, headers=headers)
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("unhandled error on %s %s (request %s)", request.method, route, rid)
+        status = 500
+        return web.Response(body=orjson.dumps({"error": {"code": "INTERNAL", "message":
+                                                          f"internal error (reference {rid})"}}),
+                            status=500, content_type=JSON)
+    finally:
+        m = request.app[METRICS]
+        m.http_requests.labels(route, request.method, str(status)).inc()
+        m.http_latency.labels(route).observe(time.perf_counter() - t0)
+        if request.app[CONFIG].server.access_log:
+            access_log.info("%s %s %d %.1fms", request.method, request.path, status, (time.perf_counter() - t0) * 1e3)
+
+
+# ------------------------------------------------------------------ wiring
+def build_adapters(cfg: Config, session: aiohttp.ClientSession, metrics: Metrics) -> dict[str, ChannelAdapter]:
+    adapters = {}
+    for name, settings in cfg.channels.items():
+        if settings.enabled:
+            adapters[name] = ADAPTERS[name](settings, ChannelHttp(session, name, settings.timeout,
+                                                                  metrics.observe_channel_call))
+    return adapters
+
+
+def create_app(cfg: Config, *, run_relay: bool = True, run_recovery: bool = True, workers: int = 1) -> web.Application:
+    app = web.Application(middlewares=[errors_and_metrics], client_max_size=cfg.server.max_body)
+    app[CONFIG] = cfg
+    app[METRICS] = metrics = Metrics()
+
+    async def resources(app: web.Application):
+        pool = await db.create_pool(cfg.database)
+        app[POOL] = pool
+        journal = Journal(pool, cfg.journal.batch_max, cfg.journal.max_wait_ms, metrics=metrics)
+        journal.start()
+        session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, limit_per_host=512,
+                                                                       keepalive_timeout=60, ttl_dns_cache=300))
+        adapters = build_adapters(cfg, session, metrics)
+        b = cfg.breaker
+        breakers = {name: Breaker(name, window=int(b.get("window", 20)), failure_ratio=float(b.get("failure_ratio", .5)),
+                                  min_calls=int(b.get("min_calls", 10)), open_seconds=float(b.get("open_seconds", 5.0)),
+                                  metrics=metrics)
+                    for name in adapters}
+        engine = Engine(cfg, pool, journal, adapters, breakers, Router(cfg.routing), metrics)
+        app[ENGINE] = engine
+        box = SecretBox(cfg.security.master_key)
+        app[AUTH] = Authenticator(Merchants(pool, box), NonceStore(pool, cfg.security.replay_window),
+                                  RateLimiter(cfg.security.rate_limit_per_second, cfg.security.rate_limit_burst, workers),
+                                  cfg.security.replay_window, metrics=metrics)
+        background: list[Any] = []
+        if run_recovery:
+            rec = Recovery(engine, cfg.payments.recovery_interval, cfg.payments.recovery_batch)
+            rec.start()
+            background.append(rec)
+        if run_relay and cfg.kafka.bootstrap:
+            relay = Relay(cfg, metrics=metrics)
+            relay.start()
+            app[RELAY] = relay
+            background.append(relay)
+        w = cfg.webhooks
+        dispatcher = Dispatcher(pool, box, interval=w.interval, batch=w.batch, timeout=w.timeout, schedule=w.schedule,
+                                metrics=metrics)
+        dispatcher.start()
+        background.append(dispatcher)
+        sampler = Sampler(pool, metrics, cfg.metrics.sample_interval)   # pool, outbox, webhook, reconciliation gauges
+        sampler.start()
+        background.append(sampler)
+        yield
+        for task in background:
+            await task.stop()
+        await journal.stop()
+        for a in adapters.values():
+            await a.aclose()
+        await session.close()
+        await pool.close()
+
+    app.cleanup_ctx.append(resources)
+    r = app.router
+    r.add_post("/v1/payments", merchant_api.create_payment)
+    r.add_get("/v1/payments", merchant_api.find_payment)
+    r.add_get("/v1/payments/{id}", merchant_api.get_payment)
+    r.add_post("/v1/payments/{id}/cancel", merchant_api.cancel_payment)
+    r.add_post("/v1/payments/{id}/refunds", merchant_api.create_refund)
+    r.add_get("/v1/refunds/{id}", merchant_api.get_refund)
+    r.add_post("/notify/{channel}", notify.notify)
+    r.add_post("/notify/{channel}/refund", notify.notify)
+    r.add_get("/healthz", ops.healthz)
+    r.add_get("/readyz", ops.readyz)
+    r.add_get("/metrics", ops.metrics_handler)
+    r.add_get("/openapi.json", ops.openapi)
+    onecode.setup(app)   # GET /c/{code}: the one-code pages
+    return app

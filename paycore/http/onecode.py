@@ -1,0 +1,533 @@
+"""One code for every app (一码通付): the merchant's static QR and its cashier page.
+
+A merchant prints one QR that opens ``GET /c/{code}``. The page asks for the
+amount and pays through whichever app scanned it, picked by User-Agent
+(channels.md's table). Routes (all server-rendered, no external assets):
+
+* ``GET  /c/{code}`` – the keypad page; an unsupported browser gets the list of
+  apps that work, a disabled code a friendly page, an unknown one a 404 page.
+* ``POST /c/{code}/pay`` – JSON ``{"amount": "12.34", "form": …}`` with header
+  ``X-CSRF-Token``: creates a normal payment through the Engine and answers
+  ``{"payment_id", "status", "next"}`` – ``next`` is where the browser goes.
+* ``GET  /c/{code}/result/{payment_id}?t=…`` – the result page (polls the next).
+* ``GET  /c/{code}/status/{payment_id}?t=…&wait=N`` – ``{"status", "final", …}``.
+
+Safety. The merchant comes from the code's row on the server, never from the
+request. The amount is a yuan string parsed without floats into int fen, > 0
+and ≤ the merchant's limit (and equal to a fixed-amount code's). CSRF: a
+random session cookie (``pc_sid``) plus a token ``HMAC(key, sid)`` the page
+sends in a header, and a same-host ``Origin`` when the browser sends one.
+Replay: every render carries a signed form token (code, session, form id,
+time); the payment's ``merchant_order_no`` is derived from the form id, so a
+resubmitted form returns the same payment and the same form with another
+amount is a conflict. Rate limits are token buckets per client IP and per
+worker process (``request.remote``: behind a proxy this is the proxy's address).
+The key is HKDF-derived from the master key, so every worker agrees.
+
+The payer id that jsapi needs (openid / Alipay user_id) is a stable
+pseudonym, ``HMAC(key, channel | sid)`` in the channel's format: a stand-in
+for the id a production deployment gets from the app's OAuth (WeChat
+``snsapi_base``, Alipay ``auth_base``), which this module does not do.
+
+The app's step: against the simulators, ``next`` is the simulator's
+``/_sim/app/confirm`` page (under the channel's ``base_url``), which plays the
+app's confirm screen and comes back to the result page. Real providers have no
+such page: production needs each app's JS bridge (WeixinJSBridge,
+AlipayJSBridge, upsdk, mqq, JD's H5 cashier, Douyin's) fed with
+``pay_params`` – not built here.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import html
+import json
+import re
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+from urllib.parse import urlencode, urlsplit
+
+from aiohttp import web
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from channels.base import Method
+from paycore.core import validation
+from paycore.core.journal import DB_DOWN
+from paycore.http.common import AUTH, CONFIG, ENGINE, POOL, json_response, read_body
+from paycore.merchants.codes import Code, load_code
+from paycore.errors import InvalidRequest, NotFound, PaycoreError, RateLimited, Unavailable
+from channels.secrets import Secret
+
+
+STATIC = Path(__file__).parent / "static"
+SID_RE = re.compile(r"^[A-Za-z0-9_-]{22,64}$")
+# yuan with at most two decimals, no sign, no exponent, no leading zeros
+YUAN_RE = re.compile(r"^(0|[1-9][0-9]{0,12})(?:\.([0-9]{1,2}))?$")
+SID_COOKIE = "pc_sid"
+FORM_TTL = 30 * 60          # a page left open longer must be reloaded
+MAX_WAIT = 25               # seconds a status long-poll may hold
+
+
+def _same(given: str, expected: str) -> bool:
+    """Constant-time equality of a client's token with ours. Bytes: compare_digest raises
+    TypeError on a str with non-ASCII characters, and clients send whatever they like."""
+    return hmac.compare_digest(given.encode("utf-8", "surrogateescape"), expected.encode())
+
+
+class Forbidden(PaycoreError):
+    status, code = 403, "FORBIDDEN"
+
+
+class CodeDisabled(PaycoreError):
+    status, code = 410, "CODE_DISABLED"
+
+
+# ------------------------------------------------------------------ the apps
+@dataclass(frozen=True, slots=True)
+class App:
+    channel: str
+    zh: str
+    en: str
+    colour: str
+    matches: Callable[[str], bool]
+
+
+#: channels.md "One code for every app": first match wins
+APPS: tuple[App, ...] = (
+    App("wechatpay", "微信支付", "WeChat Pay", "#07c160",
+        lambda ua: "MicroMessenger/" in ua and "WindowsWechat" not in ua),
+    App("alipay", "支付宝", "Alipay", "#1677ff", lambda ua: "AlipayClient/" in ua),
+    App("unionpay", "云闪付", "UnionPay QuickPass", "#e60012", lambda ua: "UnionPay/" in ua),
+    App("qqwallet", "QQ钱包", "QQ Wallet", "#12b7f5", lambda ua: "QQ/" in ua),
+    App("jdpay", "京东支付", "JD Pay", "#e1251b", lambda ua: "jdapp" in ua or "jdjr" in ua),
+    App("douyinpay", "抖音支付", "Douyin Pay", "#161823", lambda ua: "aweme" in ua),
+)
+APP_BY_CHANNEL = {a.channel: a for a in APPS}
+
+#: in-app payment methods, best first: jsapi inside the app's web view, else
+#: the H5 cashier, else the app SDK's order (UnionPay's ``tn``, which 云闪付's
+#: web view pays through its JS SDK)
+METHOD_PREFERENCE = (Method.JSAPI, Method.H5, Method.APP)
+
+
+def app_for(user_agent: str) -> App | None:
+    for a in APPS:
+        if a.matches(user_agent):
+            return a
+    return None
+
+
+def method_for(methods: frozenset[Method]) -> Method | None:
+    return next((m for m in METHOD_PREFERENCE if m in methods), None)
+
+
+# ------------------------------------------------------------------- amounts
+def parse_yuan(raw: Any) -> int:
+    """``"12.34"`` → 1234 fen. Only a string of that exact shape; no floats."""
+    if not isinstance(raw, str) or len(raw) > 16:
+        raise InvalidRequest("amount must be a yuan string such as \"12.34\"", field="amount")
+    m = YUAN_RE.match(raw)
+    if m is None:
+        raise InvalidRequest("amount must be a yuan string such as \"12.34\"", field="amount")
+    fen = int(m.group(1)) * 100 + int((m.group(2) or "").ljust(2, "0"))
+    if fen <= 0:
+        raise InvalidRequest("amount must be more than zero", field="amount")
+    return fen
+
+
+def yuan(fen: int) -> str:
+    return f"{fen // 100:,}.{fen % 100:02d}"
+
+
+# -------------------------------------------------------------------- tokens
+def _b64(b: bytes) -> str:
+    return base64.urlsafe_b64encode(b).decode().rstrip("=")
+
+
+class Tokens:
+    """Every MAC the page uses, under one key derived from the master key."""
+
+    def __init__(self, master_key: Secret) -> None:
+        # without a master key the app still starts (SecretBox refuses later); pages answer 503
+        self._key = HKDF(algorithm=hashes.SHA256(), length=32, salt=b"paycore-onecode",
+                         info=b"v1").derive(master_key.get_bytes()) if master_key else None
+
+    def mac(self, *parts: str) -> bytes:
+        if self._key is None:
+            raise Unavailable("one-code pages need a master key (PAYCORE_MASTER_KEY)")
+        return hmac.new(self._key, "\x1f".join(parts).encode(), hashlib.sha256).digest()
+
+    def csrf(self, sid: str) -> str:
+        return _b64(self.mac("csrf", sid))
+
+    def form(self, code: str, sid: str, now: float | None = None) -> str:
+        form_id = base64.b32encode(secrets.token_bytes(15)).decode().lower()
+        issued = str(int(time.time() if now is None else now))
+        return f"{form_id}.{issued}.{_b64(self.mac('form', code, sid, form_id, issued)[:18])}"
+
+    def check_form(self, token: Any, code: str, sid: str, now: float | None = None) -> str:
+        """The form id of a valid token for this code and session, else Forbidden."""
+        parts = token.split(".") if isinstance(token, str) and len(token) < 128 else []
+        if len(parts) != 3 or not (parts[1].isascii() and parts[1].isdigit()):
+            raise Forbidden("invalid form token; reload the page")
+        form_id, issued, mac = parts
+        if not _same(mac, _b64(self.mac("form", code, sid, form_id, issued)[:18])):
+            raise Forbidden("invalid form token; reload the page")
+        age = (time.time() if now is None else now) - int(issued)
+        if not -60 <= age <= FORM_TTL:
+            raise Forbidden("this page has expired; reload it")
+        return form_id
+
+    def result(self, code: str, payment_id: str) -> str:
+        return _b64(self.mac("result", code, payment_id)[:18])
+
+    def payer(self, channel: str, sid: str) -> dict[str, str]:
+        """A stable pseudonymous payer for jsapi, shaped like the channel's ids."""
+        d = self.mac("payer", channel, sid)
+        match channel:
+            case "alipay":
+                return {"user_id": "2088" + str(int.from_bytes(d[:8], "big") % 10**12).zfill(12)}
+            case "qqwallet":
+                return {"openid": d[:16].hex().upper()}
+            case _:
+                return {"openid": "o" + _b64(d)[:27]}
+
+
+class IpLimiter:
+    """Token bucket per client address (per worker process)."""
+
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate, self.burst = rate, burst
+        self._buckets: dict[str, list[float]] = {}
+
+    def check(self, key: str) -> None:
+        now = time.monotonic()
+        b = self._buckets.get(key)
+        if b is None:
+            if len(self._buckets) > 100_000:
+                self._buckets.clear()
+            b = self._buckets[key] = [self.burst, now]
+        tokens = min(self.burst, b[0] + (now - b[1]) * self.rate)
+        b[1] = now
+        if tokens < 1.0:
+            b[0] = tokens
+            raise RateLimited("too many requests from this address",
+                              retry_after=max(1, int((1.0 - tokens) / self.rate + 0.999)))
+        b[0] = tokens - 1.0
+
+
+@dataclass
+class OneCode:
+    tokens: Tokens
+    pages: IpLimiter     # every /c/ request
+    pays: IpLimiter      # payment attempts
+
+
+ONECODE: web.AppKey[OneCode] = web.AppKey("onecode", OneCode)
+
+
+# ---------------------------------------------------------------------- HTML
+_CSS = (STATIC / "onecode.css").read_text()
+_PAY_JS = (STATIC / "onecode_pay.js").read_text()
+_RESULT_JS = (STATIC / "onecode_result.js").read_text()
+e = html.escape
+
+
+def _json_island(obj: Any) -> str:
+    # inside <script type="application/json">: nothing may close the element
+    return json.dumps(obj, ensure_ascii=False).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def _page(title: str, body: str, *, script: str = "", cfg: Any = None, status: int = 200,
+          cookies: dict[str, str] | None = None, secure: bool = False) -> web.Response:
+    nonce = secrets.token_urlsafe(12)
+    island = f'<script type="application/json" id="cfg">{_json_island(cfg)}</script>' if cfg is not None else ""
+    js = f'<script nonce="{nonce}">{script}</script>' if script else ""
+    doc = (f'<!DOCTYPE html><html lang="zh-CN"><head><meta charset="utf-8">'
+           f'<meta name="viewport" content="width=device-width,initial-scale=1,maximum-scale=1,user-scalable=no">'
+           f'<meta name="format-detection" content="telephone=no"><title>{e(title)}</title>'
+           f'<style>{_CSS}</style></head><body><main>{body}</main>{island}{js}</body></html>')
+    resp = web.Response(text=doc, status=status, content_type="text/html", charset="utf-8")
+    resp.headers["Content-Security-Policy"] = (
+        f"default-src 'none'; style-src 'unsafe-inline'; script-src 'nonce-{nonce}'; connect-src 'self'; "
+        "img-src data:; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+    resp.headers["Cache-Control"] = "no-store"
+    resp.headers["X-Content-Type-Options"] = "nosniff"
+    resp.headers["Referrer-Policy"] = "no-referrer"
+    for name, value in (cookies or {}).items():
+        resp.set_cookie(name, value, max_age=365 * 24 * 3600, path="/c/", httponly=True, samesite="Lax",
+                        secure=secure)
+    return resp
+
+
+def _head(name: str, sub_zh: str = "", sub_en: str = "") -> str:
+    initial = e(name.strip()[:1] or "¥")
+    sub = f'<div class="en">{e(sub_zh)} {e(sub_en)}</div>' if sub_zh else ""
+    return f'<div class="head"><div class="logo">{initial}</div><h1 id="merchant-name">{e(name)}</h1>{sub}</div>'
+
+
+def _state(kind: str, icon: str, zh: str, en: str, extra: str = "", status: str = "") -> str:
+    return (f'<div class="card state {kind}" id="state" data-status="{e(status)}"><div class="icon">{icon}</div>'
+            f'<h2 id="title">{e(zh)}</h2><div class="en">{e(en)}</div>{extra}</div>')
+
+
+def _message_page(title: str, kind: str, icon: str, zh: str, en: str, note: str = "", *,
+                  status: int = 200, head: str = "") -> web.Response:
+    extra = f'<p class="note">{note}</p>' if note else ""
+    return _page(title, head + _state(kind, icon, zh, en, extra), status=status)
+
+
+def _unsupported_page(code: Code, enabled: list[App]) -> web.Response:
+    items = "".join(f'<li data-channel="{a.channel}"><span class="dot" style="background:{a.colour}">'
+                    f'{e(a.zh[:1])}</span><div><div>{e(a.zh)}</div><div class="en">{e(a.en)}</div></div></li>'
+                    for a in enabled)
+    body = (_head(code.merchant_name) +
+            _state("off", "?", "请使用以下应用扫码支付", "Please scan this code with one of these apps",
+                   status="unsupported") +
+            f'<div class="card"><ul class="apps" id="apps">{items}</ul></div>'
+            '<p class="foot">当前浏览器无法完成支付 · This browser cannot pay this code</p>')
+    return _page("请用支付应用扫码 · Scan with a payment app", body)
+
+
+def _pad_page(code: Code, app: App, limit: int, cfg: dict[str, Any], cookies: dict[str, str],
+              secure: bool) -> web.Response:
+    fixed = code.amount is not None
+    limits = ("固定金额 Fixed amount" if fixed else
+              f"单笔限额 ¥0.01 – ¥{yuan(limit)} · Limit per payment")
+    amount_text = e(yuan(code.amount)) if fixed else "0.00"
+    body = (_head(code.merchant_name, f"使用{app.zh}付款", f"Paying with {app.en}") +
+            '<div class="card"><div class="label">付款金额 <span class="en">Amount (CNY)</span></div>'
+            f'<div class="amount"><span class="cur">¥</span><span class="val{"" if fixed else " empty"}" '
+            f'id="amount-value">{amount_text}</span>{"" if fixed else "<span class=caret></span>"}</div>'
+            f'<input type="hidden" name="amount" id="amount" value="{e(cfg["fixed"] or "")}">'
+            f'<div class="limits" id="limits">{limits}</div><div class="error" id="error" role="alert"></div></div>')
+    if fixed:
+        body += '<button class="btn" id="pay" type="button">确认付款 Pay</button>'
+    else:
+        keys = "".join(f'<button type="button" data-key="{k}">{k}</button>' for k in "123456789")
+        body += (f'<div class="pad" id="pad">{keys}<button type="button" data-key="0" class="zero">0</button>'
+                 '<button type="button" data-key=".">.</button>'
+                 '<button type="button" data-key="del" class="del" aria-label="delete">⌫</button>'
+                 '<button type="button" class="pay" id="pay" disabled>付款<br><small>Pay</small></button></div>')
+    return _page(f"{code.merchant_name} · 付款 Pay", body, script=_PAY_JS, cfg=cfg, cookies=cookies, secure=secure)
+
+
+# ------------------------------------------------------------------ handlers
+def _app_objects(request: web.Request):
+    return request.app[CONFIG], request.app[ENGINE], request.app[AUTH], request.app[POOL]
+
+
+async def _db(coro):
+    try:
+        return await coro
+    except DB_DOWN as err:
+        raise Unavailable("database unavailable") from err
+
+
+def _client(request: web.Request) -> str:
+    return request.remote or "unknown"
+
+
+def _sid(request: web.Request) -> str | None:
+    sid = request.cookies.get(SID_COOKIE, "")
+    return sid if SID_RE.match(sid) else None
+
+
+def _enabled_apps(engine: Any) -> list[App]:
+    return [a for a in APPS if a.channel in engine.adapters and method_for(engine.adapters[a.channel].methods)]
+
+
+def _limit(cfg: Any, code: Code) -> int:
+    return code.max_amount or cfg.payments.default_max_amount
+
+
+async def _code_or_page(request: web.Request, pool: Any) -> Code | web.Response:
+    try:
+        code = await _db(load_code(pool, request.match_info["code"]))
+    except Unavailable:
+        return _message_page("暂时无法服务 · Unavailable", "off", "!", "系统繁忙，请稍后再试",
+                             "The service is busy; please try again soon", status=503)
+    if code is None:
+        return _message_page("收款码不存在 · Unknown code", "off", "?", "找不到这个收款码",
+                             "This payment code does not exist", "请向商家确认 · Please ask the merchant",
+                             status=404)
+    if not code.usable:
+        return _message_page("收款码已停用 · Code disabled", "off", "–", "此收款码已停用",
+                             "This payment code has been disabled",
+                             "请向商家确认其他付款方式 · Please ask the merchant for another way to pay",
+                             head=_head(code.merchant_name))
+    return code
+
+
+async def code_page(request: web.Request) -> web.Response:
+    cfg, engine, _, pool = _app_objects(request)
+    request.app[ONECODE].pages.check(_client(request))
+    code = await _code_or_page(request, pool)
+    if isinstance(code, web.Response):
+        return code
+    enabled = _enabled_apps(engine)
+    app = app_for(request.headers.get("User-Agent", ""))
+    if app is None or app not in enabled:
+        return _unsupported_page(code, enabled)
+    sid = _sid(request)
+    cookies = {}
+    if sid is None:
+        sid = secrets.token_urlsafe(24)
+        cookies[SID_COOKIE] = sid
+    tokens = request.app[ONECODE].tokens
+    limit = _limit(cfg, code)
+    cfg_js = {"payUrl": f"/c/{code.code}/pay", "csrf": tokens.csrf(sid), "form": tokens.form(code.code, sid),
+              "max": code.amount or limit, "fixed": yuan(code.amount).replace(",", "") if code.amount else None}
+    return _pad_page(code, app, limit, cfg_js, cookies, request.secure)
+
+
+def _check_origin(request: web.Request) -> None:
+    origin = request.headers.get("Origin")
+    if origin and origin != "null" and urlsplit(origin).netloc != request.host:
+        raise Forbidden("cross-site request refused")
+
+
+async def pay(request: web.Request) -> web.Response:
+    cfg, engine, auth, pool = _app_objects(request)
+    oc = request.app[ONECODE]
+    oc.pays.check(_client(request))
+    _check_origin(request)
+    sid = _sid(request)
+    if sid is None or not _same(request.headers.get("X-CSRF-Token", ""), oc.tokens.csrf(sid)):
+        raise Forbidden("missing or invalid CSRF token; reload the page")
+    data = validation.parse_json_object(await read_body(request))
+    for k in data:
+        if k not in ("amount", "form"):
+            raise InvalidRequest(f"unknown field {k[:64]!r}", field=k[:64])
+    code_name = request.match_info["code"]
+    form_id = oc.tokens.check_form(data.get("form"), code_name, sid)
+    amount = parse_yuan(data.get("amount"))
+
+    code = await _db(load_code(pool, code_name))
+    if code is None:
+        raise NotFound("no such code")
+    if not code.usable:
+        raise CodeDisabled("this code has been disabled")
+    if code.amount is not None and amount != code.amount:
+        raise InvalidRequest("the amount does not match this code's fixed amount", field="amount")
+    app = app_for(request.headers.get("User-Agent", ""))
+    if app is None or app not in _enabled_apps(engine):
+        raise InvalidRequest("open this code in a supported payment app", field="user_agent")
+    merchant = await auth.merchants.get(code.merchant_id)
+    if merchant is None or not merchant.active:
+        raise CodeDisabled("this code has been disabled")
+    method = method_for(engine.adapters[app.channel].methods)
+    assert method is not None
+    body: dict[str, Any] = {
+        "merchant_order_no": f"oc_{form_id}", "amount": amount, "currency": "CNY", "method": str(method),
+        "channel": app.channel, "subject": _subject(code), "metadata": {"source": "onecode", "code": code.code},
+    }
+    if code.store_id:
+        body["store_id"] = code.store_id
+    if method is Method.JSAPI:
+        body["payer"] = oc.tokens.payer(app.channel, sid)
+    req = validation.create_payment(body, max_expire_in=cfg.payments.max_expire_in)
+    payment, created = await engine.create_payment(merchant, req)
+
+    result_url = _result_url(request, code.code, payment.id, oc.tokens)
+    if payment.status.final:
+        nxt = result_url
+    else:
+        base = cfg.channels[payment.channel].base_url.rstrip("/")
+        q = {"out_trade_no": payment.id, "return_url": result_url}
+        if payment.channel_trade_no:
+            q["channel_trade_no"] = payment.channel_trade_no
+        nxt = f"{base}/_sim/app/confirm?{urlencode(q)}"
+    return json_response({"payment_id": payment.id, "status": str(payment.status), "channel": payment.channel,
+                          "method": str(payment.method), "amount": payment.amount, "next": nxt},
+                         201 if created else 200)
+
+
+def _subject(code: Code) -> str:
+    name = re.sub(r"[\x00-\x1f\x7f\u2028\u2029]", " ", code.merchant_name).strip() or code.merchant_id
+    return name[:128]
+
+
+def _result_url(request: web.Request, code: str, payment_id: str, tokens: Tokens) -> str:
+    origin = f"{request.scheme}://{request.host}"
+    return f"{origin}/c/{code}/result/{payment_id}?{urlencode({'t': tokens.result(code, payment_id)})}"
+
+
+async def _payment_for(request: web.Request):
+    """The payment named in the path, if the token proves it was made through this code."""
+    _, engine, auth, pool = _app_objects(request)
+    code_name, pid = request.match_info["code"], request.match_info["payment_id"]
+    expected = request.app[ONECODE].tokens.result(code_name, pid)
+    if not _same(request.query.get("t", ""), expected):
+        raise NotFound("no such payment")
+    code = await _db(load_code(pool, code_name))
+    if code is None:
+        raise NotFound("no such payment")
+    merchant = await auth.merchants.get(code.merchant_id)
+    if merchant is None:
+        raise NotFound("no such payment")
+    return code, merchant, await engine.get_payment(merchant, pid)
+
+
+_RESULTS = {
+    "SUCCEEDED": ("ok", "✓", "支付成功", "Payment successful"),
+    "FAILED": ("bad", "✕", "支付失败", "Payment failed"),
+    "CLOSED": ("off", "–", "订单已关闭", "The order was closed; nothing was charged"),
+    "REVERSED": ("off", "↺", "支付已撤销", "The payment was reversed; the money is returned"),
+    "PENDING": ("wait", "…", "等待支付结果", "Waiting for the payment result"),
+    "PROCESSING": ("wait", "…", "正在确认支付结果", "Confirming the payment"),
+}
+
+
+async def result_page(request: web.Request) -> web.Response:
+    request.app[ONECODE].pages.check(_client(request))
+    try:
+        code, _, p = await _payment_for(request)
+    except NotFound:
+        return _message_page("找不到订单 · Not found", "off", "?", "找不到这笔订单", "No such payment", status=404)
+    except Unavailable:
+        return _message_page("暂时无法服务 · Unavailable", "off", "!", "系统繁忙，请稍后刷新",
+                             "The service is busy; please reload soon", status=503)
+    status = str(p.status)
+    kind, icon, zh, en = _RESULTS[status]
+    extra = f'<div class="big" id="paid-amount">¥{yuan(p.amount)}</div><div class="en">{e(code.merchant_name)}</div>'
+    if status == "FAILED" and p.failure:
+        extra += '<p class="note">请更换付款方式或稍后再试 · Try another way to pay or try again later</p>'
+    script, cfg = "", None
+    if not p.status.final:
+        extra += '<div class="spin"></div><p class="note" id="hint">请在应用中完成支付 · Finish paying in the app</p>'
+        script = _RESULT_JS
+        cfg = {"statusUrl": f"/c/{code.code}/status/{p.id}?{urlencode({'t': request.query['t']})}"}
+    body = _head(code.merchant_name) + _state(kind, icon, zh, en, extra, status)
+    if p.status.final:
+        body += f'<a class="btn secondary" id="again" href="/c/{e(code.code)}">再付一笔 Pay again</a>'
+    return _page(f"{zh} · {en}", body, script=script, cfg=cfg)
+
+
+async def status(request: web.Request) -> web.Response:
+    request.app[ONECODE].pages.check(_client(request))
+    raw = request.query.get("wait", "0")
+    if not (raw.isascii() and raw.isdigit()) or int(raw) > MAX_WAIT:   # "²".isdigit(), but int("²") fails
+        raise InvalidRequest(f"wait must be 0–{MAX_WAIT}", field="wait")
+    _, engine, _, _ = _app_objects(request)
+    _, merchant, p = await _payment_for(request)
+    if int(raw):
+        p = await engine.wait(merchant, p, float(raw))
+    return json_response({"payment_id": p.id, "status": str(p.status), "final": p.status.final,
+                          "amount": p.amount})
+
+
+def setup(app: web.Application) -> None:
+    """Register the one-code routes on paycore's app (called from ``create_app``)."""
+    app[ONECODE] = OneCode(tokens=Tokens(app[CONFIG].security.master_key),
+                           pages=IpLimiter(rate=5.0, burst=120.0), pays=IpLimiter(rate=0.5, burst=20.0))
+    r = app.router
+    r.add_get("/c/{code}", code_page)
+    r.add_post("/c/{code}/pay", pay)
+    r.add_get("/c/{code}/result/{payment_id}", result_page)
+    r.add_get("/c/{code}/status/{payment_id}", status)

@@ -1,0 +1,270 @@
+"""Merchant authentication: HMAC-SHA256 request signatures, the replay window,
+nonces shared by every worker (in Postgres), merchants' secrets encrypted at
+rest, and per-merchant rate limits.
+
+Canonical string (api.md): ``METHOD\\nPATH_AND_QUERY\\nTIMESTAMP\\nNONCE\\nBODY``.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import logging
+import os
+import re
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import asyncpg
+import orjson
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from paycore.metrics import Metrics
+from paycore.errors import RateLimited, Unauthenticated, Unavailable
+from channels.secrets import Secret
+
+log = logging.getLogger("paycore.auth")
+NONCE_RE = re.compile(r"^[A-Za-z0-9]{16,64}$")
+MERCHANT_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+class SecretBox:
+    """AES-256-GCM under a key derived (HKDF-SHA256) from the master key.
+
+    The merchant id is the associated data, so a ciphertext cannot be moved to
+    another merchant's row."""
+
+    def __init__(self, master_key: Secret) -> None:
+        if not master_key:
+            raise ValueError("a master key is required (PAYCORE_MASTER_KEY)")
+        key = HKDF(algorithm=hashes.SHA256(), length=32, salt=b"paycore-merchant-secrets",
+                   info=b"v1").derive(master_key.get_bytes())
+        self._aead = AESGCM(key)
+
+    def seal(self, merchant_id: str, secret: str) -> bytes:
+        nonce = os.urandom(12)
+        return nonce + self._aead.encrypt(nonce, secret.encode(), merchant_id.encode())
+
+    def open(self, merchant_id: str, blob: bytes) -> Secret:
+        return Secret(self._aead.decrypt(blob[:12], blob[12:], merchant_id.encode()))
+
+
+@dataclass(slots=True)
+class Merchant:
+    id: str
+    name: str
+    secret: Secret
+    active: bool
+    max_amount: int | None
+    sub_merchants: dict[str, str]
+    rate_limit: float | None
+    loaded_at: float
+
+
+class Merchants:
+    """Merchant lookups with a short cache, so that disabling or rotating a
+    secret reaches every worker within ``ttl`` seconds."""
+
+    def __init__(self, pool: asyncpg.Pool, box: SecretBox, ttl: float = 1.0) -> None:
+        self.pool = pool
+        self.box = box
+        self.ttl = ttl
+        self._cache: dict[str, Merchant | None] = {}
+        self._at: dict[str, float] = {}
+        self._loading: dict[str, asyncio.Future[Merchant | None]] = {}
+
+    async def get(self, merchant_id: str) -> Merchant | None:
+        now = time.monotonic()
+        if merchant_id in self._cache and now - self._at[merchant_id] < self.ttl:
+            return self._cache[merchant_id]
+        # one load per merchant at a time: under load, every request arriving while the
+        # entry is stale would otherwise fetch (and decrypt) it again and crowd the pool
+        fut = self._loading.get(merchant_id)
+        if fut is None:
+            fut = self._loading[merchant_id] = asyncio.ensure_future(self._load(merchant_id, now))
+            fut.add_done_callback(lambda f: self._loaded(merchant_id, f))
+        return await asyncio.shield(fut)
+
+    def _loaded(self, merchant_id: str, fut: asyncio.Future) -> None:
+        if self._loading.get(merchant_id) is fut:
+            del self._loading[merchant_id]
+        if not fut.cancelled():
+            fut.exception()  # retrieved: every waiter has already been handed the outcome
+
+    async def _load(self, merchant_id: str, now: float) -> Merchant | None:
+        try:
+            row = await self.pool.fetchrow(
+                "select id, name, secret_enc, status, max_amount, sub_merchants, rate_limit "
+                "from merchants where id = $1", merchant_id)
+        except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError, asyncio.TimeoutError) as e:
+            raise Unavailable("database unavailable") from e
+        m = None
+        if row is not None:
+            m = Merchant(row["id"], row["name"], self.box.open(row["id"], row["secret_enc"]),
+                         row["status"] == "active", row["max_amount"], dict(row["sub_merchants"] or {}),
+                         row["rate_limit"], now)
+        if len(self._cache) > 10000:
+            self._cache.clear(), self._at.clear()
+        self._cache[merchant_id] = m
+        self._at[merchant_id] = now
+        return m
+
+
+def canonical(method: str, path_qs: str, ts: str, nonce: str, body: bytes) -> bytes:
+    return f"{method}\n{path_qs}\n{ts}\n{nonce}\n".encode() + body
+
+
+def sign(secret: bytes, method: str, path_qs: str, ts: str, nonce: str, body: bytes) -> str:
+    return hmac.new(secret, canonical(method, path_qs, ts, nonce, body), hashlib.sha256).hexdigest()
+
+
+class NonceStore:
+    """Remembers (merchant, nonce) for the replay window in Postgres, shared by
+    every worker. Checks from concurrent requests are batched into one insert."""
+
+    def __init__(self, pool: asyncpg.Pool, window: int) -> None:
+        self.pool = pool
+        self.window = window
+        self._pending: list[tuple[str, str, asyncio.Future[bool]]] = []
+        self._flushing = False
+
+    async def fresh(self, merchant_id: str, nonce: str) -> bool:
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        self._pending.append((merchant_id, nonce, fut))
+        if not self._flushing:
+            self._flushing = True
+            loop.call_soon(lambda: asyncio.ensure_future(self._drain()))
+        return await fut
+
+    async def _drain(self) -> None:
+        # one insert in flight at a time: what arrives meanwhile goes into the next,
+        # so a busy worker sends few large inserts instead of one per loop turn
+        try:
+            while self._pending:
+                await self._flush()
+        finally:
+            self._flushing = False
+
+    async def _flush(self) -> None:
+        batch, self._pending = self._pending, []
+        seen: set[tuple[str, str]] = set()
+        unique: list[tuple[str, str, asyncio.Future[bool]]] = []
+        for m, n, f in batch:
+            if (m, n) in seen:
+                f.set_result(False)   # the same nonce twice in one batch: the second is a replay
+            else:
+                seen.add((m, n))
+                unique.append((m, n, f))
+        expires = datetime.now(timezone.utc) + timedelta(seconds=2 * self.window)
+        try:
+            rows = await self.pool.fetch(
+                "insert into nonces (merchant_id, nonce, expires_at) "
+                "select m, n, $3 from unnest($1::text[], $2::text[]) as t(m, n) "
+                "on conflict do nothing returning merchant_id, nonce",
+                [u[0] for u in unique], [u[1] for u in unique], expires)
+        except Exception as e:
+            for _, _, f in unique:
+                if not f.done():
+                    f.set_exception(Unavailable("database unavailable"))
+            if not isinstance(e, (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, asyncio.TimeoutError)):
+                log.exception("nonce store failed")
+            return
+        inserted = {(r[0], r[1]) for r in rows}
+        for m, n, f in unique:
+            if not f.done():
+                f.set_result((m, n) in inserted)
+
+    async def purge(self) -> int:
+        r = await self.pool.execute("delete from nonces where expires_at < now()")
+        return int(r.split()[-1])
+
+
+class RateLimiter:
+    """Token bucket per merchant, per worker process (each worker gets
+    ``rate / workers``), so the limit holds whatever the worker count."""
+
+    def __init__(self, rate: float, burst: float, workers: int = 1) -> None:
+        self.rate = rate / max(workers, 1)
+        self.burst = burst / max(workers, 1)
+        self.workers = max(workers, 1)
+        self._buckets: dict[str, list[float]] = {}
+
+    def check(self, merchant: Merchant) -> None:
+        rate = (merchant.rate_limit / self.workers) if merchant.rate_limit else self.rate
+        burst = max(rate * (self.burst / self.rate), 1.0) if self.rate else rate
+        now = time.monotonic()
+        b = self._buckets.get(merchant.id)
+        if b is None:
+            b = self._buckets[merchant.id] = [burst, now]
+        tokens = min(burst, b[0] + (now - b[1]) * rate)
+        b[1] = now
+        if tokens < 1.0:
+            b[0] = tokens
+            raise RateLimited("too many requests", retry_after=max(1, int((1.0 - tokens) / rate + 0.999)))
+        b[0] = tokens - 1.0
+
+
+class Authenticator:
+    def __init__(self, merchants: Merchants, nonces: NonceStore, limiter: RateLimiter, window: int, *,
+                 metrics: Metrics) -> None:
+        self.metrics = metrics
+        self.merchants = merchants
+        self.nonces = nonces
+        self.limiter = limiter
+        self.window = window
+
+    async def authenticate(self, method: str, path_qs: str, headers: Any, body: bytes) -> Merchant:
+        mid = headers.get("X-Paycore-Merchant", "")
+        ts = headers.get("X-Paycore-Timestamp", "")
+        nonce = headers.get("X-Paycore-Nonce", "")
+        sig = headers.get("X-Paycore-Signature", "")
+        if not (mid and ts and nonce and sig):
+            return self._fail("missing_headers", "missing authentication headers")
+        # isascii: "²".isdigit() is True but int("²") raises
+        if (not MERCHANT_RE.match(mid) or not NONCE_RE.match(nonce) or not (ts.isascii() and ts.isdigit())
+                or len(ts) > 12):
+            return self._fail("malformed", "malformed authentication headers")
+        if abs(time.time() - int(ts)) > self.window:
+            return self._fail("stale_timestamp", "timestamp outside the allowed window")
+        merchant = await self.merchants.get(mid)
+        if merchant is None:
+            return self._fail("unknown_merchant", "unknown merchant or bad signature")
+        expected = sign(merchant.secret.get_bytes(), method, path_qs, ts, nonce, body)
+        # bytes, not str: compare_digest raises on non-ASCII str (a header may carry any octets)
+        given = (sig.lower() if len(sig) == 64 else sig).encode("utf-8", "surrogateescape")
+        if not hmac.compare_digest(expected.encode(), given):
+            return self._fail("bad_signature", "unknown merchant or bad signature")
+        if not merchant.active:
+            return self._fail("disabled", "merchant disabled")
+        try:
+            self.limiter.check(merchant)
+        except RateLimited:
+            self.metrics.rate_limited.labels(merchant.id).inc()
+            raise
+        if not await self.nonces.fresh(mid, nonce):
+            return self._fail("replay", "nonce already used")
+        return merchant
+
+    def _fail(self, reason: str, message: str):
+        self.metrics.auth_failures.labels(reason).inc()
+        raise Unauthenticated(message)
+
+
+def signed_headers(merchant_id: str, secret: str | bytes, method: str, path_qs: str, body: bytes = b"",
+                   ts: int | None = None, nonce: str | None = None) -> dict[str, str]:
+    """Headers for a signed request: what a client does (tests, load tests, the README example)."""
+    ts_s = str(int(time.time()) if ts is None else ts)
+    nonce = nonce or os.urandom(12).hex()
+    key = secret.encode() if isinstance(secret, str) else secret
+    return {"X-Paycore-Merchant": merchant_id, "X-Paycore-Timestamp": ts_s, "X-Paycore-Nonce": nonce,
+            "X-Paycore-Signature": sign(key, method, path_qs, ts_s, nonce, body),
+            "Content-Type": "application/json"}
+
+
+def dumps_compact(obj: Any) -> bytes:
+    return orjson.dumps(obj)

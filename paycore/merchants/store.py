@@ -1,0 +1,51 @@
+"""Merchant administration (the ``paycore merchant`` commands)."""
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+import asyncpg
+
+from paycore.merchants.auth import MERCHANT_RE, SecretBox
+
+
+def new_secret() -> str:
+    return secrets.token_urlsafe(32)
+
+
+async def add(conn: asyncpg.Connection, box: SecretBox, merchant_id: str, name: str, *, secret: str | None = None,
+              max_amount: int | None = None, sub_merchants: dict[str, str] | None = None,
+              rate_limit: float | None = None, upsert: bool = False) -> str:
+    if not MERCHANT_RE.match(merchant_id):
+        raise ValueError("merchant id must be 1-64 characters [A-Za-z0-9_-]")
+    secret = secret or new_secret()
+    sql = ("insert into merchants (id, name, secret_enc, max_amount, sub_merchants, rate_limit) "
+           "values ($1, $2, $3, $4, $5, $6)")
+    if upsert:
+        sql += (" on conflict (id) do update set name = excluded.name, secret_enc = excluded.secret_enc, "
+                "max_amount = excluded.max_amount, sub_merchants = excluded.sub_merchants, "
+                "rate_limit = excluded.rate_limit, status = 'active', updated_at = now()")
+    await conn.execute(sql, merchant_id, name, box.seal(merchant_id, secret), max_amount, sub_merchants or {},
+                       rate_limit)
+    return secret
+
+
+async def listing(conn: asyncpg.Connection) -> list[dict[str, Any]]:
+    rows = await conn.fetch("select id, name, status, max_amount, sub_merchants, rate_limit, created_at "
+                            "from merchants order by id")
+    return [dict(r) for r in rows]
+
+
+async def rotate_secret(conn: asyncpg.Connection, box: SecretBox, merchant_id: str) -> str:
+    secret = new_secret()
+    r = await conn.execute("update merchants set secret_enc = $2, updated_at = now() where id = $1",
+                           merchant_id, box.seal(merchant_id, secret))
+    if r.endswith(" 0"):
+        raise LookupError(f"no merchant {merchant_id}")
+    return secret
+
+
+async def set_status(conn: asyncpg.Connection, merchant_id: str, status: str) -> None:
+    r = await conn.execute("update merchants set status = $2, updated_at = now() where id = $1", merchant_id, status)
+    if r.endswith(" 0"):
+        raise LookupError(f"no merchant {merchant_id}")

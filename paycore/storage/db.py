@@ -1,0 +1,99 @@
+"""Postgres: the pool (with the codecs every connection needs) and migrations."""
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+import asyncpg
+import orjson
+
+from paycore.config import DatabaseConfig
+
+log = logging.getLogger("paycore.db")
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+async def init_connection(conn: asyncpg.Connection) -> None:
+    # binary jsonb codec (version byte + text): composite row values need binary codecs
+    await conn.set_type_codec(
+        "jsonb", schema="pg_catalog", format="binary",
+        encoder=lambda v: b"\x01" + (v if isinstance(v, bytes) else orjson.dumps(v)),
+        decoder=lambda b: orjson.loads(b[1:]),
+    )
+
+
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Pool release without asyncpg's default reset query (advisory unlock, CLOSE ALL,
+    UNLISTEN, RESET ALL: one round trip per release). Pool users leave no session
+    state (those taking advisory locks use their own connection) and asyncpg still
+    rolls back a transaction left open before calling this."""
+    return None
+
+
+async def create_pool(cfg: DatabaseConfig, *, min_size: int | None = None, max_size: int | None = None) -> asyncpg.Pool:
+    return await asyncpg.create_pool(
+        cfg.url, min_size=cfg.pool_min if min_size is None else min_size,
+        max_size=cfg.pool_max if max_size is None else max_size,
+        command_timeout=cfg.command_timeout, timeout=cfg.connect_timeout, init=init_connection,
+        max_inactive_connection_lifetime=60, reset=_keep_session,
+    )
+
+
+async def migrate(dsn: str) -> list[str]:
+    """Apply pending migrations in order, each in its own transaction; safe to
+    run from several processes at once (advisory lock). Returns what it applied."""
+    conn = await asyncpg.connect(dsn)
+    applied: list[str] = []
+    try:
+        await conn.execute("select pg_advisory_lock(7261001)")
+        await conn.execute("create table if not exists schema_migrations ("
+                           "version text primary key, applied_at timestamptz not null default now())")
+        done = {r["version"] for r in await conn.fetch("select version from schema_migrations")}
+        for path in sorted(MIGRATIONS.glob("*.sql")):
+            if path.stem in done:
+                continue
+            async with conn.transaction():
+                await conn.execute(path.read_text())
+                await conn.execute("insert into schema_migrations (version) values ($1)", path.stem)
+            applied.append(path.stem)
+            log.info("applied migration %s", path.stem)
+    finally:
+        await conn.execute("select pg_advisory_unlock(7261001)")
+        await conn.close()
+    return applied
+
+
+async def ensure_database(dsn: str) -> None:
+    """Create the database named in ``dsn`` if it does not exist (dev and tests)."""
+    try:
+        conn = await asyncpg.connect(dsn)
+        await conn.close()
+        return
+    except asyncpg.InvalidCatalogNameError:
+        pass
+    name = dsn.partition("?")[0].rsplit("/", 1)[1]
+    if not re.fullmatch(r"[A-Za-z0-9_]{1,63}", name):
+        raise ValueError(f"refusing to create a database named {name!r}")
+    admin = await asyncpg.connect(with_database(dsn, "postgres"))
+    try:
+        await admin.execute(f'create database "{name}"')
+    except asyncpg.DuplicateDatabaseError:
+        pass
+    finally:
+        await admin.close()
+
+
+def with_database(uri: str, name: str) -> str:
+    """Replace the database in a postgres URI (keeping ?host=… for unix sockets)."""
+    head, _, query = uri.partition("?")
+    scheme, _, rest = head.partition("://")
+    auth_host = rest.split("/", 1)[0]
+    return f"{scheme}://{auth_host}/{name}" + (f"?{query}" if query else "")
+
+
+async def connect(cfg: DatabaseConfig) -> asyncpg.Connection:
+    """One connection outside the pool (operators' commands), with the pool's codecs."""
+    conn = await asyncpg.connect(cfg.url, timeout=cfg.connect_timeout)
+    await init_connection(conn)
+    return conn
