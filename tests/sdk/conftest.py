@@ -49,11 +49,12 @@ async def run_example(stack, name: str, *args: str, stdin: bytes = b"") -> async
 
 
 async def lose_first_answer(proxy: FaultProxy, direct: AsyncPaycoreClient, merchant_order_no: str,
-                            timeout: float = 20.0) -> str:
+                            timeout: float = 20.0, poll: float = 0.05) -> str:
     """Hold every chunk through ``proxy``; once paycore has finished the payment
     ``merchant_order_no`` (read directly, not through the proxy), cut the
     connections while its answer is still held, so the caller never gets it,
-    then let new connections through. Returns the payment id paycore created."""
+    then let new connections through. Returns the payment id paycore created.
+    ``poll`` stays well under the 1.5 s each chunk is held."""
     proxy.set("delay", 1.5)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
@@ -65,7 +66,7 @@ async def lose_first_answer(proxy: FaultProxy, direct: AsyncPaycoreClient, merch
         except NotFoundError:
             pass
         assert loop.time() < deadline, f"no payment {merchant_order_no} came through the proxy"
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(poll)
     proxy.set("drop")     # ends the held connection: the answer is lost
     proxy.set("pass")     # the client's retry gets through
     return p.id
