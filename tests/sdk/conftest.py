@@ -54,8 +54,8 @@ async def lose_first_answer(proxy: FaultProxy, direct: AsyncPaycoreClient, merch
     ``merchant_order_no`` (read directly, not through the proxy), cut the
     connections while its answer is still held, so the caller never gets it,
     then let new connections through. Returns the payment id paycore created.
-    ``poll`` stays well under the 1.5 s each chunk is held."""
-    proxy.set("delay", 1.5)
+    ``poll`` stays well under the 2.5 s each chunk is held."""
+    proxy.set("delay", 2.5)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while True:
