@@ -2,14 +2,15 @@
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
-STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-10)
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml sdk/python/pyproject.toml | sha1sum | cut -c1-10)
 
 .PHONY: install run test test-fast bench loadtest openapi clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml sdk/python/pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[embedded,test,load]'
+	$(PY) -m pip install -q --disable-pip-version-check -e sdk/python   # the Python SDK, tested in tests/sdk
 	@rm -f $(VENV)/.installed-* && touch $(STAMP)
 
 install: $(STAMP)
@@ -34,4 +35,4 @@ openapi: install
 	$(PY) -m devstack.openapi --write
 
 clean:
-	rm -rf var test-output .pytest_cache
+	rm -rf var test-output .pytest_cache sdk/java/target
