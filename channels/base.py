@@ -71,6 +71,18 @@ class RefundStatus(enum.StrEnum):
     FAILED = "FAILED"
 
 
+def by_status(enum_cls: type[enum.StrEnum], **words: str | tuple[str, ...]) -> dict[str, Any]:
+    """A provider's status words → our status, written once per normalised status:
+    ``by_status(TradeStatus, pending="NOTPAY", succeeded=("SUCCESS", "REFUND"))``.
+    A word given twice is a programming error."""
+    table: dict[str, Any] = {}
+    for status, given in words.items():
+        for word in (given,) if isinstance(given, str) else given:
+            assert word not in table, f"{word} mapped twice"
+            table[word] = enum_cls[status.upper()]
+    return table
+
+
 @dataclass(slots=True)
 class NfcData:
     """A contactless tap: a network token (DPAN), never a real card number."""
