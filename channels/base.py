@@ -229,7 +229,10 @@ class ChannelSettings:
     """One ``[channels.<name>]`` table of the config file.
 
     Key files are PEM; ``secret`` is the provider's symmetric key (APIv3 key,
-    MD5 key, HMAC key, 3DES key …) as the provider issues it.
+    MD5 key, HMAC key, 3DES key …) as the provider issues it. ``app_secret`` is
+    the secret of the app whose OAuth names the payer (the WeChat official
+    account's AppSecret, the Douyin web app's client_secret); empty where the
+    provider needs none.
     """
 
     name: str
@@ -241,6 +244,7 @@ class ChannelSettings:
     private_key_file: str = ""            # our signing key
     provider_public_key_file: str = ""    # the provider's verification key
     secret: Secret = field(default_factory=lambda: Secret(""))
+    app_secret: Secret = field(default_factory=lambda: Secret(""))
     timeout: float = 3.0
     recovery: RecoveryRule = RecoveryRule()
     enabled: bool = True
@@ -332,6 +336,26 @@ class ChannelAdapter:
     async def statement(self, day: date) -> list[StatementLine]:
         """Fetch and parse the provider's daily statement for ``day``."""
         raise UnsupportedFlow(self.name, Flow.STATEMENT)
+
+    # -- the payer's identity for jsapi, from the app's own OAuth ---------------------
+    #: True where a jsapi order needs the payer's id at this provider (openid / user_id),
+    #: which only the app's OAuth can tell
+    payer_auth: ClassVar[bool] = False
+
+    def payer_auth_ready(self) -> bool:
+        """Whether the OAuth is configured (e.g. the app secret is set)."""
+        return self.payer_auth
+
+    def payer_auth_url(self, redirect_uri: str, state: str) -> str:
+        """Where the customer's app is sent for the silent authorisation; the provider
+        comes back to ``redirect_uri`` with a one-time code and ``state``."""
+        raise UnsupportedFlow(self.name, "payer_auth")
+
+    async def payer_from_auth(self, callback: Mapping[str, str]) -> dict[str, str]:
+        """The payer (``{"openid"}`` / ``{"user_id"}``) for the code in the callback's
+        query, exchanged server-side. ChannelError when the provider refuses the code
+        (``kind="rejected"``) or cannot be reached."""
+        raise UnsupportedFlow(self.name, "payer_auth")
 
     async def aclose(self) -> None:
         return None
