@@ -209,6 +209,9 @@ def from_dict(data: Mapping[str, Any], env: Mapping[str, str] | None = None) -> 
         kafka["idempotence"] = env["PAYCORE_KAFKA_IDEMPOTENCE"].lower() in ("1", "true", "yes")
     if "master_key" in security:
         security["master_key"] = Secret(security["master_key"])
+    onecode = {k: tuple(v) if k == "trusted_proxies" else v for k, v in (data.get("onecode") or {}).items()}
+    if "PAYCORE_TRUSTED_PROXIES" in env:   # comma-separated addresses or CIDRs of the load balancers
+        onecode["trusted_proxies"] = tuple(p.strip() for p in env["PAYCORE_TRUSTED_PROXIES"].split(",") if p.strip())
 
     channels: dict[str, ChannelSettings] = {}
     for name, table in (data.get("channels") or {}).items():
@@ -225,6 +228,5 @@ def from_dict(data: Mapping[str, Any], env: Mapping[str, str] | None = None) -> 
         webhooks=_section(WebhooksConfig, {k: tuple(v) if k == "schedule" else v
                                            for k, v in (data.get("webhooks") or {}).items()}),
         metrics=_section(MetricsConfig, data.get("metrics")),
-        onecode=_section(OnecodeConfig, {k: tuple(v) if k == "trusted_proxies" else v
-                                         for k, v in (data.get("onecode") or {}).items()}),
+        onecode=_section(OnecodeConfig, onecode),
     )

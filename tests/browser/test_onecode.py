@@ -470,3 +470,37 @@ def test_the_static_code_renders_to_print(stack, shots, tmp_path: Path):
     listed = subprocess.run([sys.executable, "-m", "paycore.cli", "--config", str(stack.config_path), "merchant",
                              "code", "list", "m_test"], env=stack.env, capture_output=True, text=True, timeout=60)
     assert any(json.loads(line)["code"] == "m_test.s01" for line in listed.stdout.splitlines())
+
+
+def test_the_code_prints_as_a_pdf_plate(stack, shots, tmp_path: Path):
+    """`paycore merchant qrcode --out f.pdf`: one A6 page with the merchant's name, the fixed amount,
+    the apps, and the QR of the code's URL drawn module by module."""
+    import segno
+    from pypdf import PdfReader
+    from reportlab.lib.pagesizes import A6
+
+    fixed = cli(stack, "merchant", "code", "add", "m_test", "--store", "p01", "--amount", "1234")
+    assert fixed["amount"] == 1234 and fixed["code"] == "m_test.p01"
+    out = shots / "plate-m_test.s01.pdf"
+    plate = subprocess.run([sys.executable, "-m", "paycore.cli", "--config", str(stack.config_path), "merchant",
+                            "qrcode", "m_test", "--store", "s01", "--out", str(out)], env=stack.env,
+                           capture_output=True, text=True, timeout=60)
+    assert plate.returncode == 0, plate.stderr
+    info = json.loads(plate.stdout)
+    pdf = PdfReader(str(out))
+    assert len(pdf.pages) == 1
+    box = pdf.pages[0].mediabox
+    assert (round(float(box.width)), round(float(box.height))) == (round(A6[0]), round(A6[1]))
+    text = pdf.pages[0].extract_text()
+    assert info["url"] in text and "Scan to pay" in text
+    # every dark module of that URL's symbol is one filled square in the page's drawing
+    content = pdf.pages[0].get_contents().get_data().decode("latin-1")
+    dark = sum(sum(row) for row in segno.make(info["url"], error="m", micro=False).matrix)
+    assert content.count(" re f") == dark
+    assert pdf.metadata.subject == info["url"]
+    # a fixed-amount code shows its amount in yuan
+    fixed_pdf = tmp_path / "fixed.pdf"
+    subprocess.run([sys.executable, "-m", "paycore.cli", "--config", str(stack.config_path), "merchant", "qrcode",
+                    "m_test", "--store", "p01", "--out", str(fixed_pdf)], env=stack.env, check=True,
+                   capture_output=True, timeout=60)
+    assert "CNY 12.34" in PdfReader(str(fixed_pdf)).pages[0].extract_text()
