@@ -125,7 +125,7 @@ class BankWalletAdapter(ChannelAdapter):
     async def query_refund(self, req: RefundRequest) -> RefundResult:
         d = await self._call("refund_query", Flow.REFUND_QUERY, tf.refund_query_payload(req, self._merchant_id))
         if d.get("error_code") == tf.REFUND_NOT_FOUND:
-            return RefundResult(status=RefundStatus.FAILED, failure_code=tf.REFUND_NOT_FOUND)
+            return RefundResult(status=RefundStatus.NOT_FOUND, failure_code=tf.REFUND_NOT_FOUND)
         return tf.refund_result(d)
 
     async def parse_notification(self, kind: str, headers: Mapping[str, str], body: bytes) -> Notification:

@@ -44,7 +44,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from channels.bankwallet import common
 from channels.base import (Ack, ChannelAdapter, ChannelError, ChannelResult, ChannelSettings, Flow, Method,
                            Notification, NotificationRejected, PayRequest, RecoveryRule, RefundRequest,
-                           RefundResult, StatementLine, TradeRef, UnsupportedFlow)
+                           RefundResult, RefundStatus, StatementLine, TradeRef, UnsupportedFlow)
 from channels.ecny import transformers as tf
 from channels.http import ChannelHttp
 
@@ -129,6 +129,8 @@ class EcnyAdapter(ChannelAdapter):
 
     async def query_refund(self, req: RefundRequest) -> RefundResult:
         answer = await self._call("refund_query", Flow.REFUND_QUERY, tf.refund_query_data(req, self._merchant_no))
+        if answer.get("code") == tf.REFUND_NOT_EXIST:   # not proof: re-send the same refund_no
+            return RefundResult(status=RefundStatus.NOT_FOUND, failure_code=tf.REFUND_NOT_EXIST)
         return tf.refund_result(answer, "refund_query")
 
     async def parse_notification(self, kind: str, headers: Mapping[str, str], body: bytes) -> Notification:

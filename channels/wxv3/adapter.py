@@ -26,7 +26,8 @@ import orjson
 
 from channels.base import (
     Ack, ChannelAdapter, ChannelError, ChannelResult, ChannelSettings, Method, Notification,
-    NotificationRejected, PayRequest, RefundRequest, RefundResult, StatementLine, TradeRef, UnsupportedFlow,
+    NotificationRejected, PayRequest, RefundRequest, RefundResult, RefundStatus, StatementLine, TradeRef,
+    UnsupportedFlow,
 )
 from channels.http import ChannelHttp
 from channels.wxv3 import crypto
@@ -160,6 +161,10 @@ class V3Adapter(ChannelAdapter):
     async def query_refund(self, req: RefundRequest) -> RefundResult:
         reply = await self._call("GET", T.refund_query_path(self.profile, req.out_refund_no, self._ids(req)),
                                  flow="refund_query")
+        code = T.error_code(reply.data)[0] if reply.status >= 300 else ""
+        if reply.status == 404 or code in T.NOT_FOUND_CODES:
+            # not proof: a refund WeChat has not registered yet; re-send the same out_refund_no
+            return RefundResult(status=RefundStatus.NOT_FOUND, failure_code=code or "NOT_FOUND")
         return T.refund_result(reply.status, reply.data)
 
     async def parse_notification(self, kind: str, headers: Mapping[str, str], body: bytes) -> Notification:
