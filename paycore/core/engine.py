@@ -505,7 +505,7 @@ class Engine:
         if p.intent is None:
             match p.status:
                 case Status.PENDING:
-                    intent = "close"
+                    intent = self.close_intent(adapter)
                 case Status.PROCESSING:
                     intent = "reverse" if Flow.REVERSE in adapter.flows else "close"
                 case Status.SUCCEEDED:
@@ -519,9 +519,16 @@ class Engine:
                     raise InvalidState(f"payment is {p.status}")
             p = await self.record_intent(p, intent)
         p = await self.drive_intent(p, tries=3)
-        if p.intent == "reverse":
+        if p.intent == "reverse" and p.status is not Status.PENDING:
             raise ChannelUnavailable(f"{adapter.name} did not confirm the reversal yet; paycore keeps trying")
         return p
+
+    @staticmethod
+    def close_intent(adapter: ChannelAdapter) -> str:
+        """How an unpaid order is ended: by a cancel that leaves a tombstone where the channel
+        has one (it also gives back money a scan took meanwhile: so it is a reverse, and a
+        success seen meanwhile does not end it), else by a close."""
+        return "reverse" if adapter.cancel_is_tombstone and Flow.REVERSE in adapter.flows else "close"
 
     async def record_intent(self, p: Payment, intent: str) -> Payment:
         """Commit ``intent`` with a next check before any provider is asked."""
@@ -549,7 +556,7 @@ class Engine:
     def intent_expired(self, p: Payment, at: datetime) -> bool:
         """Has the code died at the provider (so an unconfirmed close/reverse may end)?"""
         rule = self.adapters[p.channel].settings.recovery
-        if p.intent == "close":
+        if p.intent == "close" or p.status is Status.PENDING:
             return at >= p.expire_at + timedelta(seconds=rule.expiry_grace)
         if p.status is Status.SUCCEEDED:
             return False        # money was taken: only the provider's word ends the reversal
@@ -560,7 +567,7 @@ class Engine:
         what the answer proves; unproven, the intent stays and is checked again."""
         adapter = self.adapters[p.channel]
         rule = adapter.settings.recovery
-        by_reverse = Flow.REVERSE in adapter.flows and (p.intent == "reverse" or adapter.cancel_is_tombstone)
+        by_reverse = Flow.REVERSE in adapter.flows and p.intent == "reverse"
         flow, fn = (Flow.REVERSE, adapter.reverse) if by_reverse else (Flow.CLOSE, adapter.close)
         for i in range(tries):
             if i:
@@ -583,6 +590,8 @@ class Engine:
                 return await self._drop_intent(p)
             if proven is TradeStatus.CLOSED and p.status is Status.SUCCEEDED:
                 proven = TradeStatus.REVERSED
+            elif proven is TradeStatus.REVERSED and p.status is Status.PENDING:
+                proven = TradeStatus.CLOSED     # an order never paid (or paid and given back) ends CLOSED
             return await self.apply_result(p, dataclasses.replace(res, status=proven, retry=False))
         backoff = min(rule.interval * (2 ** min(p.checks, 6)), 300.0)
         if p.checks + 1 >= rule.reverse_retries and p.intent == "reverse":
@@ -640,6 +649,8 @@ class Engine:
         def decide(n: Payment):
             if n.status is not Status.SUCCEEDED:
                 raise InvalidState(f"only a SUCCEEDED payment can be refunded (it is {n.status})")
+            if n.intent is not None:    # the reversal would give it all back: a refund too would be twice
+                raise InvalidState("a reversal of this payment is under way")
             if n.refund_reserved + refund.amount > n.amount:
                 raise RefundExceedsAmount(
                     f"refunds would exceed the payment amount ({n.amount - n.refund_reserved} fen left)",

@@ -137,7 +137,7 @@ class Recovery(Loop):
         if p.status is Status.PENDING:
             if t >= p.expire_at:
                 # expired: close it at the channel (committed first), then drive that intent
-                await eng.drive_intent(await eng.record_intent(p, "close"))
+                await eng.drive_intent(await eng.record_intent(p, eng.close_intent(adapter)))
                 return
             wait = min(rule.interval, max((p.expire_at - t).total_seconds(), 0.05))
             await eng.apply_result(p, res or ChannelResult(TradeStatus.PENDING), next_check=wait, source="query")
