@@ -26,6 +26,10 @@ Choices (the core is ours to define; see transformers for the wire):
 Recovery (our own core, so tighter than the card schemes): the first query
 2 s after an unknown outcome, then every 5 s; still unknown 30 s after
 creation → reverse (barcode/wallet) or close (qr), reverse retried on error.
+
+Final provider answers (docs/reliability.md has the table of every channel):
+SUCCESS, FAILED, CLOSED, REVERSED, a refund's SUCCESS/FAILED; not final: PENDING/PAYING,
+500s, ORDER_NOT_FOUND, timeouts, a close's "not found", REFUND_NOT_FOUND (re-send the same refund_no).
 """
 from __future__ import annotations
 

@@ -28,6 +28,10 @@ so a barcode payment can wait on the customer): first query 3 s after an
 unknown outcome, then every 5 s; still unknown 60 s after creation →
 revoke (barcode) or close (qr), revoke repeated while the acquirer answers
 "system busy".
+
+Final provider answers (docs/reliability.md has the table of every channel):
+paid, failed, closed and reversed states, a refund's SUCCESS/FAIL; not final: paying, system
+busy, 100001 (order not found), timeouts, a close's "not found", 300004 (refund not found: re-send).
 """
 from __future__ import annotations
 

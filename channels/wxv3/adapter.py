@@ -14,6 +14,11 @@ Settings: ``mch_id``/``app_id`` (the service provider's ``sp_mchid``/
 name; empty accepts any), ``private_key_file``, ``provider_public_key_file``
 (PEM key or certificate), ``secret`` (the 32-byte APIv3 key); extra:
 ``max_clock_skew`` (seconds), ``sub_appid`` (partner mode, optional).
+
+Final provider answers (docs/reliability.md has the table of every channel):
+WeChat Pay v3 (wechatpay, douyinpay): SUCCESS, PAYERROR, CLOSED, REVOKED, REFUND and a refund's
+SUCCESS/ABNORMAL/CLOSED; not final: NOTPAY, USERPAYING, SYSTEMERROR, ORDER_NOT_EXIST, 5xx, timeouts, a
+close's "not found", and a refund query's RESOURCE_NOT_EXISTS/404 (re-send the same out_refund_no).
 """
 from __future__ import annotations
 

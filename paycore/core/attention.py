@@ -74,6 +74,16 @@ async def get_item(conn: Any, item_id: int) -> dict | None:
     return _row(r) if r else None
 
 
+async def record_only(conn: Any, kind: str, payment_id: str, refund_id: str | None, merchant_id: str, channel: str,
+                      evidence: str) -> None:
+    """An item recorded without touching its payment (no event): for findings the contract says
+    must change nothing, such as a refused notification. Once per open (payment, refund, kind)."""
+    await conn.execute(
+        "insert into attention_items (kind, payment_id, refund_id, merchant_id, channel, evidence) "
+        "values ($1, $2, $3, $4, $5, $6::text::jsonb) on conflict do nothing",
+        kind, payment_id, refund_id, merchant_id, channel, evidence)
+
+
 async def open_counts(conn: Any) -> dict[str, int]:
     """Open items by kind (every kind, 0 when none): the gauge's values."""
     counts = dict.fromkeys(KINDS, 0)

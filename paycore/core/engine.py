@@ -803,6 +803,17 @@ class Engine:
         self.metrics.notifications.labels(channel, kind, "applied").inc()
         return adapter.ack(True)
 
+    async def _note_mismatch(self, p: Payment, evidence: dict[str, Any], refund_id: str | None = None) -> None:
+        """A signed notification that names another amount: api.md has it change nothing (it is
+        refused and counted), so the item is recorded beside the payment, without an event."""
+        try:
+            await self._db(attention.record_only(self.pool, attention.AMOUNT_MISMATCH, p.id, refund_id,
+                                                 p.merchant_id, p.channel, dumps(evidence).decode()))
+        except asyncpg.PostgresError:
+            log.exception("could not record an amount mismatch of %s", p.id)
+            return
+        self.metrics.attention_opened.labels(p.channel, attention.AMOUNT_MISMATCH).inc()
+
     async def _apply_notification(self, adapter: ChannelAdapter, note: Notification) -> None:
         p = await self._db(load_payment(self.pool, note.out_trade_no))
         if p is None or p.channel != adapter.name:
@@ -815,9 +826,8 @@ class Engine:
             if r is None or r.payment_id != p.id or note.refund is None:
                 raise NotificationRejected("unknown_order")
             if note.amount is not None and note.amount not in (r.amount, p.amount):
-                await self.flag(p, attention.AMOUNT_MISMATCH, {
-                    "source": "notification", "kind": "refund", "refund_amount": r.amount,
-                    "channel_amount": note.amount}, refund_id=r.id)
+                await self._note_mismatch(p, {"source": "notification", "kind": "refund", "refund_amount": r.amount,
+                                              "channel_amount": note.amount}, r.id)
                 raise NotificationRejected("amount_mismatch")
             await self.apply_refund_result(p, r, note.refund, source="notification")
             return
@@ -826,9 +836,8 @@ class Engine:
         stated = note.amount if note.amount is not None else note.payment.amount
         if stated is not None and (stated != p.amount or note.payment.amount not in (None, p.amount)):
             # signed by the provider and still another amount: a disagreement an operator must see
-            await self.flag(p, attention.AMOUNT_MISMATCH, {
-                "source": "notification", "our_amount": p.amount, "channel_amount": stated,
-                "channel_status": str(note.payment.status)})
+            await self._note_mismatch(p, {"source": "notification", "our_amount": p.amount,
+                                          "channel_amount": stated, "channel_status": str(note.payment.status)})
             raise NotificationRejected("amount_mismatch")
         await self.apply_result(p, note.payment, source="notification")
 
