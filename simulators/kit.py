@@ -180,7 +180,7 @@ class SimSettings:
     slow_seconds: float = 4.0         # the SLOW scenario's delay
     notify_retries: int = 4           # further attempts after a failed notification
     notify_retry_delay: float = 0.5
-    refund_delay: float = 1.5         # REFUND_DELAYED: how long a done refund stays invisible
+    refund_delay: float = 4.0         # REFUND_DELAYED: how long a done refund stays invisible
     late_pay_delay: float = 1.0       # PAY_AFTER_REVERSE: how late the pay reaches the books
     query_lag: float = 1.0            # QUERY_LAG: how long queries lag behind
     extra: dict[str, Any] = field(default_factory=dict)

@@ -96,6 +96,11 @@ async def test_refund_done_after_its_timeout_is_not_failed_and_cannot_be_repeate
     assert r.body["status"] == "SUCCEEDED"
     first = await stack.api("POST", f"/v1/payments/{pid}/refunds", {"refund_no": "r1", "amount": total})
     assert first.status == 201 and first.body["status"] == "PROCESSING", first.body
+    # recovery has asked at least once and been told "no such refund" (it is not visible for 4 s)
+    await eventually(lambda: stack.pool.fetchval("select checks > 0 or status <> 'PROCESSING' from refunds "
+                                                 "where id = $1", first.body["id"]),
+                     what="a refund query that found nothing")
+    assert (await stack.api("GET", f"/v1/refunds/{first.body['id']}")).body["status"] == "PROCESSING"
     second = await stack.api("POST", f"/v1/payments/{pid}/refunds", {"refund_no": "r2", "amount": total})
     assert second.status == 422 and second.body["error"]["code"] == "REFUND_EXCEEDS_AMOUNT"
     assert (await _refund_final(stack, first.body["id"]))["status"] == "SUCCEEDED"
