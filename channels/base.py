@@ -68,7 +68,8 @@ class TradeStatus(enum.StrEnum):
 class RefundStatus(enum.StrEnum):
     PROCESSING = "PROCESSING"
     SUCCEEDED = "SUCCEEDED"
-    FAILED = "FAILED"
+    FAILED = "FAILED"          # the provider refused or failed it: final, nothing was refunded
+    NOT_FOUND = "NOT_FOUND"    # a query found no such refund (yet): never proof, re-send the same number
 
 
 def by_status(enum_cls: type[enum.StrEnum], **words: str | tuple[str, ...]) -> dict[str, Any]:
@@ -214,7 +215,11 @@ class RecoveryRule:
     ``give_up_after``: from creation, after which a still-unknown payment is
     ended by ``final_action`` (``reverse`` for barcode channels, ``close`` for
     order-based ones); ``reverse_retries``: how often a failed reverse is
-    repeated before the payment is flagged for an operator.
+    repeated before the payment is flagged for an operator; ``expiry_grace``:
+    after a code's ``expire_at`` how long a close the provider did not
+    confirm is still checked before the payment is CLOSED (a late payment
+    then is late money, refunded); ``refund_deadline``: from a refund's
+    creation, after which one still unknown goes to the attention queue.
     """
 
     first_delay: float = 5.0
@@ -222,6 +227,8 @@ class RecoveryRule:
     give_up_after: float = 30.0
     final_action: str = "reverse"
     reverse_retries: int = 5
+    expiry_grace: float = 120.0
+    refund_deadline: float = 86400.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,6 +301,15 @@ class ChannelAdapter:
     flows: ClassVar[frozenset[Flow]] = frozenset()
     #: default recovery rule for this provider (config may override)
     default_recovery: ClassVar[RecoveryRule] = RecoveryRule()
+    #: Which "not found" answers are final (docs/reliability.md has the table).
+    #: ``close_not_found_final``: a close answered "no such order" proves nothing
+    #: can be paid any more (False: an unscanned QR may still be paid until it
+    #: expires, so the payment stays open and checked).
+    close_not_found_final: ClassVar[bool] = False
+    #: ``cancel_is_tombstone``: the provider's reverse/cancel of an order it has
+    #: not seen yet leaves a record that makes a later pay with the same number
+    #: fail, so cancelling an unpaid order by reverse is final at once.
+    cancel_is_tombstone: ClassVar[bool] = False
 
     def __init__(self, settings: ChannelSettings, http: "ChannelHttp") -> None:
         self.settings = settings

@@ -66,6 +66,8 @@ class SecurityConfig:
     replay_window: int = 300
     rate_limit_per_second: float = 2000.0     # per merchant, token bucket
     rate_limit_burst: float = 4000.0
+    # the operators' API (/ops/attention ...): a bearer token; unset = that API is refused
+    ops_token: Secret = field(default_factory=lambda: Secret(""))
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,14 +203,15 @@ def from_dict(data: Mapping[str, Any], env: Mapping[str, str] | None = None) -> 
         ("PAYCORE_LOG_LEVEL", server, "log_level", str),
         ("PAYCORE_DATABASE_URL", database, "url", str), ("PAYCORE_KAFKA_BOOTSTRAP", kafka, "bootstrap", str),
         ("PAYCORE_KAFKA_TOPIC", kafka, "topic", str),
-        ("PAYCORE_MASTER_KEY", security, "master_key", str),
+        ("PAYCORE_MASTER_KEY", security, "master_key", str), ("PAYCORE_OPS_TOKEN", security, "ops_token", str),
     ):
         if env.get(key):
             section[name] = conv(env[key])
     if "PAYCORE_KAFKA_IDEMPOTENCE" in env:
         kafka["idempotence"] = env["PAYCORE_KAFKA_IDEMPOTENCE"].lower() in ("1", "true", "yes")
-    if "master_key" in security:
-        security["master_key"] = Secret(security["master_key"])
+    for key in ("master_key", "ops_token"):
+        if key in security:
+            security[key] = Secret(security[key])
     onecode = {k: tuple(v) if k == "trusted_proxies" else v for k, v in (data.get("onecode") or {}).items()}
     if "PAYCORE_TRUSTED_PROXIES" in env:   # comma-separated addresses or CIDRs of the load balancers
         onecode["trusted_proxies"] = tuple(p.strip() for p in env["PAYCORE_TRUSTED_PROXIES"].split(",") if p.strip())

@@ -54,6 +54,20 @@ class Scenario(enum.IntEnum):
     18      REFUND_DECLINED: refunds of this payment are refused
     19      SYSTEM_ERROR_THEN_FAILED: system error on pay; a query finds the
             payment failed (no money taken)
+    21      QR_PAYABLE_AFTER_CLOSE: a QR that is not found (query, close)
+            until it is scanned, and that a close does not stop: the customer
+            can still pay it (Alipay precreate; a close racing the scan).
+            A cancel that leaves a tombstone (Alipay trade.cancel) does stop it
+    22      REFUND_DELAYED: a refund is answered with a system error although
+            it went through, and queries find it only ``refund_delay`` seconds later
+    23      PAY_AFTER_REVERSE: the pay request is answered with a system error
+            and reaches the provider's books only ``late_pay_delay`` seconds
+            later — after a reverse that found nothing (unless the reverse left
+            a tombstone); then the customer is charged
+    24      QUERY_LAG: queries answer "no such order" for ``query_lag``
+            seconds after the order was created, whatever happened
+    25      AMOUNT_DIFFERS: pay answers a system error; queries and
+            notifications report the payment with one fen less than asked
     ======  =================================================================
     """
 
@@ -67,6 +81,11 @@ class Scenario(enum.IntEnum):
     OUT_OF_ORDER_NOTIFY = 17
     REFUND_DECLINED = 18
     SYSTEM_ERROR_THEN_FAILED = 19
+    QR_PAYABLE_AFTER_CLOSE = 21
+    REFUND_DELAYED = 22
+    PAY_AFTER_REVERSE = 23
+    QUERY_LAG = 24
+    AMOUNT_DIFFERS = 25
 
     @classmethod
     def for_amount(cls, amount: int) -> "Scenario":
@@ -162,6 +181,9 @@ class SimSettings:
     slow_seconds: float = 4.0         # the SLOW scenario's delay
     notify_retries: int = 4           # further attempts after a failed notification
     notify_retry_delay: float = 0.5
+    refund_delay: float = 4.0         # REFUND_DELAYED: how long a done refund stays invisible
+    late_pay_delay: float = 1.0       # PAY_AFTER_REVERSE: how late the pay reaches the books
+    query_lag: float = 1.0            # QUERY_LAG: how long queries lag behind
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -208,6 +230,11 @@ class SimState:
         if channel_trade_no and channel_trade_no in self.by_channel_no:
             return self.orders[self.by_channel_no[channel_trade_no]]
         return None
+
+    def lagging(self, order: SimOrder) -> bool:
+        """QUERY_LAG: the provider's query does not see this order yet."""
+        return (order.scenario is Scenario.QUERY_LAG
+                and (datetime.now(timezone.utc) - order.created_at).total_seconds() < self.settings.query_lag)
 
     def on_query(self, order: SimOrder) -> SimOrder:
         """Advance the scenario by one query (USER_PAYING_THEN_SUCCESS)."""
@@ -341,7 +368,10 @@ def base_app(settings: SimSettings) -> tuple[web.Application, SimState]:
         order = state.get(key)
         if order is None:
             return web.json_response({"error": "no such order"}, status=404)
-        if order.state not in (OrderState.NOTPAY, OrderState.USERPAYING):
+        payable = (OrderState.NOTPAY, OrderState.USERPAYING)
+        if order.scenario is Scenario.QR_PAYABLE_AFTER_CLOSE:
+            payable += (OrderState.CLOSED,)   # the close did not stop the scan; a cancel's tombstone (REVOKED) does
+        if order.state not in payable:
             return web.json_response({"error": f"order is {order.state}"}, status=409)
         if order.scenario is Scenario.DECLINED:
             order.state = OrderState.PAYERROR

@@ -56,8 +56,23 @@ class AlipayAdapter(ChannelAdapter):
       PENDING for qr/h5/app (for barcode/jsapi it is NOT_FOUND). JSAPI
       ``pay_params`` is ``{"trade_no": …}`` (``my.tradePay({tradeNO})``).
     * Orders carry ``time_expire`` = PayRequest.expire_at, so an unscanned QR
-      or an unopened h5/app order cannot be paid after paycore gave up; a close
-      answered ACQ.TRADE_NOT_EXIST is therefore CLOSED.
+      or an unopened h5/app order cannot be paid after it expired. Before that,
+      a precreated QR exists at Alipay only once scanned: trade.close answers
+      ACQ.TRADE_NOT_EXIST (NOT_FOUND, *not* final) and does not stop a later
+      scan. paycore therefore cancels an open order with trade.cancel, which
+      leaves a tombstone (a later pay with the same out_trade_no fails).
+
+    Which answers are final (docs/reliability.md):
+
+    * final: trade.pay/query TRADE_SUCCESS / TRADE_FINISHED, a 40004 decline;
+      trade.cancel success (action close|refund) and its ACQ.TRADE_NOT_EXIST
+      (tombstone); trade.close success; a refund with ``fund_change=Y``; a
+      refund query with REFUND_SUCCESS; a refund refused with a business code.
+    * not final: WAIT_BUYER_PAY, 10003, 20000, ACQ.SYSTEM_ERROR, any timeout;
+      trade.query ACQ.TRADE_NOT_EXIST (the pay may still arrive; QR/h5/app:
+      not scanned yet); trade.close ACQ.TRADE_NOT_EXIST; ``retry_flag=Y``; a
+      refund with ``fund_change=N`` (a repeat: query it); a refund query with
+      no data (re-send the same out_request_no).
     * Sub-merchants (ISV mode): ``sub_mch_id`` is sent as
       ``biz_content.sub_merchant.merchant_id`` (``extra.sub_merchant_mode =
       "sub_merchant"``, the default); with ``"app_auth_token"`` it is sent as
@@ -109,6 +124,7 @@ class AlipayAdapter(ChannelAdapter):
     #: 60 s the still-unknown payment is cancelled (trade.cancel), repeated on retry_flag=Y.
     default_recovery: ClassVar[RecoveryRule] = RecoveryRule(
         first_delay=3.0, interval=5.0, give_up_after=60.0, final_action="reverse", reverse_retries=5)
+    cancel_is_tombstone: ClassVar[bool] = True
 
     def __init__(self, settings: ChannelSettings, http: ChannelHttp) -> None:
         super().__init__(settings, http)

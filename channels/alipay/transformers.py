@@ -539,11 +539,12 @@ def cancel_result(body: Mapping[str, Any], *, signed: bool) -> ChannelResult | N
 
 def close_result(code: str, body: Mapping[str, Any]) -> ChannelResult | None:
     """Answer of trade.close. None: refused (TRADE_STATUS_ERROR: paid): query for the real state.
-    TRADE_NOT_EXIST is CLOSED: nothing payable exists (an unscanned QR dies at time_expire)."""
+    TRADE_NOT_EXIST is NOT_FOUND, not CLOSED: a precreated QR exists at Alipay only once it is
+    scanned, and trade.close of it does not stop a later scan from paying it."""
     if code == CODE_SUCCESS:
         return ChannelResult(status=TradeStatus.CLOSED, channel_trade_no=body.get("trade_no") or None)
     if body.get("sub_code") == TRADE_NOT_EXIST:
-        return _declined(body, TradeStatus.CLOSED)
+        return _declined(body, TradeStatus.NOT_FOUND)
     return None
 
 
@@ -568,8 +569,9 @@ def refund_query_result(code: str, body: Mapping[str, Any]) -> RefundResult:
         return RefundResult(status=RefundStatus.FAILED, failure_code=str(body.get("sub_code") or code),
                             failure_message=body.get("sub_msg") or body.get("msg"))
     if not body.get("refund_amount"):
-        return RefundResult(status=RefundStatus.FAILED, failure_code=REFUND_NOT_EXIST,
-                            failure_message="no such refund at Alipay")
+        # not proof: a refund still being made is not visible yet (Alipay: re-send the same out_request_no)
+        return RefundResult(status=RefundStatus.NOT_FOUND, failure_code=REFUND_NOT_EXIST,
+                            failure_message="no such refund at Alipay (yet)")
     if body.get("refund_status") in (None, "", "REFUND_SUCCESS"):
         return RefundResult(status=RefundStatus.SUCCEEDED)
     return RefundResult(status=RefundStatus.PROCESSING)

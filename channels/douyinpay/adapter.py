@@ -38,6 +38,11 @@ or a non-zero ``data.error_code`` (not retriable).
 Recovery: Douyin has no barcode API, so an uncertain order is queried (first
 after 5 s, then every 10 s) and, still unpaid after 300 s (paycore's default
 order lifetime, *our choice*), closed: ``final_action="close"``.
+
+Final provider answers (docs/reliability.md has the table of every channel):
+as channels/wxv3 (WeChat Pay v3): SUCCESS, PAYERROR, CLOSED, REVOKED and a refund's
+SUCCESS/ABNORMAL/CLOSED; not final: NOTPAY, USERPAYING, SYSTEMERROR, ORDER_NOT_EXIST, timeouts, a
+refund query's RESOURCE_NOT_EXISTS (re-send the same out_refund_no).
 """
 from __future__ import annotations
 

@@ -320,8 +320,8 @@ def refund_query_result(d: Mapping[str, str], out_refund_no: str) -> RefundResul
     ``refund_id_$n``, ``refund_status_$n``; pick ours."""
     if d.get("result_code") != "SUCCESS":
         code = d.get("err_code", "")
-        if code == "REFUNDNOTEXIST":
-            return RefundResult(status=RefundStatus.FAILED, failure_code=code)
+        if code == "REFUNDNOTEXIST":   # not proof: the refund may not be visible yet
+            return RefundResult(status=RefundStatus.NOT_FOUND, failure_code=code)
         raise _system_error(d, "refund_query")
     count = parse_fen(d.get("refund_count")) or 0
     for n in range(count):
@@ -332,7 +332,7 @@ def refund_query_result(d: Mapping[str, str], out_refund_no: str) -> RefundResul
                 raise ChannelError(f"qqwallet: unknown refund_status {state!r}", retriable=True, kind="garbage")
             return RefundResult(status=status, channel_refund_no=d.get(f"refund_id_{n}") or None,
                                 failure_code=state if status is RefundStatus.FAILED else None)
-    return RefundResult(status=RefundStatus.FAILED, failure_code="REFUNDNOTEXIST")
+    return RefundResult(status=RefundStatus.NOT_FOUND, failure_code="REFUNDNOTEXIST")
 
 
 def payment_notification(d: Mapping[str, str], *, strip_underscore: bool) -> Notification:

@@ -39,6 +39,11 @@ with the AppSecret (``app_secret`` / ``app_secret_file``). Final answers: an
 Recovery (channels.md §1, barcode rule): on SYSTEMERROR wait 5 s then query;
 on USERPAYING query about every 10 s up to about 30 s; still unknown →
 reverse, and call reverse again on no answer or error.
+
+Final provider answers (docs/reliability.md has the table of every channel):
+as channels/wxv3 (WeChat Pay v3): SUCCESS, PAYERROR, CLOSED, REVOKED and a refund's
+SUCCESS/ABNORMAL/CLOSED; not final: NOTPAY, USERPAYING, SYSTEMERROR, ORDER_NOT_EXIST, timeouts, a
+refund query's RESOURCE_NOT_EXISTS (re-send the same out_refund_no).
 """
 from __future__ import annotations
 

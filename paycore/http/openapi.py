@@ -24,6 +24,7 @@ from paycore import __version__
 from paycore.core import validation as v
 from paycore.merchants.auth import MERCHANT_RE, NONCE_RE
 from paycore.core.models import RefundState, Status
+from paycore.metrics import ATTENTION_KINDS
 
 STATIC_FILE = Path(__file__).parent / "static" / "openapi.json"
 ROOT_FILE = Path(__file__).resolve().parents[2] / "openapi.json"
@@ -263,9 +264,28 @@ def _schemas() -> dict[str, Any]:
             "event_id": {"type": "string", "pattern": "^evt_[0-9a-z]+$"},
             "type": {"type": "string", "enum": ["payment.created", "payment.processing", "payment.succeeded",
                                                 "payment.failed", "payment.closed", "payment.reversed",
-                                                "refund.created", "refund.succeeded", "refund.failed"]},
+                                                "refund.created", "refund.succeeded", "refund.failed",
+                                                "payment.late_succeeded", "attention.opened",
+                                                "attention.resolved"],
+                     "description": "`payment.late_succeeded`: money arrived for a payment already CLOSED, "
+                                    "FAILED or REVERSED (by default paycore refunds it: a `refund.created` "
+                                    "follows). `attention.*` reach Kafka only, not webhooks."},
             "seq": {"type": "integer", "minimum": 1, "description": "Grows by one per payment."},
             "occurred_at": _DT, "payment": _ref("Payment"), "refund": _ref("Refund"),
+        },
+    }
+    s["AttentionItem"] = {
+        "type": "object", "description": "A disagreement with a provider waiting for (or resolved by) an operator.",
+        "required": ["id", "kind", "merchant_id", "channel", "status", "evidence", "created_at"],
+        "properties": {
+            "id": {"type": "integer"}, "kind": {"type": "string", "enum": list(ATTENTION_KINDS)},
+            "payment_id": {"type": ["string", "null"]}, "refund_id": {"type": ["string", "null"]},
+            "merchant_id": {"type": "string"}, "channel": {"type": "string"},
+            "status": {"type": "string", "enum": ["OPEN", "RESOLVED"]}, "evidence": {"type": "object"},
+            "created_at": _DT, "resolved_at": {"type": ["string", "null"], "format": "date-time"},
+            "resolved_by": {"type": ["string", "null"]}, "resolution": {"type": ["string", "null"]},
+            "reason": {"type": ["string", "null"]},
+            "actions": {"type": "array", "items": {"type": "string"}, "description": "what resolves it (GET one)"},
         },
     }
     s["Ready"] = {
@@ -431,6 +451,7 @@ def _paths() -> dict[str, Any]:
             },
         }}
     p.update(_onecode_paths())
+    p.update(_ops_paths())
     p["/healthz"] = {"get": {"operationId": "healthz", "summary": "The process is up", "tags": ["operations"],
                              "responses": {"200": {"description": "up", "content": _json({
                                  "type": "object", "required": ["status"],
@@ -447,6 +468,62 @@ def _paths() -> dict[str, Any]:
                                   "responses": {"200": {"description": "OpenAPI 3.1",
                                                         "content": _json({"type": "object"})}}}}
     return p
+
+
+def _ops_paths() -> dict[str, Any]:
+    """The operators' API (paycore.http.ops_api): the needs-attention queue and exception tools,
+    behind the operator bearer token ([security] ops_token), not the merchant signature."""
+    item_id = {"name": "id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1}}
+    pay_id = {"name": "id", "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}}
+    sec = [{"operator": []}]
+    item = _json(_ref("AttentionItem"))
+    errs = {str(st): {"description": d, "content": _json(_ref(f"Error{st}"))} for st, d in (
+        (401, "no or wrong operator token, or the operators' API is not configured"),
+        (404, "no such item or payment"), (503, _ERROR_TEXT[503]))}
+    q = [{"name": n, "in": "query", "required": False, "schema": sch} for n, sch in (
+        ("status", {"type": "string", "enum": ["OPEN", "RESOLVED"]}),
+        ("kind", {"type": "string", "enum": list(ATTENTION_KINDS)}), ("merchant_id", {"type": "string"}),
+        ("limit", {"type": "integer", "minimum": 1, "maximum": 500}),
+        ("before_id", {"type": "integer", "minimum": 1}))]
+    return {
+        "/ops/attention": {"get": {
+            "operationId": "opsListAttention", "tags": ["operations"], "security": sec, "parameters": q,
+            "summary": "Needs-attention items, newest first (page with before_id = next_before_id)",
+            "responses": {"200": {"description": "a page of items", "content": _json({
+                "type": "object", "required": ["items", "next_before_id"],
+                "properties": {"items": {"type": "array", "items": _ref("AttentionItem")},
+                               "next_before_id": {"type": ["integer", "null"]}}})},
+                **{k: v for k, v in errs.items() if k != "404"},
+                "400": {"description": _ERROR_TEXT[400], "content": _json(_ref("Error400"))}}}},
+        "/ops/attention/{id}": {"get": {
+            "operationId": "opsGetAttention", "tags": ["operations"], "security": sec, "parameters": [item_id],
+            "summary": "One item with its evidence and the actions that resolve it",
+            "responses": {"200": {"description": "the item", "content": item}, **errs}}},
+        "/ops/attention/{id}/resolve": {"post": {
+            "operationId": "opsResolveAttention", "tags": ["operations"], "security": sec,
+            "parameters": [item_id],
+            "summary": "Resolve through the engine (journaled as attention.resolved: who, what, why)",
+            "requestBody": {"required": True, "content": _json({
+                "type": "object", "required": ["action", "actor", "reason"],
+                "properties": {"action": {"type": "string", "description": "one of the item's `actions`"},
+                               "actor": {"type": "string", "maxLength": 500},
+                               "reason": {"type": "string", "maxLength": 500}}})},
+            "responses": {"200": {"description": "the resolved item", "content": item}, **errs,
+                          "400": {"description": _ERROR_TEXT[400], "content": _json(_ref("Error400"))},
+                          "409": {"description": "INVALID_STATE: already resolved, or not an action of this kind",
+                                  "content": _json(_ref("Error409"))}}}},
+        "/ops/payments/{id}": {"get": {
+            "operationId": "opsPaymentDetail", "tags": ["operations"], "security": sec, "parameters": [pay_id],
+            "summary": "A payment with its refunds, events, attention items and webhooks",
+            "responses": {"200": {"description": "the detail", "content": _json({"type": "object"})}, **errs}}},
+        "/ops/payments/{id}/requery": {"post": {
+            "operationId": "opsRequeryPayment", "tags": ["operations"], "security": sec, "parameters": [pay_id],
+            "summary": "Ask the channel now and apply its answer through the engine",
+            "responses": {"200": {"description": "the payment after the answer", "content": _json({
+                "type": "object", "required": ["payment", "channel_status"],
+                "properties": {"payment": _ref("Payment"),
+                               "channel_status": {"type": ["string", "null"]}}})}, **errs}}},
+    }
 
 
 def _onecode_paths() -> dict[str, Any]:
@@ -530,6 +607,9 @@ def _onecode_paths() -> dict[str, Any]:
 
 def _security_schemes() -> dict[str, Any]:
     return {
+        "operator": {"type": "http", "scheme": "bearer",
+                     "description": "The operators' token (`[security] ops_token` / PAYCORE_OPS_TOKEN), "
+                                    "compared in constant time; unset, the /ops API answers 401."},
         "merchant": {"type": "apiKey", "in": "header", "name": "X-Paycore-Merchant",
                      "description": f"The merchant id, e.g. `m_demo` (pattern `{MERCHANT_RE.pattern}`)."},
         "timestamp": {"type": "apiKey", "in": "header", "name": "X-Paycore-Timestamp",

@@ -35,6 +35,11 @@ NOT_FOR_MERCHANTS = {
     "readyz": "operations: probes, not merchants",
     "metrics": "operations: Prometheus",
     "openapi": "the document itself",
+    "opsListAttention": "operators' API, not merchants'",
+    "opsGetAttention": "operators' API, not merchants'",
+    "opsResolveAttention": "operators' API, not merchants'",
+    "opsPaymentDetail": "operators' API, not merchants'",
+    "opsRequeryPayment": "operators' API, not merchants'",
 }
 
 #: every per-status error schema (Error400 … Error503) is the one ``Error`` shape
