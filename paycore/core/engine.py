@@ -183,6 +183,8 @@ class Engine:
         try:
             result = await adapter.pay(pay_req)
         except ChannelError as e:
+            if e.caller:
+                raise await self._refused(merchant, p, e) from e
             breaker.record(False)
             self.metrics.channel_errors.labels(channel, "pay", e.kind).inc()
             if e.retriable and immediate:
@@ -206,6 +208,19 @@ class Engine:
             # ("nothing accepted") would be false: the merchant might charge the customer again.
             # Answer what is committed; recovery asks the channel once the database is back.
             return p, True
+
+    async def _refused(self, merchant: Merchant, p: Payment, e: ChannelError) -> InvalidRequest:
+        """The channel refused the request itself (malformed, not permitted): the caller's error.
+        Nothing happened at the channel, which is healthy, so the breaker never counts it (a
+        half-open probe is handed on); it is counted per merchant, the payment FAILED, and the
+        answer a 400 naming the field where the channel said which."""
+        self.breakers[p.channel].release_probe()
+        self.metrics.caller_errors.labels(merchant.id, p.channel).inc()
+        await self._fail(p, "INVALID_REQUEST", str(e))
+        field = e.field or {Method.NFC: "nfc", Method.BARCODE: "auth_code", Method.SONIC: "auth_code",
+                            Method.JSAPI: "payer", Method.WALLET: "payer"}.get(p.method, "body")
+        return InvalidRequest(f"{p.channel} refused the request as malformed or not permitted ({field}); "
+                              "nothing was charged", field=field)
 
     def _idempotent(self, existing: Payment, req: CreatePayment) -> tuple[Payment, bool]:
         if existing.fingerprint != req.fingerprint:
