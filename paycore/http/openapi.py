@@ -414,19 +414,18 @@ def _paths() -> dict[str, Any]:
                            "notification that fails verification, names an unknown order or disagrees with it "
                            "(amount, merchant) changes nothing and is counted in "
                            "`paycore_notifications_rejected_total`. The answer is the provider's own "
-                           "acknowledgement; failures are acknowledged as the provider expects (some providers "
-                           "expect a 4xx or 5xx status to deliver again).",
+                           "acknowledgement; a refusal is the provider's own failure acknowledgement with a 4xx "
+                           "status (the sender's fault: never a 5xx, which would page operators as an outage; "
+                           "every provider delivers again on a non-2xx or a failure body).",
             "parameters": [channel_param],
             "requestBody": {"required": True, "content": opaque_in},
             "responses": {
                 "200": {"description": "Accepted, in the provider's acknowledgement format", "content": opaque_out},
-                "400": {"description": "Rejected (provider format), for providers that expect a 4xx",
-                        "content": opaque_out},
+                "400": {"description": "Rejected (provider format): failed verification, unknown order, "
+                                       "disagreement, malformed", "content": opaque_out},
                 "404": {"description": "Unknown channel, or one that sends no notifications here",
                         "content": _json(_ref("Error404"))},
                 "413": {"description": _ERROR_TEXT[413], "content": _json(_ref("Error413"))},
-                "500": {"description": "Rejected (provider format), for providers that expect a 5xx to retry "
-                                       "(WeChat Pay v3, QQ Wallet)", "content": opaque_out},
                 "503": {"description": _ERROR_TEXT[503], "content": _json(_ref("Error503"))},
             },
         }}
