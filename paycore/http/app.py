@@ -17,6 +17,7 @@ from typing import Any
 import aiohttp
 import orjson
 from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
 
 from channels.base import ChannelAdapter
 from channels.http import ChannelHttp
@@ -86,6 +87,38 @@ async def errors_and_metrics(request: web.Request, handler):
         m.http_latency.labels(route).observe(time.perf_counter() - t0)
         if request.app[CONFIG].server.access_log:
             access_log.info("%s %s %d %.1fms", request.method, request.path, status, (time.perf_counter() - t0) * 1e3)
+
+
+class ContractErrorsHandler(RequestHandler):
+    """A connection whose own errors (aiohttp's, raised before any route or middleware: a request
+    line or header too long, an undecodable request, a handler that timed out) leave in the
+    contract's format too, never ``text/plain``. The message is generic: what the parser quotes
+    is the sender's raw bytes, which may hold anything."""
+
+    def handle_error(self, request, status: int = 500, exc: BaseException | None = None,
+                     message: str | None = None) -> web.StreamResponse:
+        super().handle_error(request, status, exc, message)   # logs; raises if an answer already began
+        err = {"code": _HTTP_CODES.get(status, "INVALID_REQUEST" if status < 500 else "INTERNAL"),
+               "message": "the HTTP request could not be read" if status < 500 else "internal error"}
+        if status == 400:
+            err["field"] = "request"
+        resp = web.Response(body=orjson.dumps({"error": err}), status=status, content_type=JSON)
+        resp.force_close()
+        return resp
+
+
+class ContractServer(web.Server):
+    def __call__(self) -> RequestHandler:
+        return ContractErrorsHandler(self, loop=self._loop, **self._kwargs)
+
+
+class AppRunner(web.AppRunner):
+    """``web.AppRunner`` whose connections answer parser-level errors in the contract's format."""
+
+    async def _make_server(self) -> web.Server:
+        server = await super()._make_server()
+        server.__class__ = ContractServer   # the same server; only the per-connection handler it makes differs
+        return server
 
 
 # ------------------------------------------------------------------ wiring

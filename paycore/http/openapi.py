@@ -160,13 +160,15 @@ def _schemas() -> dict[str, Any]:
         "type": "object", "additionalProperties": False, "required": ["token", "expiry", "cryptogram"],
         "properties": {
             "token": {"type": "string", "pattern": _pattern(v.TOKEN_RE), "minLength": 13, "maxLength": 19,
-                      "description": "Network token (DPAN); stored and shown masked only."},
-            "expiry": {"type": "string", "pattern": _EXPIRY, "description": "YYMM"},
+                      "description": "Network token (DPAN) with a valid check digit (Luhn); stored and shown "
+                                     "masked only."},
+            "expiry": {"type": "string", "pattern": _EXPIRY, "description": "YYMM, not in the past"},
             "cryptogram": {"type": "string", "pattern": _pattern(v.CRYPTOGRAM_RE), "minLength": 4,
                            "maxLength": 256, "description": "Never stored or logged."},
             "wallet": {"type": "string", "enum": list(v.NFC_WALLETS)},
             "emv_data": {"type": "string", "pattern": _pattern(v.HEX_RE), "minLength": 2, "maxLength": 4096,
-                         "description": "Hex TLV from the chip or phone."},
+                         "description": "Hex BER-TLV from the chip or phone, whole, holding the 8-byte "
+                                        "application cryptogram (tag 9F26)."},
         },
     }
     ident = {"type": "string", "pattern": _pattern(v.ID_RE), "minLength": 1, "maxLength": 64}
@@ -328,7 +330,7 @@ _EXAMPLES = {
                      "channel": "alipay", "expire_in": 120}},
     "nfc": {"summary": "An Apple Pay tap",
             "value": {"merchant_order_no": "tap-0001", "amount": 4500, "currency": "CNY", "method": "nfc",
-                      "nfc": {"token": "6212345678901234", "expiry": "2812", "cryptogram": "AAECAwQFBgcICQ==",
+                      "nfc": {"token": "6212345678901232", "expiry": "3012", "cryptogram": "AAECAwQFBgcICQ==",
                               "wallet": "applepay"}}},
     "jsapi": {"summary": "In-app payment inside WeChat",
               "value": {"merchant_order_no": "mp-0001", "amount": 990, "currency": "CNY", "method": "jsapi",
