@@ -32,7 +32,7 @@ from paycore.core.routing import Router
 from paycore.errors import PaycoreError
 from paycore.http import merchant_api, notify, onecode, ops
 from paycore.http.common import AUTH, CONFIG, ENGINE, JSON, METRICS, POOL, RELAY, error_response
-from paycore.merchants.auth import Authenticator, Merchants, NonceStore, RateLimiter, SecretBox
+from paycore.merchants.auth import Authenticator, InFlight, Merchants, NonceStore, RateLimiter, SecretBox
 from paycore.metrics import Metrics, Sampler
 from paycore.ops.webhooks import Dispatcher
 from paycore.outbox.relay import Relay
@@ -154,7 +154,8 @@ def create_app(cfg: Config, *, run_relay: bool = True, run_recovery: bool = True
         box = SecretBox(cfg.security.master_key)
         app[AUTH] = Authenticator(Merchants(pool, box), NonceStore(pool, cfg.security.replay_window),
                                   RateLimiter(cfg.security.rate_limit_per_second, cfg.security.rate_limit_burst, workers),
-                                  cfg.security.replay_window, metrics=metrics)
+                                  cfg.security.replay_window, metrics=metrics,
+                                  inflight=InFlight(cfg.security.merchant_concurrency, metrics))
         background: list[Any] = []
         if run_recovery:
             rec = Recovery(engine, cfg.payments.recovery_interval, cfg.payments.recovery_batch)
