@@ -265,12 +265,26 @@ class ChannelError(Exception):
     SYSTEMERROR): the engine keeps the payment PROCESSING and queries.
     ``kind`` is a short label for metrics (timeout, connect, http_5xx,
     bad_signature, garbage, system_error).
+
+    ``caller`` marks a refusal that is the caller's doing, not the channel's:
+    the provider (or the adapter, before sending) found the request malformed
+    or not permitted, so nothing happened and the channel is healthy. The
+    engine answers it as a 4xx naming ``field`` (the API field, when known)
+    and never counts it against the channel's breaker.
     """
 
-    def __init__(self, message: str, *, retriable: bool, kind: str = "error") -> None:
+    def __init__(self, message: str, *, retriable: bool, kind: str = "error", caller: bool = False,
+                 field: str | None = None) -> None:
         super().__init__(message)
         self.retriable = retriable
         self.kind = kind
+        self.caller = caller
+        self.field = field
+
+
+def refused_by_provider(message: str, field: str | None = None) -> ChannelError:
+    """The provider refused the request as malformed or not permitted: the caller's error."""
+    return ChannelError(message, retriable=False, kind="refused", caller=True, field=field)
 
 
 class UnsupportedFlow(Exception):

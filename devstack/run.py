@@ -14,7 +14,7 @@ from aiohttp import web
 
 from devstack import stack as devstack
 from paycore import config as config_mod
-from paycore.http.app import create_app
+from paycore.http.app import AppRunner, create_app
 from paycore.logs import setup
 from paycore.merchants import codes
 from paycore.merchants import store as merchants
@@ -86,7 +86,7 @@ async def run_dev(args: argparse.Namespace) -> int:
 
     simulators = await devstack.Simulators(sims).start()
     app = create_app(cfg)
-    runner = web.AppRunner(app, access_log=None)
+    runner = AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
 

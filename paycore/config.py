@@ -29,6 +29,11 @@ class ServerConfig:
     max_body: int = 1024 * 1024
     log_level: str = "INFO"
     access_log: bool = False
+    # serve --workers N: a dead worker is restarted after a back-off doubling up to this many seconds;
+    # this many restarts within crash_loop_window seconds is a crash loop (/readyz fails)
+    restart_backoff_max: float = 30.0
+    crash_loop_restarts: int = 5
+    crash_loop_window: float = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +63,9 @@ class JournalConfig:
     max_wait_ms: float = 2.0         # how long the first change in a batch may wait for company
     relay_interval_ms: float = 20.0  # relay poll when the outbox was empty
     relay_backoff_max: float = 5.0
+    # relay leadership: Postgres ends the leader's lock session after relay_lease seconds without a
+    # heartbeat (a frozen or cut-off leader), so another process takes over within about that bound
+    relay_lease: float = 3.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +76,9 @@ class SecurityConfig:
     rate_limit_burst: float = 4000.0
     # the operators' API (/ops/attention ...): a bearer token; unset = that API is refused
     ops_token: Secret = field(default_factory=lambda: Secret(""))
+    # channel calls one merchant may have in flight per worker: beside the rate, so that one merchant's
+    # flood of slow payments cannot take every connection and event-loop turn from the others
+    merchant_concurrency: int = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +99,10 @@ class WebhooksConfig:
     timeout: float = 5.0
     interval: float = 0.5            # dispatcher poll when nothing was due
     batch: int = 100
+    # destinations: https to a public address only; the dev stack and tests receive on loopback over http
+    allow_http: bool = False
+    allow_private: bool = False
+    proxy: str = ""                  # an egress proxy for every delivery (http://host:port), if set
 
 
 @dataclass(frozen=True, slots=True)

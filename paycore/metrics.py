@@ -71,6 +71,11 @@ class Metrics:
         self.channel_calls = h("paycore_channel_call_seconds", "Calls to providers", ["channel", "flow", "outcome"],
                               buckets=_LAT)
         self.channel_errors = c("paycore_channel_errors_total", "Channel faults", ["channel", "flow", "kind"])
+        self.caller_errors = c("paycore_caller_errors_total", "Payments a channel refused as malformed or not "
+                               "permitted: the caller's error, never a channel fault", ["merchant", "channel"])
+        self.merchant_busy = c("paycore_merchant_concurrency_refused_total",
+                               "Payments refused because the merchant had its limit of channel calls in flight",
+                               ["merchant"])
         self.unsupported_flows = c("paycore_channel_unsupported_total", "Flows asked of a channel that lacks them",
                                 ["channel", "flow"])
         self.breaker_state = g("paycore_channel_breaker_state", "Circuit breaker: 0 closed, 1 half-open, 2 open",
@@ -90,6 +95,11 @@ class Metrics:
                               "Age of the oldest event not yet published to Kafka (0 when none waits)",
                               multiprocess_mode="mostrecent")
         self.relay_lag = h("paycore_relay_lag_seconds", "From commit to publish", buckets=_LAT)
+        self.relay_leader = g("paycore_relay_leader", "1 in the process that holds relay leadership",
+                              multiprocess_mode="livesum")
+        self.relay_stepdowns = c("paycore_relay_stepdowns_total", "Relay terms ended because the lease was lost",
+                                 ["reason"])
+        self.worker_restarts = c("paycore_worker_restarts_total", "Dead serve workers restarted by the supervisor")
         self.relay_errors = c("paycore_relay_errors_total", "Relay publish failures", ["kind"])
 
         self.recovery_backlog = g("paycore_recovery_backlog", "Payments and refunds awaiting recovery",

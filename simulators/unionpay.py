@@ -47,6 +47,10 @@ REQUIRED = ("version", "encoding", "signMethod", "certId", "txnType", "txnSubTyp
             "merId", "txnTime")
 
 
+#: the token ranges this network issues (UnionPay cards and DPANs start 62 or 81)
+UNIONPAY_TOKEN_BINS = ("62", "81")
+
+
 class Refused(Exception):
     """Answer the request with this respCode (nothing happens)."""
 
@@ -228,6 +232,8 @@ class UnionPaySimulator:
             raise Refused("10", "报文格式错误[accNo/customerInfo/ICTransData]") from None
         if not re.fullmatch(r"\d{13,19}", token):
             raise Refused("61", "输入的卡号无效")
+        if not token.startswith(UNIONPAY_TOKEN_BINS):   # a token of another network: not UnionPay's to parse
+            raise Refused("10", "报文格式错误[accNo]")
         if not re.fullmatch(r"\d{4}", info.get("expired", "")) or not chip.get(t.CRYPTOGRAM_TAG):
             raise Refused("13", "报文交易要素缺失[expired/9F26]")
         order = self._new_order(f, "nfc")

@@ -270,7 +270,9 @@ class AlipayAdapter(ChannelAdapter):
             raise NotificationRejected("malformed", str(e)) from e
 
     def ack(self, ok: bool) -> Ack:
-        return Ack(status=200, body=t.NOTIFY_ACK_OK if ok else t.NOTIFY_ACK_FAIL, content_type="text/plain")
+        # anything but "success" makes Alipay deliver again; a refusal is the sender's fault: a 4xx, never a 5xx
+        return Ack(status=200 if ok else 400, body=t.NOTIFY_ACK_OK if ok else t.NOTIFY_ACK_FAIL,
+                   content_type="text/plain")
 
     async def statement(self, day: date) -> list[StatementLine]:
         code, body = await self._checked(t.BILL_URL, t.bill_biz(day), flow=Flow.STATEMENT, sub_mch_id=None)

@@ -46,6 +46,7 @@ from channels.base import (
     RefundStatus,
     StatementLine,
     TradeStatus,
+    refused_by_provider,
 )
 from channels.money import fen_to_yuan
 
@@ -424,6 +425,8 @@ def gateway_check(body: Mapping[str, Any], *, signed: bool) -> str:
     20000 and ACQ.SYSTEM_ERROR: outcome unknown, query (retriable system_error).
     40001/40002/40006: the gateway refused the call (bad signature, parameters,
     permission); nothing happened, repeating will not help (not retriable).
+    A parameter or permission refusal is the caller's error (``caller=True``);
+    one about our signature or app id is a channel fault.
     An unsigned answer is accepted only for those; anything else unsigned is
     treated as a forgery (bad_signature).
     """
@@ -433,7 +436,9 @@ def gateway_check(body: Mapping[str, Any], *, signed: bool) -> str:
     if code == CODE_UNKNOWN or sub == SYSTEM_ERROR:
         raise ChannelError(what, retriable=True, kind="system_error")
     if code in GATEWAY_REFUSALS:
-        raise ChannelError(what, retriable=False, kind="rejected")
+        if "sign" in sub or "app-id" in sub or "app_id" in sub:   # our key or app id: a channel fault
+            raise ChannelError(what, retriable=False, kind="rejected")
+        raise refused_by_provider(what)   # missing/invalid parameter, not permitted: the caller's request
     if not signed:
         raise ChannelError(f"alipay: unsigned answer with code {code!r}", retriable=True, kind="bad_signature")
     if code not in (CODE_SUCCESS, CODE_PAYING, CODE_BUSINESS):

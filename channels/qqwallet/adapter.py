@@ -161,8 +161,9 @@ class QqWalletAdapter(ChannelAdapter):
             raise NotificationRejected("malformed", str(e)) from e
 
     def ack(self, ok: bool) -> Ack:
-        # a FAIL answer must make qpay retry: say it in the body and the status
-        return Ack(status=200 if ok else 500, body=tf.ack_xml(ok), content_type="text/xml")
+        # a FAIL answer must make qpay retry: say it in the body and a non-2xx status (4xx: the
+        # refusal is the sender's fault, so it must not page operators as a 5xx would)
+        return Ack(status=200 if ok else 400, body=tf.ack_xml(ok), content_type="text/xml")
 
     async def statement(self, day: date) -> list[StatementLine]:
         body = await self._send("statement", Flow.STATEMENT, tf.statement_params(day, **self._ids))

@@ -84,7 +84,9 @@ class UnionPayAdapter(ChannelAdapter):
       for qr/app, so that customers typing a password do not count as channel
       faults; 03/04 and 12 (duplicate) are unknown → ChannelError(retriable,
       system_error); 10/11/13 (format, signature, missing field: nothing
-      happened) → ChannelError(retriable=False, kind "rejected"); anything
+      happened) → ChannelError(retriable=False); 10/13 are the request's content
+      (the caller's error: ``caller=True`` naming the field the message
+      brackets), 11 our signature (kind "rejected", a channel fault); anything
       else is a decline, FAILED with respCode/respMsg. A refund's 00 means
       *accepted* → PROCESSING; its notification or a query settles it.
     * Answers and notifications are verified with the provider public key
@@ -183,7 +185,10 @@ class UnionPayAdapter(ChannelAdapter):
 
     @staticmethod
     def _invalid(e: ValueError) -> ChannelError:
-        return ChannelError(f"invalid request: {e}", retriable=False, kind="invalid_request")
+        # the request cannot be put into ACP's format (chip data that is no TLV …): nothing was
+        # sent, and what the caller gave is at fault, not the channel
+        return ChannelError(f"invalid request: {e}", retriable=False, kind="invalid_request", caller=True,
+                            field="nfc.emv_data" if "TLV" in str(e) else None)
 
     # -- payments --------------------------------------------------------------
     async def pay(self, req: PayRequest) -> ChannelResult:

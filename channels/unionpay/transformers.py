@@ -44,7 +44,9 @@ from channels.base import (
     RefundStatus,
     StatementLine,
     TradeStatus,
+    refused_by_provider,
 )
+from channels import emv
 
 Fields = dict[str, str]
 
@@ -81,6 +83,12 @@ RESP_UNKNOWN = frozenset({"03", "04"})
 RESP_ACCEPTED = "05"
 #: 10 bad format, 11 bad signature, 13 fields missing: nothing happened at UnionPay
 RESP_REJECTED = frozenset({"10", "11", "13"})
+#: of those, what the request's content causes (the caller's error, never a channel fault);
+#: 11 (our signature) is ours: a wrong key must open the breaker
+RESP_CALLER = frozenset({"10", "13"})
+#: the ACP field a refusal names in brackets ("报文格式错误[qrNo]") → the API field behind it
+REFUSED_FIELDS = {"qrNo": "auth_code", "accNo": "nfc.token", "expired": "nfc.expiry", "customerInfo": "nfc.expiry",
+                  "ICTransData": "nfc.emv_data", "9F26": "nfc.cryptogram", "txnAmt": "amount"}
 RESP_DUPLICATE = "12"
 RESP_NO_SUCH_TXN = "34"
 RESP_FILE_NOT_FOUND = "98"
@@ -296,47 +304,8 @@ def parse_customer_info(value: str, key: RSAPrivateKey) -> Fields:
 
 
 # -- EMV TLV (ICTransData) ---------------------------------------------------
-CRYPTOGRAM_TAG = "9F26"
-
-
-def tlv_parse(hex_data: str) -> list[tuple[str, bytes]]:
-    """BER-TLV (EMV) hex → [(TAG, value)]; constructed tags are kept whole."""
-    data = bytes.fromhex(hex_data)
-    items: list[tuple[str, bytes]] = []
-    i = 0
-    while i < len(data):
-        start = i
-        i += 1
-        if data[start] & 0x1F == 0x1F:               # multi-byte tag
-            while i < len(data) and data[i] & 0x80:
-                i += 1
-            i += 1
-        if i >= len(data):
-            raise ValueError("truncated TLV")
-        tag = data[start:i].hex().upper()
-        length = data[i]
-        i += 1
-        if length & 0x80:
-            n = length & 0x7F
-            if n == 0 or n > 2 or i + n > len(data):
-                raise ValueError("bad TLV length")
-            length = int.from_bytes(data[i:i + n], "big")
-            i += n
-        if i + length > len(data):
-            raise ValueError("truncated TLV value")
-        items.append((tag, data[i:i + length]))
-        i += length
-    return items
-
-
-def tlv_build(items: list[tuple[str, bytes]]) -> str:
-    out = bytearray()
-    for tag, value in items:
-        out += bytes.fromhex(tag)
-        n = len(value)
-        out += bytes([n]) if n < 0x80 else (bytes([0x81, n]) if n < 0x100 else bytes([0x82]) + n.to_bytes(2, "big"))
-        out += value
-    return out.hex().upper()
+CRYPTOGRAM_TAG = emv.CRYPTOGRAM_TAG
+tlv_parse, tlv_build = emv.tlv_parse, emv.tlv_build
 
 
 def cryptogram_bytes(cryptogram: str) -> bytes:
@@ -459,11 +428,22 @@ def _unknown(what: str, code: str, msg: str) -> ChannelError:
                         kind="system_error")
 
 
+def refused_field(msg: str) -> str | None:
+    """The API field a refusal message names ("报文格式错误[accNo/customerInfo]" → nfc.token), if any."""
+    inner = msg[msg.find("[") + 1:msg.find("]")] if "[" in msg and "]" in msg else ""
+    for name in inner.split("/"):
+        if name.strip() in REFUSED_FIELDS:
+            return REFUSED_FIELDS[name.strip()]
+    return None
+
+
 def check_protocol(what: str, a: Mapping[str, str]) -> str:
     """The respCode, after turning protocol-level answers into ChannelErrors."""
     code, msg = a.get("respCode", ""), a.get("respMsg", "")
     if not code:
         raise ChannelError(f"unionpay {what}: answer without respCode", retriable=True, kind="garbage")
+    if code in RESP_CALLER:
+        raise refused_by_provider(f"unionpay {what}: request refused, respCode {code} ({msg})", refused_field(msg))
     if code in RESP_REJECTED:
         raise ChannelError(f"unionpay {what}: request refused, respCode {code} ({msg})", retriable=False,
                            kind="rejected")

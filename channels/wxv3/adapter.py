@@ -191,8 +191,8 @@ class V3Adapter(ChannelAdapter):
     def ack(self, ok: bool) -> Ack:
         if ok:
             return Ack(200, b'{"code":"SUCCESS"}', "application/json")
-        # any non-2xx makes the provider deliver again later
-        return Ack(500, orjson.dumps({"code": "FAIL", "message": "rejected"}), "application/json")
+        # any non-2xx makes the provider deliver again later; 4xx: the sender's fault, not an outage
+        return Ack(400, orjson.dumps({"code": "FAIL", "message": "rejected"}), "application/json")
 
     async def statement(self, day: date) -> list[StatementLine]:
         # the whole merchant; in service-provider mode the bill covers every sub-merchant

@@ -13,8 +13,10 @@ from aiohttp import web
 
 from paycore import config as config_mod
 from paycore import logs
+from paycore import workers as workers_mod
 from paycore.cli.common import load, run
-from paycore.http.app import create_app
+from paycore.http.app import AppRunner, create_app
+from paycore.metrics import Metrics
 from paycore.storage import db
 
 log = logging.getLogger("paycore")
@@ -26,7 +28,7 @@ def _worker(config_path: str | None, workers: int, reuse_port: bool) -> None:
 
     async def main() -> None:
         app = create_app(cfg, workers=workers)
-        runner = web.AppRunner(app, access_log=None, handle_signals=True)
+        runner = AppRunner(app, access_log=None, handle_signals=True)
         await runner.setup()
         site = web.TCPSite(runner, cfg.server.host, cfg.server.port, reuse_port=reuse_port, backlog=4096)
         await site.start()
@@ -52,19 +54,29 @@ def cmd_serve(args: argparse.Namespace) -> int:
         _worker(args.config, 1, False)
         return 0
     ctx = mp.get_context("spawn")
-    procs = [ctx.Process(target=_worker, args=(args.config, workers, True), daemon=False) for _ in range(workers)]
-    for p in procs:
+    # every worker's /readyz reads what the supervisor says about crash loops
+    state = os.path.join(os.environ["PROMETHEUS_MULTIPROC_DIR"], "supervisor.json")
+    os.environ[workers_mod.STATE_ENV] = state
+
+    def start() -> mp.Process:
+        p = ctx.Process(target=_worker, args=(args.config, workers, True), daemon=False)
         p.start()
+        return p
+
+    s = cfg.server
+    supervisor = workers_mod.Supervisor(start, workers, state, metrics=Metrics(), backoff_max=s.restart_backoff_max,
+                                        crash_loop_restarts=s.crash_loop_restarts,
+                                        crash_loop_window=s.crash_loop_window)
 
     def forward(signum, frame):
-        for p in procs:
-            if p.is_alive():
+        supervisor.stop()
+        for p in supervisor.procs:
+            if p is not None and p.is_alive():
                 os.kill(p.pid, signal.SIGTERM)
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
-    for p in procs:
-        p.join()
+    supervisor.run()
     return 0
 
 

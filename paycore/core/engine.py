@@ -279,6 +279,8 @@ class Engine:
         try:
             result = await adapter.pay(pay_req)
         except ChannelError as e:
+            if e.caller:
+                raise await self._refused(merchant, p, e) from e
             breaker.record(False)
             self.metrics.channel_errors.labels(channel, "pay", e.kind).inc()
             if e.retriable and immediate:
@@ -337,6 +339,19 @@ class Engine:
             notify_url=f"{self.notify_base}/notify/{p.channel}", expire_at=p.expire_at, auth_code=req.auth_code,
             payer=req.payer, nfc=req.nfc, sub_mch_id=p.sub_mch_id, store_id=p.store_id,
             terminal_id=p.terminal_id, created_at=p.created_at)
+
+    async def _refused(self, merchant: Merchant, p: Payment, e: ChannelError) -> InvalidRequest:
+        """The channel refused the request itself (malformed, not permitted): the caller's error.
+        Nothing happened at the channel, which is healthy, so the breaker never counts it (a
+        half-open probe is handed on); it is counted per merchant, the payment FAILED, and the
+        answer a 400 naming the field where the channel said which."""
+        self.breakers[p.channel].release_probe()
+        self.metrics.caller_errors.labels(merchant.id, p.channel).inc()
+        await self._fail(p, "INVALID_REQUEST", str(e))
+        field = e.field or {Method.NFC: "nfc", Method.BARCODE: "auth_code", Method.SONIC: "auth_code",
+                            Method.JSAPI: "payer", Method.WALLET: "payer"}.get(p.method, "body")
+        return InvalidRequest(f"{p.channel} refused the request as malformed or not permitted ({field}); "
+                              "nothing was charged", field=field)
 
     def _idempotent(self, existing: Payment, req: CreatePayment) -> tuple[Payment, bool]:
         if existing.fingerprint != req.fingerprint:

@@ -10,12 +10,13 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
 
-from channels import money
+from channels import emv, money
 from channels.base import Method, NfcData
 from paycore.errors import InvalidRequest
 
@@ -162,12 +163,34 @@ def _nfc(v: Any) -> NfcData:
     wallet = _text(v, "wallet", 16, within="nfc.")
     if wallet is not None and wallet not in NFC_WALLETS:
         raise InvalidRequest(f"nfc.wallet must be one of {', '.join(NFC_WALLETS)}", field="nfc.wallet")
-    emv = _text(v, "emv_data", 4096, pattern=HEX_RE, within="nfc.")
+    chip = _text(v, "emv_data", 4096, pattern=HEX_RE, within="nfc.")
     assert token and expiry and crypt
+    # what the card network would refuse as malformed is refused here, as the caller's error,
+    # before it reaches the channel (where it used to count as a channel fault)
+    if not emv.is_luhn(token):
+        raise InvalidRequest("nfc.token is not a network token (check digit)", field="nfc.token")
     month = int(expiry[2:])
     if not 1 <= month <= 12:
         raise InvalidRequest("nfc.expiry must be YYMM", field="nfc.expiry")
-    return NfcData(token=token, expiry=expiry, cryptogram=crypt, wallet=wallet, emv_data=emv)
+    today = datetime.now(timezone.utc)
+    if (2000 + int(expiry[:2]), month) < (today.year, today.month):
+        raise InvalidRequest("nfc.expiry is in the past", field="nfc.expiry")
+    if chip is not None:
+        _chip_data(chip)
+    return NfcData(token=token, expiry=expiry, cryptogram=crypt, wallet=wallet, emv_data=chip)
+
+
+def _chip_data(chip: str) -> None:
+    """``nfc.emv_data``: whole BER-TLV, holding the 8-byte application cryptogram (9F26)."""
+    if len(chip) % 2:
+        raise InvalidRequest("nfc.emv_data must be whole bytes of hex", field="nfc.emv_data")
+    try:
+        tags = dict(emv.tlv_parse(chip))
+    except ValueError as e:
+        raise InvalidRequest(f"nfc.emv_data is not EMV TLV ({e})", field="nfc.emv_data") from None
+    if len(tags.get(emv.CRYPTOGRAM_TAG, b"")) != 8:
+        raise InvalidRequest("nfc.emv_data must hold the 8-byte application cryptogram (tag 9F26)",
+                             field="nfc.emv_data")
 
 
 def create_payment(data: dict[str, Any], *, max_expire_in: int = 7 * 24 * 3600) -> CreatePayment:

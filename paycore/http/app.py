@@ -17,6 +17,7 @@ from typing import Any
 import aiohttp
 import orjson
 from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
 
 from channels.base import ChannelAdapter
 from channels.http import ChannelHttp
@@ -31,7 +32,7 @@ from paycore.core.routing import Router
 from paycore.errors import PaycoreError
 from paycore.http import merchant_api, notify, onecode, ops, ops_api
 from paycore.http.common import AUTH, CONFIG, ENGINE, JSON, METRICS, POOL, RELAY, error_response
-from paycore.merchants.auth import Authenticator, Merchants, NonceStore, RateLimiter, SecretBox
+from paycore.merchants.auth import Authenticator, InFlight, Merchants, NonceStore, RateLimiter, SecretBox
 from paycore.metrics import Metrics, Sampler
 from paycore.ops.webhooks import Dispatcher
 from paycore.outbox.relay import Relay
@@ -88,6 +89,38 @@ async def errors_and_metrics(request: web.Request, handler):
             access_log.info("%s %s %d %.1fms", request.method, request.path, status, (time.perf_counter() - t0) * 1e3)
 
 
+class ContractErrorsHandler(RequestHandler):
+    """A connection whose own errors (aiohttp's, raised before any route or middleware: a request
+    line or header too long, an undecodable request, a handler that timed out) leave in the
+    contract's format too, never ``text/plain``. The message is generic: what the parser quotes
+    is the sender's raw bytes, which may hold anything."""
+
+    def handle_error(self, request, status: int = 500, exc: BaseException | None = None,
+                     message: str | None = None) -> web.StreamResponse:
+        super().handle_error(request, status, exc, message)   # logs; raises if an answer already began
+        err = {"code": _HTTP_CODES.get(status, "INVALID_REQUEST" if status < 500 else "INTERNAL"),
+               "message": "the HTTP request could not be read" if status < 500 else "internal error"}
+        if status == 400:
+            err["field"] = "request"
+        resp = web.Response(body=orjson.dumps({"error": err}), status=status, content_type=JSON)
+        resp.force_close()
+        return resp
+
+
+class ContractServer(web.Server):
+    def __call__(self) -> RequestHandler:
+        return ContractErrorsHandler(self, loop=self._loop, **self._kwargs)
+
+
+class AppRunner(web.AppRunner):
+    """``web.AppRunner`` whose connections answer parser-level errors in the contract's format."""
+
+    async def _make_server(self) -> web.Server:
+        server = await super()._make_server()
+        server.__class__ = ContractServer   # the same server; only the per-connection handler it makes differs
+        return server
+
+
 # ------------------------------------------------------------------ wiring
 def build_adapters(cfg: Config, session: aiohttp.ClientSession, metrics: Metrics) -> dict[str, ChannelAdapter]:
     adapters = {}
@@ -121,7 +154,8 @@ def create_app(cfg: Config, *, run_relay: bool = True, run_recovery: bool = True
         box = SecretBox(cfg.security.master_key)
         app[AUTH] = Authenticator(Merchants(pool, box), NonceStore(pool, cfg.security.replay_window),
                                   RateLimiter(cfg.security.rate_limit_per_second, cfg.security.rate_limit_burst, workers),
-                                  cfg.security.replay_window, metrics=metrics)
+                                  cfg.security.replay_window, metrics=metrics,
+                                  inflight=InFlight(cfg.security.merchant_concurrency, metrics))
         background: list[Any] = []
         if run_recovery:
             rec = Recovery(engine, cfg.payments.recovery_interval, cfg.payments.recovery_batch)

@@ -5,14 +5,15 @@ from aiohttp import web
 
 from paycore.core import validation
 from paycore.errors import InvalidRequest
-from paycore.http.common import CONFIG, ENGINE, json_response, merchant_of, wait_param
+from paycore.http.common import AUTH, CONFIG, ENGINE, json_response, merchant_of, wait_param
 
 
 async def create_payment(request: web.Request) -> web.Response:
     merchant, body = await merchant_of(request)
     cfg = request.app[CONFIG]
     req = validation.create_payment(validation.parse_json_object(body), max_expire_in=cfg.payments.max_expire_in)
-    payment, created = await request.app[ENGINE].create_payment(merchant, req)
+    with request.app[AUTH].inflight.slot(merchant.id):   # fair share of the channel calls
+        payment, created = await request.app[ENGINE].create_payment(merchant, req)
     return json_response(payment.to_api(), 201 if created else 200)
 
 
@@ -43,14 +44,16 @@ async def cancel_payment(request: web.Request) -> web.Response:
     merchant, body = await merchant_of(request)
     if body.strip() and body.strip() != b"{}":
         validation.parse_json_object(body)  # an empty object is all it takes
-    p = await request.app[ENGINE].cancel(merchant, request.match_info["id"])
+    with request.app[AUTH].inflight.slot(merchant.id):
+        p = await request.app[ENGINE].cancel(merchant, request.match_info["id"])
     return json_response(p.to_api())
 
 
 async def create_refund(request: web.Request) -> web.Response:
     merchant, body = await merchant_of(request)
     req = validation.create_refund(validation.parse_json_object(body))
-    refund, created = await request.app[ENGINE].create_refund(merchant, request.match_info["id"], req)
+    with request.app[AUTH].inflight.slot(merchant.id):
+        refund, created = await request.app[ENGINE].create_refund(merchant, request.match_info["id"], req)
     return json_response(refund.to_api(), 201 if created else 200)
 
 

@@ -161,13 +161,15 @@ def _schemas() -> dict[str, Any]:
         "type": "object", "additionalProperties": False, "required": ["token", "expiry", "cryptogram"],
         "properties": {
             "token": {"type": "string", "pattern": _pattern(v.TOKEN_RE), "minLength": 13, "maxLength": 19,
-                      "description": "Network token (DPAN); stored and shown masked only."},
-            "expiry": {"type": "string", "pattern": _EXPIRY, "description": "YYMM"},
+                      "description": "Network token (DPAN) with a valid check digit (Luhn); stored and shown "
+                                     "masked only."},
+            "expiry": {"type": "string", "pattern": _EXPIRY, "description": "YYMM, not in the past"},
             "cryptogram": {"type": "string", "pattern": _pattern(v.CRYPTOGRAM_RE), "minLength": 4,
                            "maxLength": 256, "description": "Never stored or logged."},
             "wallet": {"type": "string", "enum": list(v.NFC_WALLETS)},
             "emv_data": {"type": "string", "pattern": _pattern(v.HEX_RE), "minLength": 2, "maxLength": 4096,
-                         "description": "Hex TLV from the chip or phone."},
+                         "description": "Hex BER-TLV from the chip or phone, whole, holding the 8-byte "
+                                        "application cryptogram (tag 9F26)."},
         },
     }
     ident = {"type": "string", "pattern": _pattern(v.ID_RE), "minLength": 1, "maxLength": 64}
@@ -348,7 +350,7 @@ _EXAMPLES = {
                      "channel": "alipay", "expire_in": 120}},
     "nfc": {"summary": "An Apple Pay tap",
             "value": {"merchant_order_no": "tap-0001", "amount": 4500, "currency": "CNY", "method": "nfc",
-                      "nfc": {"token": "6212345678901234", "expiry": "2812", "cryptogram": "AAECAwQFBgcICQ==",
+                      "nfc": {"token": "6212345678901232", "expiry": "3012", "cryptogram": "AAECAwQFBgcICQ==",
                               "wallet": "applepay"}}},
     "jsapi": {"summary": "In-app payment inside WeChat",
               "value": {"merchant_order_no": "mp-0001", "amount": 990, "currency": "CNY", "method": "jsapi",
@@ -434,19 +436,18 @@ def _paths() -> dict[str, Any]:
                            "notification that fails verification, names an unknown order or disagrees with it "
                            "(amount, merchant) changes nothing and is counted in "
                            "`paycore_notifications_rejected_total`. The answer is the provider's own "
-                           "acknowledgement; failures are acknowledged as the provider expects (some providers "
-                           "expect a 4xx or 5xx status to deliver again).",
+                           "acknowledgement; a refusal is the provider's own failure acknowledgement with a 4xx "
+                           "status (the sender's fault: never a 5xx, which would page operators as an outage; "
+                           "every provider delivers again on a non-2xx or a failure body).",
             "parameters": [channel_param],
             "requestBody": {"required": True, "content": opaque_in},
             "responses": {
                 "200": {"description": "Accepted, in the provider's acknowledgement format", "content": opaque_out},
-                "400": {"description": "Rejected (provider format), for providers that expect a 4xx",
-                        "content": opaque_out},
+                "400": {"description": "Rejected (provider format): failed verification, unknown order, "
+                                       "disagreement, malformed", "content": opaque_out},
                 "404": {"description": "Unknown channel, or one that sends no notifications here",
                         "content": _json(_ref("Error404"))},
                 "413": {"description": _ERROR_TEXT[413], "content": _json(_ref("Error413"))},
-                "500": {"description": "Rejected (provider format), for providers that expect a 5xx to retry "
-                                       "(WeChat Pay v3, QQ Wallet)", "content": opaque_out},
                 "503": {"description": _ERROR_TEXT[503], "content": _json(_ref("Error503"))},
             },
         }}

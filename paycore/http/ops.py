@@ -6,6 +6,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from paycore import workers
 from paycore.http.common import ENGINE, JSON, METRICS, POOL, RELAY, json_response
 
 OPENAPI_FILE = Path(__file__).parent / "static" / "openapi.json"
@@ -26,10 +27,13 @@ async def readyz(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]
     breakers = {name: ("closed", "half_open", "open")[b.state] for name, b in engine.breakers.items()}
     degraded += [f"channel:{n}" for n, s in breakers.items() if s == "open"]
+    looping = workers.crash_loop()   # serve --workers N: workers keep dying and being restarted
+    if looping:
+        degraded.append("workers:crash_loop")
     relay = request.app.get(RELAY)
-    body = {"status": "ready" if db_ok else "unavailable", "database": db_ok, "degraded": degraded,
+    body = {"status": "ready" if db_ok and not looping else "unavailable", "database": db_ok, "degraded": degraded,
             "channels": breakers, "relay_leader": bool(relay and relay.is_leader)}
-    return json_response(body, 200 if db_ok else 503)
+    return json_response(body, 200 if db_ok and not looping else 503)
 
 
 async def metrics_handler(request: web.Request) -> web.Response:

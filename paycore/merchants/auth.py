@@ -7,6 +7,7 @@ Canonical string (api.md): ``METHOD\\nPATH_AND_QUERY\\nTIMESTAMP\\nNONCE\\nBODY`
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import logging
@@ -15,7 +16,7 @@ import re
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, Iterator
 
 import asyncpg
 import orjson
@@ -209,9 +210,38 @@ class RateLimiter:
         b[0] = tokens - 1.0
 
 
+class InFlight:
+    """Channel calls each merchant has in flight in this worker, at most ``limit``: beside the
+    rate limit, so one merchant's flood of (slow) payments holds at most ``limit`` of the
+    worker's connections and loop turns, and the others' payments still get theirs. The
+    surplus is refused at once with 429 RATE_LIMITED, before anything is recorded."""
+
+    def __init__(self, limit: int, metrics: Metrics) -> None:
+        self.limit = max(limit, 1)
+        self.metrics = metrics
+        self._n: dict[str, int] = {}
+
+    @contextlib.contextmanager
+    def slot(self, merchant_id: str) -> Iterator[None]:
+        n = self._n.get(merchant_id, 0)
+        if n >= self.limit:
+            self.metrics.merchant_busy.labels(merchant_id).inc()
+            raise RateLimited(f"this merchant already has {self.limit} payments in flight", retry_after=1)
+        self._n[merchant_id] = n + 1
+        try:
+            yield
+        finally:
+            left = self._n[merchant_id] - 1
+            if left:
+                self._n[merchant_id] = left
+            else:
+                del self._n[merchant_id]
+
+
 class Authenticator:
     def __init__(self, merchants: Merchants, nonces: NonceStore, limiter: RateLimiter, window: int, *,
-                 metrics: Metrics) -> None:
+                 metrics: Metrics, inflight: InFlight | None = None) -> None:
+        self.inflight = inflight or InFlight(64, metrics)
         self.metrics = metrics
         self.merchants = merchants
         self.nonces = nonces

@@ -9,6 +9,22 @@ journal's seq guard), rows are published in id order and deleted only after
 Kafka acknowledged them. A crash between publish and delete re-publishes:
 consumers dedupe on ``event_id``.
 
+Leadership has a bounded takeover, whatever happens to the leader: its lock
+session is opened with ``idle_session_timeout`` = ``relay_lease`` (and TCP
+keepalives and a user timeout on the server side), and the leader runs a
+query on it at least every third of that (polls, and a heartbeat while it
+waits for Kafka). A leader that is frozen (SIGSTOP, a VM pause), cut off or
+gone stops querying, so Postgres ends its session within about ``relay_lease``
+seconds, the lock is free and another process takes over — not when the
+kernel gives up on a dead peer hours later. A frozen leader that thaws finds
+its session gone at its next query and steps down; before every batch it also
+checks that the query that read the batch did not span a freeze (a monotonic
+clock jump beyond half the lease), so it does not publish rows the new leader
+may already have published after newer ones. (A freeze in the microseconds
+between that check and the producer's write cannot be excluded without
+broker-side fencing; it would re-publish a batch, which consumers drop by
+``event_id``.)
+
 A broker outage: the batch fails or times out, the producer is dropped
 (with whatever it still buffered), and the relay backs off exponentially up
 to ``relay_backoff_max`` seconds, then starts again from the oldest row.
@@ -17,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from datetime import datetime, timezone
 
@@ -56,6 +73,10 @@ async def ensure_topic(cfg: Config) -> None:
         await admin.close()
 
 
+class LeaseLost(Exception):
+    """The leader's lock session may have ended (a freeze or a stall longer than half the lease)."""
+
+
 class Relay(Loop):
     """The outbox's one publisher: whoever holds the advisory lock drains the
     outbox to Kafka in id order; the others wait for the lock."""
@@ -69,22 +90,60 @@ class Relay(Loop):
         self.idle = cfg.journal.relay_interval_ms / 1000
         self.is_leader = False
         self.published = 0
+        self.lease = cfg.journal.relay_lease
+
+    async def _connect(self) -> asyncpg.Connection:
+        lease_ms = str(max(int(self.lease * 1000), 100))
+        keepalive = str(max(int(self.lease / 3), 1))
+        return await asyncpg.connect(self.cfg.database.url, timeout=self.cfg.database.connect_timeout, server_settings={
+            "application_name": f"paycore-relay-{os.getpid()}",
+            # the bound on takeover: Postgres ends a session that stays idle this long (the lock goes with it)
+            "idle_session_timeout": lease_ms, "idle_in_transaction_session_timeout": lease_ms,
+            # a peer that is gone (host lost, partition) is noticed by the server's TCP within the lease too
+            "tcp_keepalives_idle": keepalive, "tcp_keepalives_interval": keepalive, "tcp_keepalives_count": "2",
+            "tcp_user_timeout": lease_ms})
+
+    async def _query(self, conn: asyncpg.Connection, fn: str, *args):
+        """A query on the lock session that did not span a freeze: if more than half the lease
+        passed while it ran, Postgres may have ended the session and another leader begun."""
+        t0 = time.monotonic()
+        result = await getattr(conn, fn)(*args)
+        if time.monotonic() - t0 > self.lease / 2:
+            raise LeaseLost(f"a query on the lock session took {time.monotonic() - t0:.1f}s")
+        return result
+
+    async def _beating(self, conn: asyncpg.Connection, fut) -> None:
+        """Wait for ``fut`` (Kafka's acknowledgements) while keeping the lock session busy."""
+        deadline = time.monotonic() + self.cfg.kafka.send_timeout
+        beat = self.lease / 3
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                fut.cancel()
+                raise asyncio.TimeoutError("kafka did not acknowledge in time")
+            done, _ = await asyncio.wait({fut}, timeout=min(beat, left))
+            if done:
+                return fut.result()
+            await self._query(conn, "fetchval", "select 1")
 
     async def step(self) -> float:
         """One leadership term: take the lock (or wait for it), then drain until stopped or failed."""
         conn: asyncpg.Connection | None = None
         producer: AIOKafkaProducer | None = None
         try:
-            conn = await asyncpg.connect(self.cfg.database.url, timeout=self.cfg.database.connect_timeout)
+            conn = await self._connect()
             if not await conn.fetchval("select pg_try_advisory_lock($1)", RELAY_LOCK):
                 return 1.0
             self.is_leader = True
+            self.metrics.relay_leader.set(1)
             await ensure_topic(self.cfg)
             producer = make_producer(self.cfg)
             await asyncio.wait_for(producer.start(), self.cfg.kafka.send_timeout)
             await self._drain(conn, producer)
             return 0.0
         finally:
+            if self.is_leader:
+                self.metrics.relay_leader.set(0)
             self.is_leader = False
             if producer is not None:
                 await _drop_producer(producer)
@@ -92,10 +151,13 @@ class Relay(Loop):
                 conn.terminate()
 
     def expected(self, exc: BaseException) -> bool:
-        return isinstance(exc, (KafkaError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError,
+        return isinstance(exc, (LeaseLost, KafkaError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError,
                                 OSError))
 
     def failed(self, exc: BaseException) -> None:
+        if isinstance(exc, (LeaseLost, asyncpg.IdleSessionTimeoutError, asyncpg.AdminShutdownError)) or \
+                "idle-session timeout" in str(exc):
+            self.metrics.relay_stepdowns.labels("lease_lost").inc()
         kind = ("kafka" if isinstance(exc, (KafkaError, asyncio.TimeoutError)) else
                 "database" if isinstance(exc, (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)) else "other")
         self.metrics.relay_errors.labels(kind).inc()
@@ -104,8 +166,8 @@ class Relay(Loop):
         topic = self.cfg.kafka.topic
         last_depth = 0.0
         while not self.stopping:
-            rows = await conn.fetch(
-                "select id, payment_id, payload, created_at from outbox order by id limit $1", self.batch)
+            rows = await self._query(
+                conn, "fetch", "select id, payment_id, payload, created_at from outbox order by id limit $1", self.batch)
             now = time.monotonic()
             if not rows:   # the select just saw it empty: no count needed on every idle poll
                 self.metrics.outbox_depth.set(0)
@@ -113,12 +175,12 @@ class Relay(Loop):
                 await asyncio.sleep(self.idle)
                 continue
             if now - last_depth > 2.0:
-                self.metrics.outbox_depth.set(await conn.fetchval(
-                    "select count(*) from (select 1 from outbox limit 1000000) o"))
+                self.metrics.outbox_depth.set(await self._query(
+                    conn, "fetchval", "select count(*) from (select 1 from outbox limit 1000000) o"))
                 last_depth = now
             futures = await _send_batches(producer, topic, rows)
-            await asyncio.wait_for(asyncio.gather(*futures), self.cfg.kafka.send_timeout)
-            await conn.execute("delete from outbox where id = any($1::bigint[])", [r["id"] for r in rows])
+            await self._beating(conn, asyncio.gather(*futures))
+            await self._query(conn, "execute", "delete from outbox where id = any($1::bigint[])", [r["id"] for r in rows])
             at = datetime.now(timezone.utc)
             for r in rows:
                 self.metrics.relay_lag.observe((at - r["created_at"]).total_seconds())

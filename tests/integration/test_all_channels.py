@@ -16,7 +16,7 @@ from simulators.kit import OrderState
 from tests.support.helpers import CODE_PREFIX, amount, auth_code, doctored, post_notification, sim_order
 
 CHANNELS = sorted(ADAPTERS)
-NFC_TOKEN = "6234567890123456"
+NFC_TOKEN = "6234567890123451"
 WALLETS = ("applepay", "huaweipay", "samsungpay")
 
 

@@ -181,3 +181,5 @@ async def test_corrupted_notifications_are_refused_and_change_nothing(stack, cha
     good = adapter.ack(True)
     for name, ack in acks.items():
         assert ack != (good.status, good.body), (channel, name, ack)
+        # a refusal is the sender's fault: the provider's failure answer with a 4xx, never a 5xx (which pages)
+        assert 400 <= ack[0] < 500, (channel, name, ack)

@@ -24,6 +24,7 @@ import pytest
 from devstack import stack as devstack
 from paycore.merchants.auth import signed_headers
 from tests.support import leaks
+from tests.support.helpers import nfc_token
 
 REPO = Path(__file__).resolve().parent.parent.parent
 SOURCE_DIRS = ("paycore", "channels")
@@ -160,7 +161,7 @@ async def test_merchant_secrets_are_encrypted_at_rest(stack):
 
 
 async def test_nfc_tokens_and_cryptograms_are_masked_in_answers_and_events(stack):
-    token, crypt = "6250946" + "".join(secrets.choice("0123456789") for _ in range(9)), \
+    token, crypt = nfc_token("6250946", 16), \
         "Q" + secrets.token_hex(10) + "=="
     leaks.remember("an NFC token sent in a test", token)
     leaks.remember("an NFC cryptogram sent in a test", crypt)

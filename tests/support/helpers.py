@@ -11,6 +11,7 @@ import aiohttp
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from channels import emv
 from simulators.kit import STATE_KEY, SimOrder, SimState
 
 #: a valid payment code for each barcode channel (prefixes from channels.md)
@@ -21,6 +22,12 @@ CODE_PREFIX = {"wechatpay": ("13", 16), "alipay": ("28", 16), "unionpay": ("62",
 def auth_code(channel: str) -> str:
     prefix, n = CODE_PREFIX[channel]
     return prefix + "".join(random.choice("0123456789") for _ in range(n))
+
+
+def nfc_token(prefix: str = "6250946", length: int = 16) -> str:
+    """A random network token (DPAN) with a valid check digit, as the API requires."""
+    body = prefix + "".join(random.choice("0123456789") for _ in range(length - len(prefix) - 1))
+    return next(body + d for d in "0123456789" if emv.is_luhn(body + d))
 
 
 def amount(scenario: int = 0, yuan: int | None = None) -> int:

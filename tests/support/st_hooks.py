@@ -8,7 +8,7 @@
   ``{"error": {"code", "message", "field"?}}`` with a code of the contract's
   table, 400 names a field, 429 carries Retry-After, no body carries a trace.
 * ``paycore_no_server_error``: no 5xx but the 502/503 the contract allows
-  (and a provider's own failure acknowledgement on /notify, documented there).
+  (a refused notification is acknowledged with a 4xx in the provider's format).
 * ``paycore_status_coverage``: writes which statuses each operation answered
   to $PAYCORE_ST_COVERAGE, for the test to assert reachability.
 """
@@ -100,8 +100,6 @@ def paycore_no_server_error(ctx, response, case):
     st = response.status_code
     if st < 500:
         return None
-    if _path(case).startswith("/notify/") and st == 500 and not response.content.startswith(b'{"error"'):
-        return None   # WeChat Pay v3 / QQ Wallet: a 5xx is how a refusal is acknowledged
     if st not in (502, 503):
         raise AssertionError(f"server error {st}: {response.content[:200]!r}")
     return None

@@ -284,6 +284,21 @@ def test_gateway_check_raises_the_right_error(body: dict, signed: bool, retriabl
     assert e.value.retriable is retriable and e.value.kind == kind
 
 
+@pytest.mark.parametrize("sub", ["isv.invalid-parameter", "isv.missing-method", "isv.insufficient-isv-permissions"])
+def test_a_refused_parameter_or_permission_is_the_callers_error(sub: str) -> None:
+    code = {"isv.invalid-parameter": "40002", "isv.missing-method": "40001"}.get(sub, "40006")
+    with pytest.raises(ChannelError) as e:
+        t.gateway_check({"code": code, "sub_code": sub}, signed=False)
+    assert e.value.caller and not e.value.retriable
+
+
+def test_a_refused_signature_is_a_channel_fault_not_the_callers() -> None:
+    for body in ({"code": "40002", "sub_code": "isv.invalid-signature"}, {"code": "40002", "sub_code": "isv.invalid-app-id"}):
+        with pytest.raises(ChannelError) as e:
+            t.gateway_check(body, signed=False)
+        assert not e.value.caller and e.value.kind == "rejected"
+
+
 def test_gateway_check_passes_business_codes() -> None:
     for code in ("10000", "10003", "40004"):
         assert t.gateway_check({"code": code, "sub_code": "ACQ.X"}, signed=True) == code

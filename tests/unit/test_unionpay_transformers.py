@@ -339,7 +339,22 @@ def test_unknown_pay_answers_are_retriable_system_errors(code):
 def test_refused_requests_are_not_retriable(code):
     with pytest.raises(ChannelError) as e:
         t.pay_result({"respCode": code}, Method.BARCODE)
-    assert not e.value.retriable and e.value.kind == "rejected"
+    assert not e.value.retriable
+
+
+@pytest.mark.parametrize("code,msg,field", [("10", "报文格式错误[accNo/customerInfo/ICTransData]", "nfc.token"),
+                                            ("13", "报文交易要素缺失[expired/9F26]", "nfc.expiry"),
+                                            ("10", "报文格式错误[qrNo]", "auth_code"), ("10", "报文格式错误", None)])
+def test_a_malformed_request_is_the_callers_error_naming_the_field(code, msg, field):
+    with pytest.raises(ChannelError) as e:
+        t.pay_result({"respCode": code, "respMsg": msg}, Method.NFC)
+    assert e.value.caller and e.value.field == field and not e.value.retriable
+
+
+def test_a_refused_signature_is_a_channel_fault():
+    with pytest.raises(ChannelError) as e:
+        t.pay_result({"respCode": "11", "respMsg": "验证签名失败"}, Method.NFC)
+    assert not e.value.caller and e.value.kind == "rejected"
 
 
 def test_pay_answer_without_what_the_method_needs_is_garbage():

@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 import jsonschema_rs
 
+from channels import emv
 from paycore.http import openapi
 from paycore.core import validation
 from paycore.errors import InvalidRequest
@@ -51,13 +52,14 @@ metadata = st.dictionaries(st.text(max_size=32), st.one_of(
 
 @st.composite
 def nfc(draw) -> dict:
-    d = {"token": draw(st.from_regex(r"[0-9]{13,19}", fullmatch=True)),
-         "expiry": draw(st.from_regex(r"[0-9]{2}(0[1-9]|1[0-2])", fullmatch=True)),
+    body = draw(st.from_regex(r"[0-9]{12,18}", fullmatch=True))
+    d = {"token": next(body + c for c in "0123456789" if emv.is_luhn(body + c)),   # a DPAN has a check digit
+         "expiry": draw(st.from_regex(r"[3-9][0-9](0[1-9]|1[0-2])", fullmatch=True)),   # not expired
          "cryptogram": draw(st.from_regex(r"[A-Za-z0-9+/=]{4,256}", fullmatch=True))}
     if draw(st.booleans()):
         d["wallet"] = draw(st.sampled_from(validation.NFC_WALLETS))
     if draw(st.booleans()):
-        d["emv_data"] = draw(st.from_regex(r"[0-9A-Fa-f]{2,64}", fullmatch=True))
+        d["emv_data"] = emv.tlv_build([("9F02", bytes(6)), ("9F26", draw(st.binary(min_size=8, max_size=8)))])
     return d
 
 
@@ -257,3 +259,24 @@ def test_any_refund_body_is_accepted_or_refused_by_field(body):
         assert e.field
         return
     assert REFUND_SCHEMA.is_valid(body) or body.get("reason") is None   # the server also takes a null reason
+
+
+GOOD_NFC = {"token": "6234567890123451", "expiry": "3012", "cryptogram": "AgAAAAAAAIhtq2rXYk3E0QABAAA=",
+            "wallet": "applepay", "emv_data": "9F2608A1B2C3D4E5F60718"}
+
+
+@pytest.mark.parametrize("change,field", [
+    ({"token": "6234567890123456"}, "nfc.token"),                       # check digit wrong
+    ({"expiry": "2001"}, "nfc.expiry"),                                 # expired
+    ({"emv_data": "9F02060000000001009F1A020156"}, "nfc.emv_data"),     # no cryptogram (9F26)
+    ({"emv_data": "9F2604A1B2C3D4"}, "nfc.emv_data"),                   # a cryptogram of 4 bytes
+    ({"emv_data": "9F2608A1B2"}, "nfc.emv_data"),                       # truncated
+    ({"emv_data": "9F2608A1B2C3D4E5F6071"}, "nfc.emv_data"),            # half a byte
+    ({"emv_data": "DEADBEEF"}, "nfc.emv_data"),                         # no TLV at all
+])
+def test_nfc_data_the_network_would_refuse_is_refused_first(change, field):
+    body = {"merchant_order_no": "o", "amount": 1, "currency": "CNY", "method": "nfc", "nfc": dict(GOOD_NFC, **change)}
+    with pytest.raises(InvalidRequest) as e:
+        validation.create_payment(body)
+    assert e.value.field == field
+    assert validation.create_payment(dict(body, nfc=GOOD_NFC)).nfc is not None

@@ -447,7 +447,7 @@ async def test_signed_but_malformed_notification(adapter):
 def test_ack_is_wechats_format(adapter):
     ok, fail = adapter.ack(True), adapter.ack(False)
     assert (ok.status, orjson.loads(ok.body)) == (200, {"code": "SUCCESS"})
-    assert fail.status == 500 and orjson.loads(fail.body)["code"] == "FAIL"
+    assert fail.status == 400 and orjson.loads(fail.body)["code"] == "FAIL"
 
 
 # -- the trade bill -------------------------------------------------------------
