@@ -198,6 +198,7 @@ async def build_stack(var: Path, *, workers: int = 1, proxy: Proxy | None = None
     overrides["webhooks"] = {"schedule": [0.2, 0.3, 0.4, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5], "interval": 0.1,
                              "timeout": 2.0}
     overrides["metrics"] = {"sample_interval": 0.5}
+    overrides["settlement"] = {"fee_rule_lead": 1.0}   # a new fee rule counts after a second, not a minute
     if tweak is not None:
         tweak(overrides)
     config_path = var / "paycore.toml"
