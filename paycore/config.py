@@ -12,9 +12,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
 
+from zoneinfo import ZoneInfoNotFoundError
+
 from channels.base import ChannelSettings, RecoveryRule
 from channels.registry import ADAPTERS   # adapters carry their default recovery rules
 from channels.secrets import Secret
+from paycore.bizday import Calendar, parse_cutoff
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = REPO_ROOT / "config" / "default.toml"
@@ -127,6 +130,41 @@ class OnecodeConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class SettlementConfig:
+    """Business days, closing and fees (docs/settlement.md).
+
+    ``timezone``: the business day's zone. ``cutoff``: "HH:MM" after the
+    day's end before ``paycore settlement close`` may close it. ``fee_refund``:
+    per channel, ``proportional`` (a refund returns its share of the fee) or
+    ``kept`` (the fee stays charged); ``fee_refund_default`` for the others.
+    ``fee_rule_lead``: a new fee rule takes effect at least this many seconds
+    after it is added, and every server reloads its rules more often than
+    that, so each payment gets exactly the rule in effect when it succeeded."""
+    timezone: str = "Asia/Shanghai"
+    cutoff: str = "02:00"
+    fee_refund_default: str = "proportional"
+    fee_refund: Mapping[str, str] = field(default_factory=dict)
+    fee_rule_lead: float = 60.0
+
+    def __post_init__(self) -> None:
+        for ch, policy in {"*": self.fee_refund_default, **self.fee_refund}.items():
+            if policy not in ("proportional", "kept"):
+                raise ValueError(f"settlement.fee_refund for {ch} must be proportional or kept, not {policy!r}")
+        if self.fee_rule_lead < 1:
+            raise ValueError("settlement.fee_rule_lead must be at least 1 second")
+        self.calendar()   # an unknown zone or a malformed cut-off fails at start-up
+
+    def calendar(self) -> Calendar:
+        try:
+            return Calendar.of(self.timezone, parse_cutoff(self.cutoff))
+        except (ZoneInfoNotFoundError, ValueError) as e:
+            raise ValueError(f"settlement: {e}") from None
+
+    def fee_refund_policy(self, channel: str) -> str:
+        return self.fee_refund.get(channel, self.fee_refund_default)
+
+
+@dataclass(frozen=True, slots=True)
 class RoutePattern:
     channel: str
     pattern: re.Pattern[str]
@@ -146,6 +184,7 @@ class Config:
     webhooks: WebhooksConfig = WebhooksConfig()
     metrics: MetricsConfig = MetricsConfig()
     onecode: OnecodeConfig = OnecodeConfig()
+    settlement: SettlementConfig = SettlementConfig()
 
 
 def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
@@ -247,4 +286,5 @@ def from_dict(data: Mapping[str, Any], env: Mapping[str, str] | None = None) -> 
                                            for k, v in (data.get("webhooks") or {}).items()}),
         metrics=_section(MetricsConfig, data.get("metrics")),
         onecode=_section(OnecodeConfig, onecode),
+        settlement=_section(SettlementConfig, data.get("settlement")),
     )

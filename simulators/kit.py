@@ -21,7 +21,7 @@ import random
 import secrets
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Awaitable, Callable
 from urllib.parse import urlencode
 
@@ -31,6 +31,8 @@ from aiohttp import web
 
 from channels.secrets import Secret
 
+
+CHINA = timezone(timedelta(hours=8), "Asia/Shanghai")   # no daylight saving since 1991
 log = logging.getLogger("paycore.simulator")
 
 
@@ -300,13 +302,14 @@ class SimState:
 
     # -- statement rows -------------------------------------------------
     def statement_rows(self, day: str) -> list[tuple[str, SimOrder, SimRefund | None]]:
-        """("payment"|"refund", order, refund) for every money movement on ``day`` (YYYY-MM-DD, UTC)."""
+        """("payment"|"refund", order, refund) for every money movement on ``day`` (YYYY-MM-DD, China
+        time: the providers' statements count days from midnight in Beijing)."""
         rows: list[tuple[str, SimOrder, SimRefund | None]] = []
         for o in self.orders.values():
-            if o.paid_at and o.paid_at.date().isoformat() == day:
+            if o.paid_at and o.paid_at.astimezone(CHINA).date().isoformat() == day:
                 rows.append(("payment", o, None))
             for r in o.refunds.values():
-                if r.status == "SUCCESS" and r.created_at.date().isoformat() == day:
+                if r.status == "SUCCESS" and r.created_at.astimezone(CHINA).date().isoformat() == day:
                     rows.append(("refund", o, r))
         return rows
 

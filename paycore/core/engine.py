@@ -22,6 +22,7 @@ from channels.base import (ChannelAdapter, ChannelError, ChannelResult, Flow, Me
 from paycore.metrics import Metrics
 from paycore.merchants.auth import Merchant
 from paycore.core.breaker import Breaker
+from paycore.core.fees import FeeBook
 from paycore.config import Config
 from paycore.errors import (AmountLimitExceeded, ChannelFault, ChannelUnavailable, IdempotencyConflict,
                             InvalidRequest, InvalidState, NotFound, RefundExceedsAmount, Stale, Unavailable,
@@ -69,8 +70,10 @@ LATE_REFUND_NO = "paycore-late-payment"
 
 class Engine:
     def __init__(self, cfg: Config, pool: asyncpg.Pool, journal: Journal, adapters: dict[str, ChannelAdapter],
-                 breakers: dict[str, Breaker], router: Router, metrics: Metrics) -> None:
+                 breakers: dict[str, Breaker], router: Router, metrics: Metrics,
+                 fees: FeeBook | None = None) -> None:
         self.cfg = cfg
+        self.fees = fees
         self.metrics = metrics
         self.pool = pool
         self.journal = journal
@@ -117,6 +120,11 @@ class Engine:
         eid = new_id("evt")
         return (eid, etype, event_payload(eid, etype, p, at, refund), at)
 
+    async def _fee(self, p: Payment, at: datetime) -> int:
+        if self.fees is None:
+            return 0
+        return await self._db(self.fees.fee(p.merchant_id, p.channel, str(p.method), p.amount, at))
+
     async def _change(self, p: Payment, decide: Decision, attempts: int = 8) -> Payment:
         """Apply ``decide`` to a copy of ``p`` and commit; on a stale row reload and retry.
 
@@ -129,6 +137,9 @@ class Engine:
                 return p
             etype, refund, refund_insert = out
             at = new.updated_at
+            if new.status is Status.SUCCEEDED and p.status is not Status.SUCCEEDED:
+                # the fee is fixed the moment the money is taken, by the rule in effect then
+                new.fee = await self._fee(new, at)
             event = self._event(new, etype, at, refund) if etype else None
             if await self._commit(Change(new, p.seq, event, refund, refund_insert)):
                 if etype and new.status.final and etype.startswith("payment."):

@@ -26,11 +26,12 @@ from paycore import logs
 from paycore.config import Config
 from paycore.core.breaker import Breaker
 from paycore.core.engine import Engine
+from paycore.core.fees import FeeBook
 from paycore.core.journal import Journal
 from paycore.core.recovery import Recovery
 from paycore.core.routing import Router
 from paycore.errors import PaycoreError
-from paycore.http import merchant_api, notify, onecode, ops, ops_api
+from paycore.http import merchant_api, notify, onecode, ops, ops_api, settlements
 from paycore.http.common import AUTH, CONFIG, ENGINE, JSON, METRICS, POOL, RELAY, error_response
 from paycore.merchants.auth import Authenticator, InFlight, Merchants, NonceStore, RateLimiter, SecretBox
 from paycore.metrics import Metrics, Sampler
@@ -149,7 +150,8 @@ def create_app(cfg: Config, *, run_relay: bool = True, run_recovery: bool = True
                                   min_calls=int(b.get("min_calls", 10)), open_seconds=float(b.get("open_seconds", 5.0)),
                                   metrics=metrics)
                     for name in adapters}
-        engine = Engine(cfg, pool, journal, adapters, breakers, Router(cfg.routing), metrics)
+        engine = Engine(cfg, pool, journal, adapters, breakers, Router(cfg.routing), metrics,
+                        FeeBook(pool, cfg.settlement.fee_rule_lead))
         app[ENGINE] = engine
         box = SecretBox(cfg.security.master_key)
         app[AUTH] = Authenticator(Merchants(pool, box), NonceStore(pool, cfg.security.replay_window),
@@ -191,6 +193,9 @@ def create_app(cfg: Config, *, run_relay: bool = True, run_recovery: bool = True
     r.add_post("/v1/payments/{id}/cancel", merchant_api.cancel_payment)
     r.add_post("/v1/payments/{id}/refunds", merchant_api.create_refund)
     r.add_get("/v1/refunds/{id}", merchant_api.get_refund)
+    r.add_get("/v1/settlements", settlements.get_settlement)
+    r.add_get("/v1/settlements/{date}/lines", settlements.list_lines)
+    r.add_get("/v1/settlements/{date}.csv", settlements.get_file)
     r.add_post("/notify/{channel}", notify.notify)
     r.add_post("/notify/{channel}/refund", notify.notify)
     r.add_get("/healthz", ops.healthz)

@@ -171,14 +171,13 @@ def compare(pg: dict[str, tuple[str, int]], kafka: list[tuple[int, str | None, d
     bad: set[str] = set()
     for _, key, ev in kafka:
         eid = ev.get("event_id")
-        pid = (ev.get("payment") or {}).get("id")
         if eid in seen:
             continue
         seen.add(eid)
+        # the key is the payment's id (for settlement.closed, the settlement's key: events.payment_id)
+        pid = pg[eid][0] if eid in pg else (ev.get("payment") or {}).get("id")
         if key != pid:
             rep.wrong_key += 1
-        if eid in pg:
-            pid = pg[eid][0]
         seq = int(ev.get("seq", 0))
         if pid in last and seq < last[pid]:
             bad.add(pid)

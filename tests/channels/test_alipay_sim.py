@@ -28,6 +28,7 @@ from channels.base import (
 )
 from simulators.kit import OrderState
 from tests.support.simpair import SimPair
+from tests.support.helpers import business_today
 
 AUTH_CODE = "286543210987654321"
 BUYER = {"user_id": "2088102177846875"}
@@ -364,7 +365,7 @@ async def test_statement_lists_the_days_payments_and_refunds(keys_dir: Path) -> 
         rr = refund_req(pair, a, 234)
         await pair.adapter.refund(rr)
         await pair.adapter.reverse(ref(c))             # cancel of a paid trade refunds it
-        lines = await pair.adapter.statement(datetime.now(timezone.utc).date())
+        lines = await pair.adapter.statement(business_today())
         got = sorted((ln.kind, ln.out_trade_no, ln.amount, ln.status, ln.out_refund_no) for ln in lines)
         assert got == sorted([
             ("payment", a.out_trade_no, 1234, "SUCCEEDED", None),

@@ -4,7 +4,7 @@ from __future__ import annotations
 import dataclasses
 import secrets
 from contextlib import asynccontextmanager
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import AsyncIterator
 
@@ -20,6 +20,7 @@ from channels.base import (
 from channels.http import ChannelHttp
 from channels.registry import ADAPTERS
 from tests.support.simpair import SimPair
+from tests.support.helpers import business_today
 
 AUTH_CODE = "134567890123456789"
 
@@ -227,7 +228,7 @@ async def test_statement_lists_the_days_payments_and_refunds(pair):
     rf = refund_request(pair, paid.out_trade_no, 1234, 234)
     await pair.adapter.refund(rf)
     await next_note(pair, paid.out_trade_no, "refund")  # the refund is done
-    lines = await pair.adapter.statement(datetime.now(timezone.utc).date())
+    lines = await pair.adapter.statement(business_today())
     got = {(l.kind, l.out_trade_no, l.out_refund_no, l.amount, l.status) for l in lines}
     assert got >= {("payment", paid.out_trade_no, None, 1234, "SUCCEEDED"),
                    ("payment", qr.out_trade_no, None, 5600, "SUCCEEDED"),

@@ -239,13 +239,15 @@ class Refund(_Model):
 
 @dataclass(frozen=True)
 class Event(_Model):
-    """A journal event, as POSTed to ``notify_url``."""
+    """A journal event, as POSTed to ``notify_url`` (``payment``, and ``refund`` for refund events), or a
+    ``settlement.closed`` to the merchant's webhook URL (``settlement``, no payment)."""
     event_id: str
     type: str
     seq: int
     occurred_at: datetime
-    payment: Payment
+    payment: Payment | None = None
     refund: Refund | None = None
+    settlement: Settlement | None = None
 
 
 @dataclass(frozen=True)
