@@ -94,6 +94,16 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ConsoleConfig:
+    """The operations console and merchant portal (paycore.http.console)."""
+    idle_timeout: int = 15 * 60           # seconds without a request before a session ends
+    absolute_timeout: int = 8 * 3600      # seconds after login when a session ends regardless
+    max_failures: int = 5                 # failed logins in a row before the account locks
+    lockout_seconds: int = 15 * 60
+    secure_cookies: bool | None = None    # None: Secure when public_base_url is https
+
+
+@dataclass(frozen=True, slots=True)
 class RoutePattern:
     channel: str
     pattern: re.Pattern[str]
@@ -112,6 +122,7 @@ class Config:
     breaker: Mapping[str, Any] = field(default_factory=dict)
     webhooks: WebhooksConfig = WebhooksConfig()
     metrics: MetricsConfig = MetricsConfig()
+    console: ConsoleConfig = ConsoleConfig()
 
 
 def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
@@ -203,4 +214,5 @@ def from_dict(data: Mapping[str, Any], env: Mapping[str, str] | None = None) -> 
         webhooks=_section(WebhooksConfig, {k: tuple(v) if k == "schedule" else v
                                            for k, v in (data.get("webhooks") or {}).items()}),
         metrics=_section(MetricsConfig, data.get("metrics")),
+        console=_section(ConsoleConfig, data.get("console")),
     )
