@@ -68,7 +68,20 @@ class TradeStatus(enum.StrEnum):
 class RefundStatus(enum.StrEnum):
     PROCESSING = "PROCESSING"
     SUCCEEDED = "SUCCEEDED"
-    FAILED = "FAILED"
+    FAILED = "FAILED"          # the provider refused or failed it: final, nothing was refunded
+    NOT_FOUND = "NOT_FOUND"    # a query found no such refund (yet): never proof, re-send the same number
+
+
+def by_status(enum_cls: type[enum.StrEnum], **words: str | tuple[str, ...]) -> dict[str, Any]:
+    """A provider's status words → our status, written once per normalised status:
+    ``by_status(TradeStatus, pending="NOTPAY", succeeded=("SUCCESS", "REFUND"))``.
+    A word given twice is a programming error."""
+    table: dict[str, Any] = {}
+    for status, given in words.items():
+        for word in (given,) if isinstance(given, str) else given:
+            assert word not in table, f"{word} mapped twice"
+            table[word] = enum_cls[status.upper()]
+    return table
 
 
 @dataclass(slots=True)
@@ -202,7 +215,11 @@ class RecoveryRule:
     ``give_up_after``: from creation, after which a still-unknown payment is
     ended by ``final_action`` (``reverse`` for barcode channels, ``close`` for
     order-based ones); ``reverse_retries``: how often a failed reverse is
-    repeated before the payment is flagged for an operator.
+    repeated before the payment is flagged for an operator; ``expiry_grace``:
+    after a code's ``expire_at`` how long a close the provider did not
+    confirm is still checked before the payment is CLOSED (a late payment
+    then is late money, refunded); ``refund_deadline``: from a refund's
+    creation, after which one still unknown goes to the attention queue.
     """
 
     first_delay: float = 5.0
@@ -210,6 +227,8 @@ class RecoveryRule:
     give_up_after: float = 30.0
     final_action: str = "reverse"
     reverse_retries: int = 5
+    expiry_grace: float = 120.0
+    refund_deadline: float = 86400.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,7 +236,10 @@ class ChannelSettings:
     """One ``[channels.<name>]`` table of the config file.
 
     Key files are PEM; ``secret`` is the provider's symmetric key (APIv3 key,
-    MD5 key, HMAC key, 3DES key …) as the provider issues it.
+    MD5 key, HMAC key, 3DES key …) as the provider issues it. ``app_secret`` is
+    the secret of the app whose OAuth names the payer (the WeChat official
+    account's AppSecret, the Douyin web app's client_secret); empty where the
+    provider needs none.
     """
 
     name: str
@@ -229,6 +251,7 @@ class ChannelSettings:
     private_key_file: str = ""            # our signing key
     provider_public_key_file: str = ""    # the provider's verification key
     secret: Secret = field(default_factory=lambda: Secret(""))
+    app_secret: Secret = field(default_factory=lambda: Secret(""))
     timeout: float = 3.0
     recovery: RecoveryRule = RecoveryRule()
     enabled: bool = True
@@ -278,6 +301,15 @@ class ChannelAdapter:
     flows: ClassVar[frozenset[Flow]] = frozenset()
     #: default recovery rule for this provider (config may override)
     default_recovery: ClassVar[RecoveryRule] = RecoveryRule()
+    #: Which "not found" answers are final (docs/reliability.md has the table).
+    #: ``close_not_found_final``: a close answered "no such order" proves nothing
+    #: can be paid any more (False: an unscanned QR may still be paid until it
+    #: expires, so the payment stays open and checked).
+    close_not_found_final: ClassVar[bool] = False
+    #: ``cancel_is_tombstone``: the provider's reverse/cancel of an order it has
+    #: not seen yet leaves a record that makes a later pay with the same number
+    #: fail, so cancelling an unpaid order by reverse is final at once.
+    cancel_is_tombstone: ClassVar[bool] = False
 
     def __init__(self, settings: ChannelSettings, http: "ChannelHttp") -> None:
         self.settings = settings
@@ -320,6 +352,26 @@ class ChannelAdapter:
     async def statement(self, day: date) -> list[StatementLine]:
         """Fetch and parse the provider's daily statement for ``day``."""
         raise UnsupportedFlow(self.name, Flow.STATEMENT)
+
+    # -- the payer's identity for jsapi, from the app's own OAuth ---------------------
+    #: True where a jsapi order needs the payer's id at this provider (openid / user_id),
+    #: which only the app's OAuth can tell
+    payer_auth: ClassVar[bool] = False
+
+    def payer_auth_ready(self) -> bool:
+        """Whether the OAuth is configured (e.g. the app secret is set)."""
+        return self.payer_auth
+
+    def payer_auth_url(self, redirect_uri: str, state: str) -> str:
+        """Where the customer's app is sent for the silent authorisation; the provider
+        comes back to ``redirect_uri`` with a one-time code and ``state``."""
+        raise UnsupportedFlow(self.name, "payer_auth")
+
+    async def payer_from_auth(self, callback: Mapping[str, str]) -> dict[str, str]:
+        """The payer (``{"openid"}`` / ``{"user_id"}``) for the code in the callback's
+        query, exchanged server-side. ChannelError when the provider refuses the code
+        (``kind="rejected"``) or cannot be reached."""
+        raise UnsupportedFlow(self.name, "payer_auth")
 
     async def aclose(self) -> None:
         return None

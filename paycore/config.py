@@ -66,6 +66,8 @@ class SecurityConfig:
     replay_window: int = 300
     rate_limit_per_second: float = 2000.0     # per merchant, token bucket
     rate_limit_burst: float = 4000.0
+    # the operators' API (/ops/attention ...): a bearer token; unset = that API is refused
+    ops_token: Secret = field(default_factory=lambda: Secret(""))
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +93,22 @@ class WebhooksConfig:
 @dataclass(frozen=True, slots=True)
 class MetricsConfig:
     sample_interval: float = 5.0     # how often state gauges (pool, outbox, backlogs) are sampled
+
+
+@dataclass(frozen=True, slots=True)
+class OnecodeConfig:
+    """The one-code pages (paycore.http.onecode). ``trusted_proxies``: addresses or CIDRs
+    of the load balancers in front of paycore; ``X-Forwarded-For`` is believed only from
+    them. Token buckets (per worker process): per client address for pages and for
+    payment attempts, and per code for payment attempts."""
+    trusted_proxies: tuple[str, ...] = ()
+    page_rate: float = 5.0             # pages and status polls per second, per client …
+    page_burst: float = 120.0          # … after a burst of this many
+    pay_rate: float = 0.5              # payment attempts per second, per client …
+    pay_burst: float = 20.0
+    code_pay_rate: float = 20.0        # payment attempts per second on one code, all clients together
+    code_pay_burst: float = 200.0
+    payer_days: int = 30               # how long the payer id from the app's OAuth is remembered (cookie)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +140,7 @@ class Config:
     breaker: Mapping[str, Any] = field(default_factory=dict)
     webhooks: WebhooksConfig = WebhooksConfig()
     metrics: MetricsConfig = MetricsConfig()
+    onecode: OnecodeConfig = OnecodeConfig()
     console: ConsoleConfig = ConsoleConfig()
 
 
@@ -147,22 +166,27 @@ def _section(cls, data: Mapping[str, Any] | None):
 def channel_settings(name: str, d: Mapping[str, Any], default_recovery: RecoveryRule | None = None) -> ChannelSettings:
     """Build one channel's settings from its config table.
 
-    ``secret_file`` (preferred) or ``secret`` give the provider's symmetric key;
+    ``secret_file`` (preferred) or ``secret`` give the provider's symmetric key,
+    ``app_secret_file`` or ``app_secret`` the OAuth app's secret;
     ``recovery`` overrides the adapter's default recovery rule field by field.
     """
     d = dict(d)
-    secret = d.pop("secret", "")
-    secret_file = d.pop("secret_file", "")
-    if secret_file:
-        secret = Path(secret_file).read_text().strip()
+    secret, app_secret = (_secret_of(d, name) for name in ("secret", "app_secret"))
     rec = d.pop("recovery", {}) or {}
     recovery = replace(default_recovery or RecoveryRule(), **rec)
     extra = dict(d.pop("extra", {}) or {})
-    known = set(ChannelSettings.__dataclass_fields__) - {"name", "secret", "recovery", "extra"}
+    known = set(ChannelSettings.__dataclass_fields__) - {"name", "secret", "app_secret", "recovery", "extra"}
     for k in list(d):
         if k not in known:
             extra[k] = d.pop(k)
-    return ChannelSettings(name=name, secret=Secret(secret), recovery=recovery, extra=extra, **d)
+    return ChannelSettings(name=name, secret=Secret(secret), app_secret=Secret(app_secret), recovery=recovery,
+                           extra=extra, **d)
+
+
+def _secret_of(d: dict[str, Any], name: str) -> str:
+    """``<name>_file`` (read, stripped) or ``<name>`` of a channel table, popped from it."""
+    value, path = d.pop(name, ""), d.pop(f"{name}_file", "")
+    return Path(path).read_text().strip() if path else value
 
 
 def load(path: str | os.PathLike[str] | None = None, overrides: Mapping[str, Any] | None = None,
@@ -190,14 +214,18 @@ def from_dict(data: Mapping[str, Any], env: Mapping[str, str] | None = None) -> 
         ("PAYCORE_LOG_LEVEL", server, "log_level", str),
         ("PAYCORE_DATABASE_URL", database, "url", str), ("PAYCORE_KAFKA_BOOTSTRAP", kafka, "bootstrap", str),
         ("PAYCORE_KAFKA_TOPIC", kafka, "topic", str),
-        ("PAYCORE_MASTER_KEY", security, "master_key", str),
+        ("PAYCORE_MASTER_KEY", security, "master_key", str), ("PAYCORE_OPS_TOKEN", security, "ops_token", str),
     ):
         if env.get(key):
             section[name] = conv(env[key])
     if "PAYCORE_KAFKA_IDEMPOTENCE" in env:
         kafka["idempotence"] = env["PAYCORE_KAFKA_IDEMPOTENCE"].lower() in ("1", "true", "yes")
-    if "master_key" in security:
-        security["master_key"] = Secret(security["master_key"])
+    for key in ("master_key", "ops_token"):
+        if key in security:
+            security[key] = Secret(security[key])
+    onecode = {k: tuple(v) if k == "trusted_proxies" else v for k, v in (data.get("onecode") or {}).items()}
+    if "PAYCORE_TRUSTED_PROXIES" in env:   # comma-separated addresses or CIDRs of the load balancers
+        onecode["trusted_proxies"] = tuple(p.strip() for p in env["PAYCORE_TRUSTED_PROXIES"].split(",") if p.strip())
 
     channels: dict[str, ChannelSettings] = {}
     for name, table in (data.get("channels") or {}).items():
@@ -214,5 +242,6 @@ def from_dict(data: Mapping[str, Any], env: Mapping[str, str] | None = None) -> 
         webhooks=_section(WebhooksConfig, {k: tuple(v) if k == "schedule" else v
                                            for k, v in (data.get("webhooks") or {}).items()}),
         metrics=_section(MetricsConfig, data.get("metrics")),
+        onecode=_section(OnecodeConfig, onecode),
         console=_section(ConsoleConfig, data.get("console")),
     )

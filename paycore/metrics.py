@@ -34,6 +34,10 @@ log = logging.getLogger("paycore.metrics")
 
 _LAT = (.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30)
 
+#: reasons a needs-attention item is opened (paycore.core.attention names them; the gauge exports each)
+ATTENTION_KINDS = ("late_success", "amount_mismatch", "outcome_unknown_past_deadline",
+                   "refund_late_success_conflict", "reconciliation_discrepancy", "channel_disabled_open")
+
 #: results of a reconciliation run, in the order the report and the gauges use
 RECON_RESULTS = ("matched", "missing_ours", "missing_channel", "amount_mismatch", "status_mismatch")
 
@@ -117,6 +121,16 @@ class Metrics:
                            "When the latest reconciliation of a channel finished", ["channel"],
                            multiprocess_mode="mostrecent")
 
+        # the needs-attention queue (paycore.core.attention): open items sampled from Postgres
+        self.attention_open = g("paycore_attention_open", "Open needs-attention items by kind", ["kind"],
+                                multiprocess_mode="mostrecent")
+        self.attention_opened = c("paycore_attention_opened_total", "Needs-attention items opened",
+                                  ["channel", "kind"])
+        self.attention_resolved = c("paycore_attention_resolved_total", "Needs-attention items resolved",
+                                    ["kind", "action"])
+        self.late_payments = c("paycore_late_payments_total",
+                               "Money reported for payments already closed, failed or reversed", ["channel", "action"])
+
     def observe_channel_call(self, channel: str, flow: str, outcome: str, seconds: float) -> None:
         self.channel_calls.labels(channel, flow, outcome).observe(seconds)
 
@@ -143,6 +157,7 @@ select distinct on (channel) channel, extract(epoch from finished_at) as finishe
        missing_channel, amount_mismatch, status_mismatch
 from reconciliation_runs where status = 'DONE' order by channel, id desc
 """
+_ATTENTION_SQL = "select kind, count(*) as n from attention_items where status = 'OPEN' group by kind"
 
 
 class Sampler(Loop):
@@ -180,11 +195,16 @@ class Sampler(Loop):
         async with self.pool.acquire() as conn:
             row = await conn.fetchrow(_STATE_SQL)
             recon = await conn.fetch(_RECON_SQL)
+            attention = await conn.fetch(_ATTENTION_SQL)
         self.metrics.outbox_depth.set(row["outbox_depth"])
         self.metrics.outbox_oldest_age.set(float(row["outbox_age"]))
         self.metrics.webhook_backlog.set(row["webhook_backlog"])
         self.metrics.webhook_oldest_age.set(float(row["webhook_age"]))
         self.metrics.webhook_failed.set(row["webhooks_failed"])
+        counts = dict.fromkeys(ATTENTION_KINDS, 0)   # every kind exported, 0 when none is open
+        counts.update({r["kind"]: r["n"] for r in attention})
+        for kind, n in counts.items():
+            self.metrics.attention_open.labels(kind).set(n)
         for r in recon:
             for result in RECON_RESULTS:
                 self.metrics.recon_lines.labels(r["channel"], result).set(r[result])

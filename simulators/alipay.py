@@ -22,6 +22,13 @@ Scenario by ``amount % 100`` (simulators.kit.Scenario) as Alipay words it:
 with ACQ.SELLER_BALANCE_NOT_ENOUGH. The first cancel of a 14 answers
 ACQ.SYSTEM_ERROR with ``retry_flag=Y`` (Alipay's "call cancel again").
 
+It also plays the web authorisation (openauth.alipay.com):
+``GET /oauth2/publicAppAuthorize.htm`` (auth_base, silent: straight back to
+``redirect_uri?app_id=…&source=alipay_wallet&scope=auth_base&auth_code=…&state=…``)
+and the gateway method ``alipay.system.oauth.token`` (grant_type
+authorization_code: the code → ``user_id``; a spent or unknown code is an
+``error_response`` 40002 ``isv.code-invalid``).
+
 Trade states: unpaid → WAIT_BUYER_PAY; paid → TRADE_SUCCESS; fully refunded
 → TRADE_CLOSED with ``send_pay_date``; closed, declined or cancelled →
 TRADE_CLOSED without it. Bills are served as Alipay serves them: a short-lived
@@ -30,10 +37,13 @@ days are UTC days here (simkit's), Beijing days at Alipay.
 """
 from __future__ import annotations
 
+import asyncio
 import html
 import itertools
 import json
 import re
+import secrets
+import time
 from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any, Awaitable, Callable
@@ -78,17 +88,38 @@ class AlipaySim:
         self.key = t.load_private_key(Path(settings.provider_private_key_file).read_text())
         self.paycore_key = t.load_public_key(Path(settings.paycore_public_key_file).read_text())
         self.styles = itertools.cycle((0, 1, 2))
-        self.bills: dict[str, date] = {}      # fileId → bill day (Alipay's URLs are one-off and short-lived)
+        self.bills: dict[str, date] = {}
+        self.tombstones: set[str] = set()     # out_trade_nos cancelled before Alipay saw them      # fileId → bill day (Alipay's URLs are one-off and short-lived)
         self.handlers: dict[str, Callable[[Body, dict[str, str], web.Request], Awaitable[Body]]] = {
             t.PAY: self.trade_pay, t.PRECREATE: self.precreate, t.CREATE: self.create,
             t.WAP_PAY: self.open_order, t.APP_PAY: self.open_order, t.QUERY: self.query,
             t.CANCEL: self.cancel, t.CLOSE: self.close, t.REFUND: self.refund,
-            t.REFUND_QUERY: self.refund_query, t.BILL_URL: self.bill_url,
+            t.REFUND_QUERY: self.refund_query, t.BILL_URL: self.bill_url, t.OAUTH_TOKEN: self.oauth_token,
         }
+        # a user id: 2088 and twelve digits, like Alipay's
+        self.oauth = simkit.OAuthServer(settings, lambda: "2088" + "".join(secrets.choice("0123456789")
+                                                                             for _ in range(12)))
+
+    async def oauth_authorize(self, request: web.Request) -> web.StreamResponse:
+        return self.oauth.authorize(request, client_id="app_id", scope="auth_base", code_param="auth_code",
+                                    more={"app_id": self.settings.app_id, "source": "alipay_wallet",
+                                          "scope": "auth_base"})
+
+    async def oauth_token(self, biz: Body, params: dict[str, str], request: web.Request) -> Body:
+        if params.get("grant_type") != "authorization_code":
+            return refused("40002", "isv.grant-type-invalid", "不支持的grant_type")
+        user_id = self.oauth.redeem(params.get("code", ""))
+        if user_id is None:
+            return refused("40002", "isv.code-invalid", "授权码code无效")
+        return {"user_id": user_id, "access_token": "authbseB" + secrets.token_hex(16), "expires_in": 1296000,
+                "refresh_token": "authbseB" + secrets.token_hex(16), "re_expires_in": 2592000,
+                "auth_start": datetime.now(t.CST).strftime(t.TIME_FORMAT)}
 
     # -- the gateway ----------------------------------------------------------------
     def answer(self, api_method: str, body: Body, *, signed: bool = True) -> web.Response:
-        key = t.response_key(api_method) if api_method in self.handlers else "error_response"
+        # the token call answers its refusals as error_response (its success carries no code)
+        failed_token = api_method == t.OAUTH_TOKEN and "user_id" not in body
+        key = t.response_key(api_method) if api_method in self.handlers and not failed_token else "error_response"
         sign_fn = (lambda raw: t.rsa2_sign(self.key, raw)) if signed else None
         text = t.render_answer(key, body, sign_fn, style=next(self.styles))
         return web.Response(text=text, content_type="application/json", charset="utf-8")
@@ -120,7 +151,8 @@ class AlipaySim:
         body = self.refusal(params)
         if body is None:
             try:
-                biz = json.loads(params.get("biz_content") or "")
+                # the token call's parameters are plain form fields: it has no biz_content
+                biz = {} if api_method == t.OAUTH_TOKEN else json.loads(params.get("biz_content") or "")
                 if not isinstance(biz, dict):
                     raise ValueError
             except ValueError:
@@ -129,7 +161,7 @@ class AlipaySim:
                 body = await self.handlers[api_method](biz, params, request)
         if api_method == t.WAP_PAY:
             return self.cashier_page(body)
-        return self.answer(api_method, body, signed=body["code"] not in t.GATEWAY_REFUSALS)
+        return self.answer(api_method, body, signed=body.get("code") not in t.GATEWAY_REFUSALS)
 
     # -- orders ------------------------------------------------------------------------
     def new_order(self, biz: Body, params: dict[str, str], method: str) -> SimOrder | Body:
@@ -180,6 +212,8 @@ class AlipaySim:
             return fail("ACQ.INVALID_PARAMETER", "参数无效: scene")
         if not AUTH_CODE_RE.match(str(biz.get("auth_code", ""))):
             return fail("ACQ.PAYMENT_AUTH_CODE_INVALID", "支付失败，获取顾客账户信息失败，请顾客刷新付款码后重新收款")
+        if str(biz.get("out_trade_no", "")) in self.tombstones:
+            return fail("ACQ.TRADE_HAS_CLOSE", "交易已经关闭")
         existing = self.state.get(str(biz.get("out_trade_no", "")))
         if existing is not None:          # Alipay's pay is idempotent per out_trade_no
             existing.pay_calls += 1
@@ -189,12 +223,23 @@ class AlipaySim:
             return order
         order.pay_calls = 1
         simkit.barcode_outcome(order)
+        if order.scenario is Scenario.PAY_AFTER_REVERSE:
+            self.state.spawn(self._late_pay(order))   # reaches the books later, unless tombstoned
+            return dict(UNKNOWN)
         self.state.add(order)
         await self.state.barcode_notifications(order)
         await simkit.slow_if(order, self.settings)
-        if order.scenario in (Scenario.SYSTEM_ERROR, Scenario.SYSTEM_ERROR_THEN_FAILED):
+        if order.scenario in (Scenario.SYSTEM_ERROR, Scenario.SYSTEM_ERROR_THEN_FAILED, Scenario.AMOUNT_DIFFERS):
             return dict(UNKNOWN)
         return self.pay_answer(order)
+
+    async def _late_pay(self, order: SimOrder) -> None:
+        await asyncio.sleep(self.settings.late_pay_delay)
+        if order.out_trade_no in self.tombstones or self.state.get(order.out_trade_no) is not None:
+            return
+        order.paid_at = datetime.now(timezone.utc)
+        self.state.add(order)
+        self.state.notify(order)
 
     async def _order(self, biz: Body, params: dict[str, str], method: str,
                      answer: Callable[[SimOrder], Body]) -> Body:
@@ -216,6 +261,11 @@ class AlipaySim:
         self.state.add(order)
         await simkit.slow_if(order, self.settings)
         return answer(order)
+
+    def invisible(self, o: SimOrder) -> bool:
+        """Not seen by query/close: an unscanned QR_PAYABLE_AFTER_CLOSE QR, or a lagging query."""
+        return (o.scenario is Scenario.QR_PAYABLE_AFTER_CLOSE and o.state in (OrderState.NOTPAY, OrderState.CLOSED)) \
+            or self.state.lagging(o)
 
     async def precreate(self, biz: Body, params: dict[str, str], request: web.Request) -> Body:
         return await self._order(biz, params, "qr",
@@ -260,21 +310,29 @@ class AlipaySim:
             case OrderState.PAYERROR | OrderState.CLOSED | OrderState.REVOKED:
                 return "TRADE_CLOSED"
 
+    @staticmethod
+    def stated_amount(o: SimOrder) -> str:
+        return t.fen_to_yuan(o.amount - 1 if o.scenario is Scenario.AMOUNT_DIFFERS else o.amount)
+
     async def query(self, biz: Body, params: dict[str, str], request: web.Request) -> Body:
         o = self.find(biz)
-        if o is None:
+        if o is None or self.invisible(o):
             return fail(*NOT_EXIST)
         self.state.on_query(o)
         body = ok(trade_no=o.channel_trade_no, out_trade_no=o.out_trade_no, buyer_logon_id=BUYER_LOGON_ID,
-                  trade_status=self.trade_status(o), total_amount=t.fen_to_yuan(o.amount), buyer_user_id=BUYER_ID)
+                  trade_status=self.trade_status(o), total_amount=self.stated_amount(o), buyer_user_id=BUYER_ID)
         if o.state in (OrderState.SUCCESS, OrderState.REFUND) and o.paid_at:
-            amount = t.fen_to_yuan(o.amount)
+            amount = self.stated_amount(o)
             body.update(send_pay_date=t.beijing_time(o.paid_at), receipt_amount=amount, buyer_pay_amount=amount)
         return body
 
     async def cancel(self, biz: Body, params: dict[str, str], request: web.Request) -> Body:
         o = self.find(biz)
-        if o is None:
+        if o is None or (o.scenario is Scenario.QR_PAYABLE_AFTER_CLOSE and self.invisible(o)):
+            # nothing to cancel yet; the out_trade_no is dead from now on (a tombstone)
+            self.tombstones.add(str(biz.get("out_trade_no", "")))
+            if o is not None:
+                o.state = OrderState.REVOKED
             return fail(*NOT_EXIST, retry_flag="N")
         o.reverse_calls += 1
         ids = {"trade_no": o.channel_trade_no, "out_trade_no": o.out_trade_no}
@@ -292,8 +350,8 @@ class AlipaySim:
 
     async def close(self, biz: Body, params: dict[str, str], request: web.Request) -> Body:
         o = self.find(biz)
-        if o is None:
-            return fail(*NOT_EXIST)
+        if o is None or self.invisible(o):
+            return fail(*NOT_EXIST)     # and an unscanned QR stays payable
         ids = {"trade_no": o.channel_trade_no, "out_trade_no": o.out_trade_no}
         if o.state in (OrderState.SUCCESS, OrderState.REFUND):
             return fail(t.TRADE_STATUS_ERROR, "交易状态不合法", **ids)
@@ -321,6 +379,7 @@ class AlipaySim:
             return fail(t.TRADE_STATUS_ERROR, "交易状态不合法")
         if o.scenario is Scenario.REFUND_DECLINED:
             return fail("ACQ.SELLER_BALANCE_NOT_ENOUGH", "卖家余额不足")
+        delayed = o.scenario is Scenario.REFUND_DELAYED
         if amount <= 0 or not t.OUT_NO_RE.match(no):
             return fail("ACQ.INVALID_PARAMETER", "参数无效")
         if o.refunded + amount > o.amount:
@@ -328,6 +387,9 @@ class AlipaySim:
         r = SimRefund(out_refund_no=no, amount=amount, channel_refund_no=self.state.new_trade_no())
         o.refunds[no] = r
         o.state = OrderState.REFUND
+        if delayed:   # done, but the answer is lost and queries do not see it for a while
+            r.extra["visible_at"] = time.monotonic() + self.settings.refund_delay
+            return dict(UNKNOWN)
         self.state.notify(o, r)
         return ok(fund_change="Y", refund_fee=t.fen_to_yuan(o.refunded),
                   gmt_refund_pay=t.beijing_time(r.created_at), **ids)
@@ -337,7 +399,7 @@ class AlipaySim:
         if o is None:
             return fail(*NOT_EXIST)
         r = o.refunds.get(str(biz.get("out_request_no") or o.out_trade_no))
-        if r is None or r.status != "SUCCESS":
+        if r is None or r.status != "SUCCESS" or r.extra.get("visible_at", 0) > time.monotonic():
             return ok()                    # Alipay: no data means no refund was made
         return ok(trade_no=o.channel_trade_no, out_trade_no=o.out_trade_no, out_request_no=r.out_refund_no,
                   total_amount=t.fen_to_yuan(o.amount), refund_amount=t.fen_to_yuan(r.amount),
@@ -350,7 +412,7 @@ class AlipaySim:
         status = self.trade_status(o)
         holder = refund.extra if refund else o.extra
         now = datetime.now(timezone.utc)
-        amount = t.fen_to_yuan(o.amount)
+        amount = self.stated_amount(o)
         params = {
             "notify_time": t.beijing_time(now), "notify_type": "trade_status_sync",
             "notify_id": holder.setdefault(f"notify_id:{status}", self.state.token(32)),
@@ -427,6 +489,7 @@ def create_app(settings: SimSettings) -> web.Application:
     app.router.add_get(t.GATEWAY_PATH, sim.gateway)
     app.router.add_post(t.GATEWAY_PATH, sim.gateway)
     app.router.add_get("/downloadBillFile.resource", sim.download_bill)
+    app.router.add_get("/oauth2/publicAppAuthorize.htm", sim.oauth_authorize)
     state.notify_builder = sim.notice
     state.refund_notify_builder = sim.notice
     return app

@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Awaitable, Callable
+from urllib.parse import urlencode
 
 import aiohttp
 import orjson
@@ -53,6 +54,20 @@ class Scenario(enum.IntEnum):
     18      REFUND_DECLINED: refunds of this payment are refused
     19      SYSTEM_ERROR_THEN_FAILED: system error on pay; a query finds the
             payment failed (no money taken)
+    21      QR_PAYABLE_AFTER_CLOSE: a QR that is not found (query, close)
+            until it is scanned, and that a close does not stop: the customer
+            can still pay it (Alipay precreate; a close racing the scan).
+            A cancel that leaves a tombstone (Alipay trade.cancel) does stop it
+    22      REFUND_DELAYED: a refund is answered with a system error although
+            it went through, and queries find it only ``refund_delay`` seconds later
+    23      PAY_AFTER_REVERSE: the pay request is answered with a system error
+            and reaches the provider's books only ``late_pay_delay`` seconds
+            later — after a reverse that found nothing (unless the reverse left
+            a tombstone); then the customer is charged
+    24      QUERY_LAG: queries answer "no such order" for ``query_lag``
+            seconds after the order was created, whatever happened
+    25      AMOUNT_DIFFERS: pay answers a system error; queries and
+            notifications report the payment with one fen less than asked
     ======  =================================================================
     """
 
@@ -66,6 +81,11 @@ class Scenario(enum.IntEnum):
     OUT_OF_ORDER_NOTIFY = 17
     REFUND_DECLINED = 18
     SYSTEM_ERROR_THEN_FAILED = 19
+    QR_PAYABLE_AFTER_CLOSE = 21
+    REFUND_DELAYED = 22
+    PAY_AFTER_REVERSE = 23
+    QUERY_LAG = 24
+    AMOUNT_DIFFERS = 25
 
     @classmethod
     def for_amount(cls, amount: int) -> "Scenario":
@@ -161,6 +181,9 @@ class SimSettings:
     slow_seconds: float = 4.0         # the SLOW scenario's delay
     notify_retries: int = 4           # further attempts after a failed notification
     notify_retry_delay: float = 0.5
+    refund_delay: float = 4.0         # REFUND_DELAYED: how long a done refund stays invisible
+    late_pay_delay: float = 1.0       # PAY_AFTER_REVERSE: how late the pay reaches the books
+    query_lag: float = 1.0            # QUERY_LAG: how long queries lag behind
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -207,6 +230,11 @@ class SimState:
         if channel_trade_no and channel_trade_no in self.by_channel_no:
             return self.orders[self.by_channel_no[channel_trade_no]]
         return None
+
+    def lagging(self, order: SimOrder) -> bool:
+        """QUERY_LAG: the provider's query does not see this order yet."""
+        return (order.scenario is Scenario.QUERY_LAG
+                and (datetime.now(timezone.utc) - order.created_at).total_seconds() < self.settings.query_lag)
 
     def on_query(self, order: SimOrder) -> SimOrder:
         """Advance the scenario by one query (USER_PAYING_THEN_SUCCESS)."""
@@ -298,6 +326,8 @@ def base_app(settings: SimSettings) -> tuple[web.Application, SimState]:
     * ``GET /_sim/app/confirm?out_trade_no=…&return_url=…`` – the app's confirm
       screen for an in-app (jsapi/h5/app) order: a Confirm button that POSTs
       to ``/_sim/customer/pay``, then goes back to ``return_url``.
+    * ``POST /_sim/app/bridge`` – what the app does when the page invokes its JS
+      bridge (pay, or the customer cancels, or the app fails): :func:`bridge_pay`.
     * ``GET /_sim/orders/{out_trade_no}`` – the provider's view of one order.
     * ``POST /_sim/fault`` ``{"mode": null|"http500"|"hang"|"garbage"|"reset"}``
       – every provider endpoint misbehaves until cleared.
@@ -338,7 +368,10 @@ def base_app(settings: SimSettings) -> tuple[web.Application, SimState]:
         order = state.get(key)
         if order is None:
             return web.json_response({"error": "no such order"}, status=404)
-        if order.state not in (OrderState.NOTPAY, OrderState.USERPAYING):
+        payable = (OrderState.NOTPAY, OrderState.USERPAYING)
+        if order.scenario is Scenario.QR_PAYABLE_AFTER_CLOSE:
+            payable += (OrderState.CLOSED,)   # the close did not stop the scan; a cancel's tombstone (REVOKED) does
+        if order.state not in payable:
             return web.json_response({"error": f"order is {order.state}"}, status=409)
         if order.scenario is Scenario.DECLINED:
             order.state = OrderState.PAYERROR
@@ -367,6 +400,7 @@ def base_app(settings: SimSettings) -> tuple[web.Application, SimState]:
     app.router.add_post("/_sim/fault", set_fault)
     app.router.add_get("/_sim/health", health)
     app.router.add_get("/_sim/app/confirm", app_confirm)
+    app.router.add_post("/_sim/app/bridge", bridge_pay)
 
     async def session_ctx(app: web.Application):
         state.session = aiohttp.ClientSession()
@@ -455,3 +489,85 @@ async def app_confirm(request: web.Request) -> web.Response:
     page = _CONFIRM_PAGE.format(name=html.escape(state.settings.name), out_trade_no=html.escape(order.out_trade_no),
                                 amount=f"{order.amount // 100}.{order.amount % 100:02d}", cfg=cfg)
     return web.Response(text=page, content_type="text/html", charset="utf-8")
+
+
+# -- the app's OAuth: a silent authorisation and the one-time code it issues ----------
+OAUTH_CODE_TTL = 300.0
+
+
+class OAuthServer:
+    """The provider's OAuth for the payer id, as a silent authorisation plays it.
+
+    The customer is the app's logged-in user: the first authorisation in a browser
+    gives it a payer id (kept in the cookie ``sim_<channel>_payer`` on the
+    simulator's host, as the app keeps its login), later ones the same id. Each
+    authorisation issues a one-time code, good for :data:`OAUTH_CODE_TTL` seconds,
+    which :meth:`redeem` turns into that payer id once.
+    """
+
+    def __init__(self, settings: SimSettings, new_payer_id: Callable[[], str]) -> None:
+        self.settings = settings
+        self.new_payer_id = new_payer_id
+        self.cookie = f"sim_{settings.name}_payer"
+        self.codes: dict[str, tuple[str, float]] = {}
+        self.redeemed = 0
+
+    @property
+    def app_secret(self) -> str:
+        return str(self.settings.extra.get("app_secret", ""))
+
+    def authorize(self, request: web.Request, *, client_id: str, scope: str, code_param: str,
+                  more: dict[str, str] | None = None) -> web.StreamResponse:
+        """Check the link's parameters (the client id param, ``scope``, ``redirect_uri``)
+        and go back to ``redirect_uri`` with ``<code_param>=…&state=…``; a link the
+        provider would refuse gets an error page, as the real ones show."""
+        q = request.query
+        redirect = q.get("redirect_uri", "")
+        if q.get(client_id) != (self.settings.extra.get("oauth_client_id") or self.settings.app_id):
+            return web.Response(status=400, text=f"{client_id} 参数错误", content_type="text/plain")
+        if q.get("scope") != scope or not redirect.startswith(("http://", "https://")):
+            return web.Response(status=400, text="scope 或 redirect_uri 参数错误", content_type="text/plain")
+        payer = request.cookies.get(self.cookie) or self.new_payer_id()
+        code = secrets.token_hex(16)
+        now = time.monotonic()
+        self.codes = {c: v for c, v in self.codes.items() if now - v[1] < OAUTH_CODE_TTL}
+        self.codes[code] = (payer, now)
+        params = {code_param: code, **(more or {}), "state": q.get("state", "")}
+        sep = "&" if "?" in redirect else "?"
+        resp = web.Response(status=302, headers={"Location": redirect + sep + urlencode(params)})
+        resp.set_cookie(self.cookie, payer, max_age=365 * 24 * 3600, httponly=True, samesite="Lax")
+        return resp
+
+    def redeem(self, code: str) -> str | None:
+        """The payer id of a fresh, unused code (and the code is spent), else None."""
+        payer, issued = self.codes.pop(code, ("", 0.0))
+        if not payer or time.monotonic() - issued >= OAUTH_CODE_TTL:
+            return None
+        self.redeemed += 1
+        return payer
+
+
+# -- the customer's app: its JS bridge, played by the simulator's page ------------------
+async def bridge_pay(request: web.Request) -> web.Response:
+    """``POST /_sim/app/bridge`` ``{"out_trade_no"|"prepay_id"|"channel_trade_no": …, "action":
+    "pay"|"cancel"|"fail"}``: what the app does when its JS bridge is invoked (tests inject
+    a bridge into the page that calls this). ``pay`` pays (or declines, by scenario) as
+    the customer's confirmation does; ``cancel`` / ``fail`` leave the order unpaid.
+    Answers ``{"result": "paid"|"declined"|"cancelled"|"failed", "order": …}``."""
+    state = request.app[STATE_KEY]
+    data = await request.json(loads=orjson.loads)
+    order = find_order(state, data)
+    if order is None:
+        return web.json_response({"error": "no such order"}, status=404)
+    action = data.get("action", "pay")
+    if action != "pay":
+        return web.json_response({"result": "cancelled" if action == "cancel" else "failed",
+                                  "order": order.to_json()})
+    if order.state not in (OrderState.NOTPAY, OrderState.USERPAYING):
+        return web.json_response({"error": f"order is {order.state}"}, status=409)
+    if order.scenario is Scenario.DECLINED:
+        order.state = OrderState.PAYERROR
+        state.notify(order)
+        return web.json_response({"result": "declined", "order": order.to_json()})
+    state.mark_paid(order)
+    return web.json_response({"result": "paid", "order": order.to_json()})

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Mapping
 from urllib.parse import parse_qsl, urlencode
 
+from channels import oauth
 from channels.alipay import transformers as t
 from channels.base import (
     Ack,
@@ -55,8 +56,23 @@ class AlipayAdapter(ChannelAdapter):
       PENDING for qr/h5/app (for barcode/jsapi it is NOT_FOUND). JSAPI
       ``pay_params`` is ``{"trade_no": …}`` (``my.tradePay({tradeNO})``).
     * Orders carry ``time_expire`` = PayRequest.expire_at, so an unscanned QR
-      or an unopened h5/app order cannot be paid after paycore gave up; a close
-      answered ACQ.TRADE_NOT_EXIST is therefore CLOSED.
+      or an unopened h5/app order cannot be paid after it expired. Before that,
+      a precreated QR exists at Alipay only once scanned: trade.close answers
+      ACQ.TRADE_NOT_EXIST (NOT_FOUND, *not* final) and does not stop a later
+      scan. paycore therefore cancels an open order with trade.cancel, which
+      leaves a tombstone (a later pay with the same out_trade_no fails).
+
+    Which answers are final (docs/reliability.md):
+
+    * final: trade.pay/query TRADE_SUCCESS / TRADE_FINISHED, a 40004 decline;
+      trade.cancel success (action close|refund) and its ACQ.TRADE_NOT_EXIST
+      (tombstone); trade.close success; a refund with ``fund_change=Y``; a
+      refund query with REFUND_SUCCESS; a refund refused with a business code.
+    * not final: WAIT_BUYER_PAY, 10003, 20000, ACQ.SYSTEM_ERROR, any timeout;
+      trade.query ACQ.TRADE_NOT_EXIST (the pay may still arrive; QR/h5/app:
+      not scanned yet); trade.close ACQ.TRADE_NOT_EXIST; ``retry_flag=Y``; a
+      refund with ``fund_change=N`` (a repeat: query it); a refund query with
+      no data (re-send the same out_request_no).
     * Sub-merchants (ISV mode): ``sub_mch_id`` is sent as
       ``biz_content.sub_merchant.merchant_id`` (``extra.sub_merchant_mode =
       "sub_merchant"``, the default); with ``"app_auth_token"`` it is sent as
@@ -84,6 +100,12 @@ class AlipayAdapter(ChannelAdapter):
       (``out_biz_no`` + ``refund_fee`` → refund), not from the path.
       ``merchant_ref`` is the ``app_id``; ``amount`` is the trade's
       ``total_amount``; no freshness check (Alipay retries for about 25 hours).
+    * Payer id (jsapi's ``buyer_id``): the web authorisation ``auth_base`` at
+      ``extra.oauth_authorize_url`` (default openauth.alipay.com's
+      publicAppAuthorize.htm) for ``app_id``; its ``auth_code`` is exchanged with
+      ``alipay.system.oauth.token`` (grant_type authorization_code, signed like
+      every call; no app secret: the app's RSA key is its credential). Final
+      answers: ``user_id``, or ``error_response`` (the code is spent: not retriable).
     * Statement: the bill is a zip holding ``<account>_<yyyymmdd>_业务明细.csv``
       (GBK, ``#`` comment lines around the table) and a summary; the detail file
       is parsed. Payment rows give ``订单金额``, refund rows ``|商家实收|``; a
@@ -102,6 +124,7 @@ class AlipayAdapter(ChannelAdapter):
     #: 60 s the still-unknown payment is cancelled (trade.cancel), repeated on retry_flag=Y.
     default_recovery: ClassVar[RecoveryRule] = RecoveryRule(
         first_delay=3.0, interval=5.0, give_up_after=60.0, final_action="reverse", reverse_retries=5)
+    cancel_is_tombstone: ClassVar[bool] = True
 
     def __init__(self, settings: ChannelSettings, http: ChannelHttp) -> None:
         super().__init__(settings, http)
@@ -119,17 +142,26 @@ class AlipayAdapter(ChannelAdapter):
         self._quit_url: str | None = extra.get("quit_url") or None
 
     # -- plumbing -----------------------------------------------------------------
-    def _signed(self, api_method: str, biz: Mapping[str, Any], *, sub_mch_id: str | None,
+    def _signed(self, api_method: str, biz: Mapping[str, Any] | None, *, sub_mch_id: str | None,
                 notify_url: str | None = None, extra: Mapping[str, str] | None = None) -> dict[str, str]:
         params = t.common_params(
             app_id=self.settings.app_id, api_method=api_method, biz=biz, timestamp=datetime.now(timezone.utc),
             notify_url=notify_url, app_auth_token=sub_mch_id if self._auth_token_mode else None, extra=extra)
         return t.sign_params(params, self._key)
 
-    async def _call(self, api_method: str, biz: Mapping[str, Any], *, flow: Flow, sub_mch_id: str | None,
-                    notify_url: str | None = None) -> tuple[dict[str, Any], bool]:
+    async def _call(self, api_method: str, biz: Mapping[str, Any] | None, *, flow: Flow | str,
+                    sub_mch_id: str | None, notify_url: str | None = None,
+                    fields: Mapping[str, str] | None = None) -> tuple[dict[str, Any], bool]:
         """One gateway call: (the verified response member, whether it was signed)."""
-        params = self._signed(api_method, biz, sub_mch_id=sub_mch_id, notify_url=notify_url)
+        body, signed, _ = await self._answer(api_method, biz, flow=flow, sub_mch_id=sub_mch_id,
+                                             notify_url=notify_url, fields=fields)
+        return body, signed
+
+    async def _answer(self, api_method: str, biz: Mapping[str, Any] | None, *, flow: Flow | str,
+                      sub_mch_id: str | None, notify_url: str | None = None,
+                      fields: Mapping[str, str] | None = None) -> tuple[dict[str, Any], bool, str]:
+        """:meth:`_call` and the answer's member name (``<method>_response`` or ``error_response``)."""
+        params = self._signed(api_method, biz, sub_mch_id=sub_mch_id, notify_url=notify_url, extra=fields)
         reply = await self.http.request("POST", self._gateway, flow=str(flow),
                                         headers={"Content-Type": t.FORM_CONTENT_TYPE}, data=urlencode(params))
         if reply.status >= 500:
@@ -144,7 +176,7 @@ class AlipayAdapter(ChannelAdapter):
         if answer.sign is not None and not t.rsa2_verify(self._alipay_key, answer.raw, answer.sign):
             raise ChannelError(f"alipay {api_method}: answer signature does not verify", retriable=True,
                                kind="bad_signature")
-        return answer.body, answer.sign is not None
+        return answer.body, answer.sign is not None, answer.key
 
     async def _checked(self, api_method: str, biz: Mapping[str, Any], *, flow: Flow, sub_mch_id: str | None,
                        notify_url: str | None = None) -> tuple[str, dict[str, Any]]:
@@ -170,6 +202,18 @@ class AlipayAdapter(ChannelAdapter):
         code, body = await self._checked(spec.api_method, spec.biz, flow=Flow.PAY, sub_mch_id=req.sub_mch_id,
                                          notify_url=req.notify_url)
         return t.pay_result(code, body, req.method)
+
+    payer_auth: ClassVar[bool] = True
+
+    def payer_auth_url(self, redirect_uri: str, state: str) -> str:
+        base = str(self.settings.extra.get("oauth_authorize_url", t.OAUTH_AUTHORIZE_URL))
+        return t.oauth_authorize_url(base, self.settings.app_id, redirect_uri, state)
+
+    async def payer_from_auth(self, callback: Mapping[str, str]) -> dict[str, str]:
+        code = oauth.code_from(callback, "auth_code", self.name)
+        body, signed, key = await self._answer(t.OAUTH_TOKEN, None, flow="payer_auth", sub_mch_id=None,
+                                               fields=t.oauth_token_fields(code))
+        return t.oauth_payer(key, body, signed=signed)
 
     async def query(self, ref: TradeRef) -> ChannelResult:
         code, body = await self._checked(t.QUERY, t.trade_biz(ref.out_trade_no, ref.channel_trade_no),

@@ -26,6 +26,10 @@ Choices (the core is ours to define; see transformers for the wire):
 Recovery (our own core, so tighter than the card schemes): the first query
 2 s after an unknown outcome, then every 5 s; still unknown 30 s after
 creation → reverse (barcode/wallet) or close (qr), reverse retried on error.
+
+Final provider answers (docs/reliability.md has the table of every channel):
+SUCCESS, FAILED, CLOSED, REVERSED, a refund's SUCCESS/FAILED; not final: PENDING/PAYING,
+500s, ORDER_NOT_FOUND, timeouts, a close's "not found", REFUND_NOT_FOUND (re-send the same refund_no).
 """
 from __future__ import annotations
 
@@ -125,7 +129,7 @@ class BankWalletAdapter(ChannelAdapter):
     async def query_refund(self, req: RefundRequest) -> RefundResult:
         d = await self._call("refund_query", Flow.REFUND_QUERY, tf.refund_query_payload(req, self._merchant_id))
         if d.get("error_code") == tf.REFUND_NOT_FOUND:
-            return RefundResult(status=RefundStatus.FAILED, failure_code=tf.REFUND_NOT_FOUND)
+            return RefundResult(status=RefundStatus.NOT_FOUND, failure_code=tf.REFUND_NOT_FOUND)
         return tf.refund_result(d)
 
     async def parse_notification(self, kind: str, headers: Mapping[str, str], body: bytes) -> Notification:

@@ -39,6 +39,11 @@ settings.extra):
 * recovery (default_recovery): first query 5 s after an unknown outcome,
   every 10 s, reverse after 60 s (Bestpay's barcode orders wait longer for the
   customer's password than WeChat's), reverse repeated on failure.
+
+Final provider answers (docs/reliability.md has the table of every channel):
+SUCCESS, FAIL, a refund's synchronous success or refusal; not final: ORDER_NOT_EXIST, system
+errors, timeouts. Bestpay has no refund query: an unknown refund is re-sent with the same refundReqNo
+and, still unknown after the channel's refund_deadline, goes to the attention queue.
 """
 from __future__ import annotations
 

@@ -28,6 +28,10 @@ so a barcode payment can wait on the customer): first query 3 s after an
 unknown outcome, then every 5 s; still unknown 60 s after creation →
 revoke (barcode) or close (qr), revoke repeated while the acquirer answers
 "system busy".
+
+Final provider answers (docs/reliability.md has the table of every channel):
+paid, failed, closed and reversed states, a refund's SUCCESS/FAIL; not final: paying, system
+busy, 100001 (order not found), timeouts, a close's "not found", 300004 (refund not found: re-send).
 """
 from __future__ import annotations
 
@@ -44,7 +48,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from channels.bankwallet import common
 from channels.base import (Ack, ChannelAdapter, ChannelError, ChannelResult, ChannelSettings, Flow, Method,
                            Notification, NotificationRejected, PayRequest, RecoveryRule, RefundRequest,
-                           RefundResult, StatementLine, TradeRef, UnsupportedFlow)
+                           RefundResult, RefundStatus, StatementLine, TradeRef, UnsupportedFlow)
 from channels.ecny import transformers as tf
 from channels.http import ChannelHttp
 
@@ -129,6 +133,8 @@ class EcnyAdapter(ChannelAdapter):
 
     async def query_refund(self, req: RefundRequest) -> RefundResult:
         answer = await self._call("refund_query", Flow.REFUND_QUERY, tf.refund_query_data(req, self._merchant_no))
+        if answer.get("code") == tf.REFUND_NOT_EXIST:   # not proof: re-send the same refund_no
+            return RefundResult(status=RefundStatus.NOT_FOUND, failure_code=tf.REFUND_NOT_EXIST)
         return tf.refund_result(answer, "refund_query")
 
     async def parse_notification(self, kind: str, headers: Mapping[str, str], body: bytes) -> Notification:

@@ -5,6 +5,9 @@ consume (01/01). Protocol, signing, recovery and every choice are
 :class:`channels.unionpay.adapter.UnionPayAdapter`'s; the wallet's marks are in
 :mod:`channels.huaweipay.transformers`. ``ChannelResult.wallet`` is the tap's
 ``nfc.wallet`` when it names one, else ``"huaweipay"``.
+
+Final provider answers (docs/reliability.md has the table of every channel):
+as UnionPay (the NFC token goes through the card network): see channels/unionpay.
 """
 from __future__ import annotations
 

@@ -45,6 +45,10 @@ through settings.extra):
   rule of channels.md §1 is used: first query 5 s after an unknown outcome,
   every 10 s, reverse (``/service/revoke``) after 30 s, reverse repeated on
   failure.
+
+Final provider answers (docs/reliability.md has the table of every channel):
+success, failed, closed and revoked states, a refund's success/failure; not final: created/
+processing, system errors, 000009 (not found), timeouts, a close's "not found".
 """
 from __future__ import annotations
 

@@ -43,6 +43,10 @@ Choices where the facts are unconfirmed (settings.extra):
 Recovery (qpay's 提交付款码支付 notes, the WeChat v2 micropay rule): after
 SYSTEMERROR wait 5 s then query; on USERPAYING query every 10 s up to 30 s;
 still unknown → reverse, and call reverse again on no answer or error.
+
+Final provider answers (docs/reliability.md has the table of every channel):
+SUCCESS, PAYERROR, CLOSED, REVOKED, a refund's SUCCESS/FAIL; not final: USERPAYING,
+SYSTEMERROR, ORDERNOTEXIST, timeouts, a close's "not found", REFUNDNOTEXIST (re-send the same number).
 """
 from __future__ import annotations
 

@@ -19,7 +19,7 @@ from xml.sax.saxutils import escape
 
 from channels.formats import xml_root
 from channels.money import yuan_to_fen
-from channels.base import (ChannelError, ChannelResult, Method, Notification, PayRequest, RefundRequest, RefundResult,
+from channels.base import (by_status, ChannelError, ChannelResult, Method, Notification, PayRequest, RefundRequest, RefundResult,
                            RefundStatus, StatementLine, TradeRef, TradeStatus)
 
 #: endpoint of each call, relative to qpay.qq.com (or api.qpay.qq.com for API_HOST_CALLS)
@@ -47,23 +47,13 @@ CST = timezone(timedelta(hours=8))
 UNKNOWN_CODES = frozenset({"SYSTEMERROR", "BANKERROR"})
 USERPAYING = "USERPAYING"
 
-TRADE_STATES: dict[str, TradeStatus] = {
-    "SUCCESS": TradeStatus.SUCCEEDED,
-    "REFUND": TradeStatus.SUCCEEDED,     # paid, then (partly) refunded
-    "NOTPAY": TradeStatus.PENDING,
-    "CLOSED": TradeStatus.CLOSED,
-    "REVOKED": TradeStatus.REVERSED,
-    "USERPAYING": TradeStatus.PROCESSING,
-    "PAYERROR": TradeStatus.FAILED,
-}
+TRADE_STATES: dict[str, TradeStatus] = by_status(
+    TradeStatus, pending="NOTPAY", processing="USERPAYING", failed="PAYERROR", closed="CLOSED", reversed="REVOKED",
+    succeeded=("SUCCESS", "REFUND"))   # REFUND: paid, then (partly) refunded
 
-REFUND_STATES: dict[str, RefundStatus] = {
-    "SUCCESS": RefundStatus.SUCCEEDED,
-    "FAIL": RefundStatus.FAILED,
-    "CHANGE": RefundStatus.FAILED,       # refund to the original account failed; needs manual handling
-    "PROCESSING": RefundStatus.PROCESSING,
-    "NOTSURE": RefundStatus.PROCESSING,  # qpay: submit again with the same out_refund_no
-}
+REFUND_STATES: dict[str, RefundStatus] = by_status(
+    RefundStatus, succeeded="SUCCESS", processing=("PROCESSING", "NOTSURE"),   # NOTSURE: submit again, same number
+    failed=("FAIL", "CHANGE"))   # CHANGE: the refund to the original account failed; needs manual handling
 
 TRADE_TYPES: dict[Method, str] = {Method.BARCODE: "MICROPAY", Method.QR: "NATIVE", Method.JSAPI: "JSAPI"}
 
@@ -330,8 +320,8 @@ def refund_query_result(d: Mapping[str, str], out_refund_no: str) -> RefundResul
     ``refund_id_$n``, ``refund_status_$n``; pick ours."""
     if d.get("result_code") != "SUCCESS":
         code = d.get("err_code", "")
-        if code == "REFUNDNOTEXIST":
-            return RefundResult(status=RefundStatus.FAILED, failure_code=code)
+        if code == "REFUNDNOTEXIST":   # not proof: the refund may not be visible yet
+            return RefundResult(status=RefundStatus.NOT_FOUND, failure_code=code)
         raise _system_error(d, "refund_query")
     count = parse_fen(d.get("refund_count")) or 0
     for n in range(count):
@@ -342,7 +332,7 @@ def refund_query_result(d: Mapping[str, str], out_refund_no: str) -> RefundResul
                 raise ChannelError(f"qqwallet: unknown refund_status {state!r}", retriable=True, kind="garbage")
             return RefundResult(status=status, channel_refund_no=d.get(f"refund_id_{n}") or None,
                                 failure_code=state if status is RefundStatus.FAILED else None)
-    return RefundResult(status=RefundStatus.FAILED, failure_code="REFUNDNOTEXIST")
+    return RefundResult(status=RefundStatus.NOT_FOUND, failure_code="REFUNDNOTEXIST")
 
 
 def payment_notification(d: Mapping[str, str], *, strip_underscore: bool) -> Notification:

@@ -1,4 +1,10 @@
-"""UnionPay ACP 5.1.0 adapter (云闪付 B2C/C2B QR, contactless, in-app ``tn``)."""
+"""UnionPay ACP 5.1.0 adapter (云闪付 B2C/C2B QR, contactless, in-app ``tn``).
+
+Final provider answers (docs/reliability.md has the table of every channel):
+origRespCode 00 and declines, a refund's origRespCode 00 or refusal; not final: 03/04/05,
+respCode 34 (no such transaction: of a refund, re-send the same orderId), timeouts, a close that asks to
+retry or finds nothing.
+"""
 from __future__ import annotations
 
 import dataclasses

@@ -552,8 +552,8 @@ def refund_result(a: Mapping[str, str]) -> RefundResult:
 
 def refund_query_result(a: Mapping[str, str]) -> RefundResult:
     code, msg = a.get("respCode", ""), a.get("respMsg", "")
-    if code == RESP_NO_SUCH_TXN:   # never arrived: nothing was refunded
-        return RefundResult(RefundStatus.FAILED, failure_code=code, failure_message=msg or None)
+    if code == RESP_NO_SUCH_TXN:   # not arrived *yet* is all it says: re-send the same orderId
+        return RefundResult(RefundStatus.NOT_FOUND, failure_code=code, failure_message=msg or None)
     code = check_protocol("refund query", a)
     if code != RESP_OK:
         raise _unknown("refund query", code, msg)

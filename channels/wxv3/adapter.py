@@ -14,6 +14,11 @@ Settings: ``mch_id``/``app_id`` (the service provider's ``sp_mchid``/
 name; empty accepts any), ``private_key_file``, ``provider_public_key_file``
 (PEM key or certificate), ``secret`` (the 32-byte APIv3 key); extra:
 ``max_clock_skew`` (seconds), ``sub_appid`` (partner mode, optional).
+
+Final provider answers (docs/reliability.md has the table of every channel):
+WeChat Pay v3 (wechatpay, douyinpay): SUCCESS, PAYERROR, CLOSED, REVOKED, REFUND and a refund's
+SUCCESS/ABNORMAL/CLOSED; not final: NOTPAY, USERPAYING, SYSTEMERROR, ORDER_NOT_EXIST, 5xx, timeouts, a
+close's "not found", and a refund query's RESOURCE_NOT_EXISTS/404 (re-send the same out_refund_no).
 """
 from __future__ import annotations
 
@@ -26,7 +31,8 @@ import orjson
 
 from channels.base import (
     Ack, ChannelAdapter, ChannelError, ChannelResult, ChannelSettings, Method, Notification,
-    NotificationRejected, PayRequest, RefundRequest, RefundResult, StatementLine, TradeRef, UnsupportedFlow,
+    NotificationRejected, PayRequest, RefundRequest, RefundResult, RefundStatus, StatementLine, TradeRef,
+    UnsupportedFlow,
 )
 from channels.http import ChannelHttp
 from channels.wxv3 import crypto
@@ -160,6 +166,10 @@ class V3Adapter(ChannelAdapter):
     async def query_refund(self, req: RefundRequest) -> RefundResult:
         reply = await self._call("GET", T.refund_query_path(self.profile, req.out_refund_no, self._ids(req)),
                                  flow="refund_query")
+        code = T.error_code(reply.data)[0] if reply.status >= 300 else ""
+        if reply.status == 404 or code in T.NOT_FOUND_CODES:
+            # not proof: a refund WeChat has not registered yet; re-send the same out_refund_no
+            return RefundResult(status=RefundStatus.NOT_FOUND, failure_code=code or "NOT_FOUND")
         return T.refund_result(reply.status, reply.data)
 
     async def parse_notification(self, kind: str, headers: Mapping[str, str], body: bytes) -> Notification:

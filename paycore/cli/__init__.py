@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from paycore.cli import merchant, ops, serve, user
+from paycore.cli import attention, merchant, ops, serve, user
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -19,6 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     serve.register(sub)      # serve, migrate
     merchant.register(sub)   # merchant add|list|rotate-secret|disable|enable|qrcode|code
     ops.register(sub)        # channels, webhooks, reconcile, consume settlement, audit
+    attention.register(sub)  # attention list|show|resolve, payment show|requery
     user.register(sub)       # user add|list|disable|enable|reset-password|reset-totp (console and portal)
     args = ap.parse_args(argv)
     return int(args.fn(args) or 0)

@@ -10,7 +10,8 @@ import asyncpg
 
 from paycore.cli.common import load, with_connection
 from paycore.config import Config
-from paycore.merchants import codes
+from paycore.http import onecode
+from paycore.merchants import codes, plate
 from paycore.merchants import store as merchants
 from paycore.merchants.auth import SecretBox
 
@@ -53,13 +54,17 @@ def cmd_merchant(args: argparse.Namespace) -> int:
 async def _qrcode(conn: asyncpg.Connection, cfg: Config, args: argparse.Namespace) -> str:
     """The store's (or merchant's) default code, created if missing, rendered to print."""
     out = Path(args.out)
-    if out.suffix.lower() not in (".png", ".svg"):
-        raise ValueError("--out must name a .png or .svg file")
+    if out.suffix.lower() not in (".png", ".svg", ".pdf"):
+        raise ValueError("--out must name a .png, .svg or .pdf file")
     code = await codes.ensure_code(conn, args.id, args.store)
     if code.status != "active":
         raise LookupError(f"code {code.code} is disabled; enable it before printing it")
     url = codes.public_url(cfg.server.public_base_url, code.code)
-    codes.render_qr(url, out, title=f"{code.merchant_name} · {url}")
+    if out.suffix.lower() == ".pdf":   # the print-ready plate
+        plate.render_plate(out, url=url, merchant_name=code.merchant_name, code=code.code, store_id=code.store_id,
+                           amount=code.amount, apps=[a.zh for a in onecode.APPS])
+    else:
+        codes.render_qr(url, out, title=f"{code.merchant_name} · {url}")
     return json.dumps({"code": code.code, "merchant_id": code.merchant_id, "store_id": code.store_id,
                        "url": url, "out": str(out)}, ensure_ascii=False)
 
@@ -108,7 +113,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     q = msub.add_parser("qrcode", help="render the merchant's static one-code QR")
     q.add_argument("id")
     q.add_argument("--store", default=None)
-    q.add_argument("--out", required=True, help="file.png or file.svg")
+    q.add_argument("--out", required=True, help="file.png, file.svg, or file.pdf (a print-ready A6 plate)")
     s.set_defaults(fn=cmd_merchant)
 
     p = msub.add_parser("code", help="one-code (一码通付) static codes")

@@ -257,3 +257,83 @@ async def load_refund_by_no(conn: Any, payment_id: str, refund_no: str) -> Refun
 
 PAYMENT_SELECT = f"select {_PAY_COLS} from payments"
 REFUND_SELECT = f"select {_REF_COLS} from refunds"
+
+
+# --------------------------------------------------------- attention changes
+#: events that reach the merchant's webhook besides the final ones
+MERCHANT_EVENT_TYPES = FINAL_EVENT_TYPES | {"payment.late_succeeded"}
+
+
+@dataclass(slots=True)
+class RichChange:
+    """A rare change with several events (late money, attention items, operator
+    resolutions): committed at once in its own transaction, guarded by the
+    payment's ``seq`` like every other change, so its events keep ``seq`` order.
+
+    ``events``: (event_id, type, payload, occurred_at, seq) in order;
+    ``refunds``: (refund, insert?); ``opened``: attention rows (id, kind,
+    refund_id, evidence json) of this payment; ``resolve``: (item id, actor,
+    resolution, reason) — refused (InvalidState) if that item is not OPEN.
+    """
+
+    payment: Payment
+    expected_seq: int
+    events: list[tuple[str, str, bytes, datetime, int]]
+    refunds: list[tuple[Refund, bool]] = field(default_factory=list)
+    opened: list[tuple[int, str, str | None, str]] = field(default_factory=list)
+    resolve: tuple[int, str, str, str] | None = None
+
+
+class AlreadyResolved(Exception):
+    pass
+
+
+async def commit_rich(pool: Any, c: RichChange) -> bool:
+    """True once committed; False when the payment changed meanwhile (reload and
+    decide again). Raises AlreadyResolved when ``resolve`` names a closed item."""
+    p = c.payment
+    async with pool.acquire() as conn:
+        async with conn.transaction():
+            ok = await conn.fetchval(
+                f"update payments p set {_PAY_SET} from unnest($1::payments[]) as u({_PAY_COLS}) "
+                "where p.id = u.id and p.seq = $2 returning p.id", [p.to_record()], c.expected_seq)
+            if ok is None:
+                return False
+            for r, insert in c.refunds:
+                if insert:
+                    await conn.execute(f"insert into refunds ({_REF_COLS}) select * from unnest($1::refunds[])",
+                                       [r.to_record()])
+                else:
+                    await conn.execute(
+                        "update refunds r set status = u.status, channel_refund_no = u.channel_refund_no, "
+                        "failure = u.failure, updated_at = u.updated_at, next_check_at = u.next_check_at, "
+                        "checks = u.checks from unnest($1::refunds[]) as u where r.id = u.id", [r.to_record()])
+            for item_id, kind, refund_id, evidence in c.opened:
+                await conn.execute(
+                    "insert into attention_items (id, kind, payment_id, refund_id, merchant_id, channel, evidence) "
+                    "values ($1, $2, $3, $4, $5, $6, $7::text::jsonb)",
+                    item_id, kind, p.id, refund_id, p.merchant_id, p.channel, evidence)
+            if c.resolve is not None:
+                item_id, actor, resolution, reason = c.resolve
+                done = await conn.fetchval(
+                    "update attention_items set status = 'RESOLVED', resolved_at = now(), resolved_by = $2, "
+                    "resolution = $3, reason = $4 where id = $1 and status = 'OPEN' returning id",
+                    item_id, actor, resolution, reason)
+                if done is None:
+                    raise AlreadyResolved(str(item_id))
+            for eid, etype, body, at, seq in c.events:
+                await conn.execute(
+                    "insert into events (event_id, payment_id, seq, type, occurred_at, payload) "
+                    "values ($1, $2, $3, $4, $5, convert_from($6, 'UTF8')::jsonb)", eid, p.id, seq, etype, at, body)
+                await conn.execute("insert into outbox (event_id, payment_id, payload, created_at) "
+                                   "values ($1, $2, $3, $4)", eid, p.id, body, at)
+                if p.notify_url and etype in MERCHANT_EVENT_TYPES:
+                    await conn.execute("insert into webhooks (event_id, merchant_id, payment_id, url, payload) "
+                                       "values ($1, $2, $3, $4, $5)", eid, p.merchant_id, p.id, p.notify_url, body)
+    return True
+
+
+async def open_attention_exists(conn: Any, payment_id: str, kind: str, refund_id: str | None = None) -> bool:
+    return bool(await conn.fetchval(
+        "select 1 from attention_items where payment_id = $1 and kind = $2 and coalesce(refund_id, '') = $3 "
+        "and status = 'OPEN'", payment_id, kind, refund_id or ""))

@@ -52,7 +52,9 @@ _TRANSITIONS: dict[Status, frozenset[Status]] = {
 _REFUND_TRANSITIONS: dict[RefundState, frozenset[RefundState]] = {
     RefundState.PROCESSING: frozenset({RefundState.SUCCEEDED, RefundState.FAILED}),
     RefundState.SUCCEEDED: frozenset(),
-    RefundState.FAILED: frozenset(),
+    # a refund marked FAILED that the provider later reports done (a "not found" that was
+    # only late) becomes SUCCEEDED: the money did go back, the books must say so
+    RefundState.FAILED: frozenset({RefundState.SUCCEEDED}),
 }
 
 
@@ -148,14 +150,16 @@ class Payment:
     paid_at: datetime | None = None
     next_check_at: datetime | None = None
     checks: int = 0
+    intent: str | None = None            # 'close' | 'reverse' committed before the provider is asked
+    late_paid_at: datetime | None = None  # money reported after the payment was already final
 
-    # column order of the ``payments`` table (migrations/001); the journal
+    # column order of the ``payments`` table (migrations/001 + 004); the journal
     # writes rows as composite values in exactly this order
     COLUMNS = ("id", "merchant_id", "merchant_order_no", "fingerprint", "amount", "currency", "method",
                "channel", "status", "channel_trade_no", "qr_code", "pay_params", "refunded_amount",
                "refund_reserved", "failure", "subject", "store_id", "terminal_id", "notify_url", "payer",
                "nfc", "wallet", "sub_mch_id", "metadata", "expire_at", "created_at", "updated_at",
-               "paid_at", "seq", "next_check_at", "checks")
+               "paid_at", "seq", "next_check_at", "checks", "intent", "late_paid_at")
 
     def to_record(self) -> tuple[Any, ...]:
         return (self.id, self.merchant_id, self.merchant_order_no, self.fingerprint, self.amount,
@@ -163,7 +167,8 @@ class Payment:
                 self.qr_code, self.pay_params, self.refunded_amount, self.refund_reserved, self.failure,
                 self.subject, self.store_id, self.terminal_id, self.notify_url, self.payer, self.nfc,
                 self.wallet, self.sub_mch_id, self.metadata, self.expire_at, self.created_at,
-                self.updated_at, self.paid_at, self.seq, self.next_check_at, self.checks)
+                self.updated_at, self.paid_at, self.seq, self.next_check_at, self.checks, self.intent,
+                self.late_paid_at)
 
     @classmethod
     def from_record(cls, r: Any) -> "Payment":
@@ -193,8 +198,10 @@ class Payment:
         self.updated_at = at
         if dst is Status.SUCCEEDED and self.paid_at is None:
             self.paid_at = at
-        if dst.final:
+        if dst.final and not (dst is Status.SUCCEEDED and self.intent == "reverse"):
+            # a reverse the merchant asked for still has to happen to money that arrived meanwhile
             self.next_check_at = None
+            self.intent = None
         return event_type(dst)
 
 

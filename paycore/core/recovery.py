@@ -7,12 +7,19 @@ it twice, and a process that dies mid-check leaves rows that become due again
 after the lease — a restart picks up what the previous process left.
 
 Per payment, by the channel's RecoveryRule:
-* PENDING past ``expire_at`` → close at the channel (→ CLOSED, or SUCCEEDED
-  if the customer paid meanwhile); before that, query every ``interval``.
+* an intent (cancel/reverse/close committed before the channel was asked)
+  → ask again until the channel's answer proves it (decisions.cancel_outcome);
+  a "not found" that is not final keeps it open until the code expired plus
+  the channel's grace; reverses unconfirmed after ``reverse_retries`` also
+  open an attention item.
+* PENDING past ``expire_at`` → record the close intent and drive it (→ CLOSED,
+  or SUCCEEDED if the customer paid meanwhile); before that, query every ``interval``.
 * PROCESSING → query every ``interval``; a final answer ends it; once
-  ``give_up_after`` has passed since creation, query once more and then
-  ``final_action`` (reverse or close) until the channel confirms.
-Refunds PROCESSING → query the refund until it is final.
+  ``give_up_after`` has passed since creation, record ``final_action``
+  (reverse or close) as the intent and drive it.
+* a channel that is no longer configured → attention item, checks stop.
+Refunds PROCESSING → query the refund; "not found" re-sends the same number;
+unknown past ``refund_deadline`` → attention item, checks stop.
 """
 from __future__ import annotations
 
@@ -22,6 +29,7 @@ from datetime import timedelta
 
 from channels.base import ChannelError, ChannelResult, Flow, RefundResult, RefundStatus, TradeStatus, UnsupportedFlow
 from paycore.tasks import Loop
+from paycore.core import attention
 from paycore.core.engine import Engine
 from paycore.errors import PaycoreError, Stale, Unavailable
 from paycore.core.journal import DB_DOWN, PAYMENT_SELECT, REFUND_SELECT, load_payment
@@ -107,7 +115,16 @@ class Recovery(Loop):
     async def recover_payment(self, p: Payment) -> None:
         eng = self.engine
         adapter = eng.adapters.get(p.channel)
-        if adapter is None or p.status.final:
+        if adapter is None:
+            # a disabled (or removed) channel: asking nobody every 30 s for ever helps no one;
+            # an operator decides (attention item), and the payment stops being checked
+            await eng.flag(p, attention.CHANNEL_DISABLED, {"local_status": str(p.status), "intent": p.intent},
+                           stop_checking=True)
+            return
+        if p.intent is not None:
+            await eng.drive_intent(p)
+            return
+        if p.status.final:
             return
         rule = adapter.settings.recovery
         t = now()
@@ -115,58 +132,56 @@ class Recovery(Loop):
         res = await self._query(p)
         if res is not None and res.status in (TradeStatus.SUCCEEDED, TradeStatus.FAILED, TradeStatus.CLOSED,
                                               TradeStatus.REVERSED):
-            await eng.apply_result(p, res)
+            await eng.apply_result(p, res, source="query")
             return
         if p.status is Status.PENDING:
             if t >= p.expire_at:
-                await self._end(p, Flow.CLOSE, adapter.close, TradeStatus.CLOSED)
+                # expired: close it at the channel (committed first), then drive that intent
+                await eng.drive_intent(await eng.record_intent(p, eng.close_intent(adapter)))
                 return
             wait = min(rule.interval, max((p.expire_at - t).total_seconds(), 0.05))
-            await eng.apply_result(p, res or ChannelResult(TradeStatus.PENDING), next_check=wait)
+            await eng.apply_result(p, res or ChannelResult(TradeStatus.PENDING), next_check=wait, source="query")
             return
         # PROCESSING
         if age >= rule.give_up_after:
-            if rule.final_action == "close" or Flow.REVERSE not in adapter.flows:
-                await self._end(p, Flow.CLOSE, adapter.close, TradeStatus.CLOSED)
-            else:
-                await self._end(p, Flow.REVERSE, adapter.reverse, TradeStatus.REVERSED)
+            use_close = rule.final_action == "close" or Flow.REVERSE not in adapter.flows
+            await eng.drive_intent(await eng.record_intent(p, "close" if use_close else "reverse"))
             return
         nxt = min(rule.interval, max(rule.give_up_after - age, 0.05))
-        await eng.apply_result(p, res or ChannelResult(TradeStatus.PROCESSING), next_check=nxt)
-
-    async def _end(self, p: Payment, flow: Flow, fn, final: TradeStatus) -> None:
-        """Reverse or close until the channel confirms; until then check again soon."""
-        eng = self.engine
-        rule = eng.adapters[p.channel].settings.recovery
-        try:
-            res = await fn(eng.trade_ref(p))
-        except UnsupportedFlow:
-            res = ChannelResult(final)   # nothing to undo at the channel: end it here
-        except ChannelError as e:
-            self.metrics.channel_errors.labels(p.channel, str(flow), e.kind).inc()
-            res = None
-        self.metrics.recovery_actions.labels(p.channel, str(flow)).inc()
-        if res is None or res.retry or res.status in (TradeStatus.PROCESSING, TradeStatus.PENDING):
-            backoff = min(rule.interval * (2 ** min(p.checks, 6)), 300.0)
-            await eng.apply_result(p, ChannelResult(TradeStatus.PROCESSING if p.status is Status.PROCESSING
-                                                    else TradeStatus.PENDING), next_check=backoff)
-            return
-        if res.status is TradeStatus.NOT_FOUND:
-            res = ChannelResult(final)
-        await eng.apply_result(p, res)
+        await eng.apply_result(p, res or ChannelResult(TradeStatus.PROCESSING), next_check=nxt, source="query")
 
     async def recover_refund(self, r: Refund) -> None:
+        """Query the refund; a "not found" (or a channel without a refund query) re-sends
+        the same refund number — the providers' documented retry, which never refunds
+        twice; past the channel's refund deadline an unknown refund goes to attention."""
         eng = self.engine
         p = await eng._db(load_payment(eng.pool, r.payment_id))
         if p is None:
             return
         adapter = eng.adapters.get(p.channel)
         if adapter is None:
+            await eng.flag(p, attention.CHANNEL_DISABLED, {"refund_id": r.id, "refund_status": str(r.status)},
+                           refund_id=r.id)
             return
         rule = adapter.settings.recovery
+        req = eng.refund_request(p, r)
+        res: RefundResult | None
         try:
-            res = await adapter.query_refund(eng.refund_request(p, r))
-        except (UnsupportedFlow, ChannelError):
+            res = await adapter.query_refund(req)
+        except UnsupportedFlow:
+            res = RefundResult(RefundStatus.NOT_FOUND)   # nothing to ask: the same number again is safe
+        except ChannelError as e:
+            self.metrics.channel_errors.labels(p.channel, "refund_query", e.kind).inc()
             res = None
+        past = (now() - r.created_at).total_seconds() >= rule.refund_deadline
+        if res is not None and res.status is RefundStatus.NOT_FOUND and not past:
+            self.metrics.recovery_actions.labels(p.channel, "refund_resend").inc()
+            try:
+                sent = await adapter.refund(req)
+            except (UnsupportedFlow, ChannelError):
+                sent = None
+            # a re-send that is refused as a repeat, or not yet done, proves nothing: keep checking
+            res = sent if sent is not None and sent.status is RefundStatus.SUCCEEDED else None
         await eng.apply_refund_result(p, r, res or RefundResult(RefundStatus.PROCESSING),
-                                      next_check=min(rule.interval * (2 ** min(r.checks, 6)), 300.0))
+                                      next_check=min(rule.interval * (2 ** min(r.checks, 6)), 300.0),
+                                      source="query")

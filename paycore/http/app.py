@@ -30,7 +30,7 @@ from paycore.core.journal import Journal
 from paycore.core.recovery import Recovery
 from paycore.core.routing import Router
 from paycore.errors import PaycoreError
-from paycore.http import console, merchant_api, notify, onecode, ops
+from paycore.http import console, merchant_api, notify, onecode, ops, ops_api
 from paycore.http.common import AUTH, CONFIG, ENGINE, JSON, METRICS, POOL, RELAY, error_response
 from paycore.merchants.auth import Authenticator, Merchants, NonceStore, RateLimiter, SecretBox
 from paycore.metrics import Metrics, Sampler
@@ -165,5 +165,6 @@ def create_app(cfg: Config, *, run_relay: bool = True, run_recovery: bool = True
     r.add_get("/metrics", ops.metrics_handler)
     r.add_get("/openapi.json", ops.openapi)
     onecode.setup(app)   # GET /c/{code}: the one-code pages
+    ops_api.setup(app)   # /ops/attention, /ops/payments: the operators' API
     console.setup(app)   # /console/ (operators) and /portal/ (merchants)
     return app

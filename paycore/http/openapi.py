@@ -24,6 +24,7 @@ from paycore import __version__
 from paycore.core import validation as v
 from paycore.merchants.auth import MERCHANT_RE, NONCE_RE
 from paycore.core.models import RefundState, Status
+from paycore.metrics import ATTENTION_KINDS
 
 STATIC_FILE = Path(__file__).parent / "static" / "openapi.json"
 ROOT_FILE = Path(__file__).resolve().parents[2] / "openapi.json"
@@ -263,9 +264,28 @@ def _schemas() -> dict[str, Any]:
             "event_id": {"type": "string", "pattern": "^evt_[0-9a-z]+$"},
             "type": {"type": "string", "enum": ["payment.created", "payment.processing", "payment.succeeded",
                                                 "payment.failed", "payment.closed", "payment.reversed",
-                                                "refund.created", "refund.succeeded", "refund.failed"]},
+                                                "refund.created", "refund.succeeded", "refund.failed",
+                                                "payment.late_succeeded", "attention.opened",
+                                                "attention.resolved"],
+                     "description": "`payment.late_succeeded`: money arrived for a payment already CLOSED, "
+                                    "FAILED or REVERSED (by default paycore refunds it: a `refund.created` "
+                                    "follows). `attention.*` reach Kafka only, not webhooks."},
             "seq": {"type": "integer", "minimum": 1, "description": "Grows by one per payment."},
             "occurred_at": _DT, "payment": _ref("Payment"), "refund": _ref("Refund"),
+        },
+    }
+    s["AttentionItem"] = {
+        "type": "object", "description": "A disagreement with a provider waiting for (or resolved by) an operator.",
+        "required": ["id", "kind", "merchant_id", "channel", "status", "evidence", "created_at"],
+        "properties": {
+            "id": {"type": "integer"}, "kind": {"type": "string", "enum": list(ATTENTION_KINDS)},
+            "payment_id": {"type": ["string", "null"]}, "refund_id": {"type": ["string", "null"]},
+            "merchant_id": {"type": "string"}, "channel": {"type": "string"},
+            "status": {"type": "string", "enum": ["OPEN", "RESOLVED"]}, "evidence": {"type": "object"},
+            "created_at": _DT, "resolved_at": {"type": ["string", "null"], "format": "date-time"},
+            "resolved_by": {"type": ["string", "null"]}, "resolution": {"type": ["string", "null"]},
+            "reason": {"type": ["string", "null"]},
+            "actions": {"type": "array", "items": {"type": "string"}, "description": "what resolves it (GET one)"},
         },
     }
     s["Ready"] = {
@@ -431,6 +451,7 @@ def _paths() -> dict[str, Any]:
             },
         }}
     p.update(_onecode_paths())
+    p.update(_ops_paths())
     p["/healthz"] = {"get": {"operationId": "healthz", "summary": "The process is up", "tags": ["operations"],
                              "responses": {"200": {"description": "up", "content": _json({
                                  "type": "object", "required": ["status"],
@@ -449,6 +470,62 @@ def _paths() -> dict[str, Any]:
     return p
 
 
+def _ops_paths() -> dict[str, Any]:
+    """The operators' API (paycore.http.ops_api): the needs-attention queue and exception tools,
+    behind the operator bearer token ([security] ops_token), not the merchant signature."""
+    item_id = {"name": "id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1}}
+    pay_id = {"name": "id", "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}}
+    sec = [{"operator": []}]
+    item = _json(_ref("AttentionItem"))
+    errs = {str(st): {"description": d, "content": _json(_ref(f"Error{st}"))} for st, d in (
+        (401, "no or wrong operator token, or the operators' API is not configured"),
+        (404, "no such item or payment"), (503, _ERROR_TEXT[503]))}
+    q = [{"name": n, "in": "query", "required": False, "schema": sch} for n, sch in (
+        ("status", {"type": "string", "enum": ["OPEN", "RESOLVED"]}),
+        ("kind", {"type": "string", "enum": list(ATTENTION_KINDS)}), ("merchant_id", {"type": "string"}),
+        ("limit", {"type": "integer", "minimum": 1, "maximum": 500}),
+        ("before_id", {"type": "integer", "minimum": 1}))]
+    return {
+        "/ops/attention": {"get": {
+            "operationId": "opsListAttention", "tags": ["operations"], "security": sec, "parameters": q,
+            "summary": "Needs-attention items, newest first (page with before_id = next_before_id)",
+            "responses": {"200": {"description": "a page of items", "content": _json({
+                "type": "object", "required": ["items", "next_before_id"],
+                "properties": {"items": {"type": "array", "items": _ref("AttentionItem")},
+                               "next_before_id": {"type": ["integer", "null"]}}})},
+                **{k: v for k, v in errs.items() if k != "404"},
+                "400": {"description": _ERROR_TEXT[400], "content": _json(_ref("Error400"))}}}},
+        "/ops/attention/{id}": {"get": {
+            "operationId": "opsGetAttention", "tags": ["operations"], "security": sec, "parameters": [item_id],
+            "summary": "One item with its evidence and the actions that resolve it",
+            "responses": {"200": {"description": "the item", "content": item}, **errs}}},
+        "/ops/attention/{id}/resolve": {"post": {
+            "operationId": "opsResolveAttention", "tags": ["operations"], "security": sec,
+            "parameters": [item_id],
+            "summary": "Resolve through the engine (journaled as attention.resolved: who, what, why)",
+            "requestBody": {"required": True, "content": _json({
+                "type": "object", "required": ["action", "actor", "reason"],
+                "properties": {"action": {"type": "string", "description": "one of the item's `actions`"},
+                               "actor": {"type": "string", "maxLength": 500},
+                               "reason": {"type": "string", "maxLength": 500}}})},
+            "responses": {"200": {"description": "the resolved item", "content": item}, **errs,
+                          "400": {"description": _ERROR_TEXT[400], "content": _json(_ref("Error400"))},
+                          "409": {"description": "INVALID_STATE: already resolved, or not an action of this kind",
+                                  "content": _json(_ref("Error409"))}}}},
+        "/ops/payments/{id}": {"get": {
+            "operationId": "opsPaymentDetail", "tags": ["operations"], "security": sec, "parameters": [pay_id],
+            "summary": "A payment with its refunds, events, attention items and webhooks",
+            "responses": {"200": {"description": "the detail", "content": _json({"type": "object"})}, **errs}}},
+        "/ops/payments/{id}/requery": {"post": {
+            "operationId": "opsRequeryPayment", "tags": ["operations"], "security": sec, "parameters": [pay_id],
+            "summary": "Ask the channel now and apply its answer through the engine",
+            "responses": {"200": {"description": "the payment after the answer", "content": _json({
+                "type": "object", "required": ["payment", "channel_status"],
+                "properties": {"payment": _ref("Payment"),
+                               "channel_status": {"type": ["string", "null"]}}})}, **errs}}},
+    }
+
+
 def _onecode_paths() -> dict[str, Any]:
     """The one-code cashier (paycore.http.onecode): browser pages, not the merchant API. Unsigned; the
     merchant comes from the code's row, CSRF and form tokens guard the pay call."""
@@ -461,11 +538,19 @@ def _onecode_paths() -> dict[str, Any]:
     page = {"description": "A page (the keypad, the list of apps that work, or a message)", "content": html}
     limited = {"description": _ERROR_TEXT[429], "content": _json(_ref("Error429")),
                "headers": {"Retry-After": {"required": True, "schema": {"type": "integer", "minimum": 1}}}}
-    paid = {"description": "The payment made through the code, and where the browser goes next",
-            "content": _json({"type": "object", "required": ["payment_id", "status", "next"],
-                              "properties": {"payment_id": {"type": "string"}, "status": {"type": "string"},
-                                             "channel": {"type": "string"}, "method": {"type": "string"},
-                                             "amount": {"type": "integer"}, "next": {"type": "string"}}})}
+    paid = {"description": "The payment made through the code: what the page hands to the app's bridge, "
+                           "and the result page it goes to afterwards",
+            "content": _json({"type": "object", "required": ["payment_id", "status", "result", "form"],
+                              "properties": {
+                                  "payment_id": {"type": "string"}, "status": {"type": "string"},
+                                  "channel": {"type": "string"}, "method": {"type": "string"},
+                                  "amount": {"type": "integer"},
+                                  "result": {"type": "string", "description": "the result page's URL"},
+                                  "form": {"type": "string", "description": "a fresh form token for another try"},
+                                  "bridge": {"type": "string", "enum": ["wechat", "alipay", "unionpay", "qq",
+                                                                        "redirect", "douyin"],
+                                             "description": "the app's JS bridge (absent once final)"},
+                                  "pay_params": {"type": "object", "description": "what the bridge takes"}}})}
     return {
         "/c/{code}": {"get": {
             "operationId": "oneCodePage", "tags": ["one-code"], "parameters": [code],
@@ -473,6 +558,16 @@ def _onecode_paths() -> dict[str, Any]:
                        "(picked by User-Agent)",
             "responses": {"200": page, "404": dict(page, description="unknown code (a page)"), "429": limited,
                           "503": dict(page, description="the database is down (a page)")}}},
+        "/c/{code}/auth/{channel}": {"get": {
+            "operationId": "oneCodeAuth", "tags": ["one-code"], "parameters": [
+                code, {"name": "channel", "in": "path", "required": True, "schema": {"type": "string"}},
+                {"name": "state", "in": "query", "required": True, "schema": {"type": "string"}}],
+            "summary": "Where the app's OAuth (WeChat snsapi_base, Alipay auth_base, Douyin) comes back with its "
+                       "one-time code (`code` or `auth_code`): exchanged for the payer id, then back to the page",
+            "responses": {"302": {"description": "the payer is known: back to /c/{code}"},
+                          "403": dict(page, description="bad state or the provider refused the code (a page)"),
+                          "404": dict(page, description="unknown code (a page)"), "429": limited,
+                          "503": dict(page, description="the provider or the database is away (a page)")}}},
         "/c/{code}/pay": {"post": {
             "operationId": "oneCodePay", "tags": ["one-code"], "parameters": [
                 code, {"name": "X-CSRF-Token", "in": "header", "required": True, "schema": {"type": "string"}}],
@@ -512,6 +607,9 @@ def _onecode_paths() -> dict[str, Any]:
 
 def _security_schemes() -> dict[str, Any]:
     return {
+        "operator": {"type": "http", "scheme": "bearer",
+                     "description": "The operators' token (`[security] ops_token` / PAYCORE_OPS_TOKEN), "
+                                    "compared in constant time; unset, the /ops API answers 401."},
         "merchant": {"type": "apiKey", "in": "header", "name": "X-Paycore-Merchant",
                      "description": f"The merchant id, e.g. `m_demo` (pattern `{MERCHANT_RE.pattern}`)."},
         "timestamp": {"type": "apiKey", "in": "header", "name": "X-Paycore-Timestamp",

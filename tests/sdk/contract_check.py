@@ -30,10 +30,16 @@ NOT_FOR_MERCHANTS = {
     "oneCodePay": "the customer's browser page of a one-code sticker",
     "oneCodeResult": "the customer's browser page of a one-code sticker",
     "oneCodeStatus": "the customer's browser page of a one-code sticker",
+    "oneCodeAuth": "where the app's OAuth brings the customer's browser back to a one-code page",
     "healthz": "operations: probes, not merchants",
     "readyz": "operations: probes, not merchants",
     "metrics": "operations: Prometheus",
     "openapi": "the document itself",
+    "opsListAttention": "operators' API, not merchants'",
+    "opsGetAttention": "operators' API, not merchants'",
+    "opsResolveAttention": "operators' API, not merchants'",
+    "opsPaymentDetail": "operators' API, not merchants'",
+    "opsRequeryPayment": "operators' API, not merchants'",
 }
 
 #: every per-status error schema (Error400 … Error503) is the one ``Error`` shape

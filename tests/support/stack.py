@@ -36,9 +36,11 @@ PG_ADMIN = os.environ.get("PAYCORE_TEST_PG", "postgresql://postgres@127.0.0.1:54
 Proxy = Callable[[str, int], Awaitable[int]]
 
 #: fast recovery cadence for tests (the real ones are seconds to a minute)
-TEST_RECOVERY = {"first_delay": 0.3, "interval": 0.3, "give_up_after": 2.5}
+TEST_RECOVERY = {"first_delay": 0.3, "interval": 0.3, "give_up_after": 2.5, "expiry_grace": 1.0,
+                 "refund_deadline": 4.0}
 TEST_TIMEOUT = 1.0
 SLOW_SECONDS = 1.6
+TRUSTED_PROXY = "127.0.0.9"
 
 
 @dataclass
@@ -69,6 +71,7 @@ class Stack:
     pool: asyncpg.Pool | None = None
     log_path: Path | None = None
     env: dict[str, str] = field(default_factory=dict)
+    ops_token: str = ""
 
     @property
     def base(self) -> str:
@@ -151,6 +154,14 @@ class Stack:
     async def customer_pays(self, channel: str, **key: str) -> Any:
         return await self.sim(channel, "POST", "/_sim/customer/pay", key)
 
+    async def ops(self, method: str, path: str, body: Any = None, *, token: str | None = None) -> Reply:
+        """The operators' API with the operator bearer token (``token=""``: none)."""
+        assert self.session is not None
+        tok = self.ops_token if token is None else token
+        headers = {"Authorization": f"Bearer {tok}"} if tok else {}
+        async with self.session.request(method, self.base + path, json=body, headers=headers) as r:
+            return Reply(r.status, await r.json(), r.headers)
+
     async def events(self, payment_id: str) -> list[dict[str, Any]]:
         assert self.pool is not None
         rows = await self.pool.fetch("select payload from events where payment_id = $1 order by seq", payment_id)
@@ -198,6 +209,8 @@ async def build_stack(var: Path, *, workers: int = 1, proxy: Proxy | None = None
     overrides["webhooks"] = {"schedule": [0.2, 0.3, 0.4, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5], "interval": 0.1,
                              "timeout": 2.0}
     overrides["metrics"] = {"sample_interval": 0.5}
+    # the one-code tests' load balancer: X-Forwarded-For is believed from this address only
+    overrides["onecode"] = {"trusted_proxies": [TRUSTED_PROXY]}
     if tweak is not None:
         tweak(overrides)
     config_path = var / "paycore.toml"
@@ -211,10 +224,14 @@ async def build_stack(var: Path, *, workers: int = 1, proxy: Proxy | None = None
     leaks.remember(f"master key of {var.name}", master)
 
     simulators = await devstack.Simulators(sims).start()
-    env = dict(os.environ, PAYCORE_MASTER_KEY=master, PAYCORE_LOG_LEVEL="INFO", PYTHONUNBUFFERED="1")
+    ops_token = secrets.token_urlsafe(24)
+    leaks.remember(f"operator token of {var.name}", ops_token)
+    env = dict(os.environ, PAYCORE_MASTER_KEY=master, PAYCORE_OPS_TOKEN=ops_token, PAYCORE_LOG_LEVEL="INFO",
+               PYTHONUNBUFFERED="1")
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     stack = Stack(var=var, db_url=db_url, broker=broker, sims=simulators, sim_settings=sims,
-                  config_path=config_path, port=port, master_key=master, secret=secret, env=env)
+                  config_path=config_path, port=port, master_key=master, secret=secret, env=env,
+                  ops_token=ops_token)
     # in a thread: the loop must keep serving the simulators (and any proxies) while paycore starts
     await asyncio.to_thread(stack.start_paycore, workers)
     stack.session = aiohttp.ClientSession()

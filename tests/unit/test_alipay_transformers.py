@@ -355,7 +355,8 @@ def test_cancel_results() -> None:
 
 def test_close_results() -> None:
     assert t.close_result("10000", {"trade_no": "1"}).status is TradeStatus.CLOSED  # type: ignore[union-attr]
-    assert t.close_result("40004", {"sub_code": "ACQ.TRADE_NOT_EXIST"}).status is TradeStatus.CLOSED  # type: ignore[union-attr]
+    # not found is not closed: an unscanned precreated QR can still be paid after trade.close
+    assert t.close_result("40004", {"sub_code": "ACQ.TRADE_NOT_EXIST"}).status is TradeStatus.NOT_FOUND  # type: ignore[union-attr]
     assert t.close_result("40004", {"sub_code": "ACQ.TRADE_STATUS_ERROR"}) is None
 
 
@@ -371,7 +372,8 @@ def test_refund_results() -> None:
     assert t.refund_query_result("10000", {"refund_amount": "1.00", "refund_status": "REFUND_PROCESSING"}).status \
         is RefundStatus.PROCESSING
     none = t.refund_query_result("10000", {})
-    assert (none.status, none.failure_code) == (RefundStatus.FAILED, "REFUND_NOT_EXIST")
+    # no data is not proof of no refund (one being made is not visible yet): re-send the same number
+    assert (none.status, none.failure_code) == (RefundStatus.NOT_FOUND, "REFUND_NOT_EXIST")
 
 
 # -- notifications --------------------------------------------------------------------------

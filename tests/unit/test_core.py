@@ -141,3 +141,6 @@ def test_config_env_wins_and_secrets_are_masked():
     assert "zzz-secret" not in repr(cfg)
     with pytest.raises(ValueError):
         config_mod.from_dict({"server": {"prot": 1}}, env={})
+    proxied = config_mod.from_dict({"onecode": {"trusted_proxies": ["10.0.0.1"]}},
+                                   env={"PAYCORE_TRUSTED_PROXIES": "10.1.0.0/16, 10.2.0.5"})
+    assert proxied.onecode.trusted_proxies == ("10.1.0.0/16", "10.2.0.5")

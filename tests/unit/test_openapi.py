@@ -77,5 +77,12 @@ def test_every_signed_operation_documents_auth_and_its_errors():
             for status in ("401", "413", "429", "503"):
                 assert status in op["responses"], (method, path, status)
             assert "Retry-After" in op["responses"]["429"]["headers"]
-    names = {s["name"] for s in doc["components"]["securitySchemes"].values()}
+    schemes = doc["components"]["securitySchemes"]
+    names = {s["name"] for s in schemes.values() if s["type"] == "apiKey"}
     assert names == {"X-Paycore-Merchant", "X-Paycore-Timestamp", "X-Paycore-Nonce", "X-Paycore-Signature"}
+    # the operators' API has its own credential, never the merchant signature
+    assert schemes["operator"] == {"type": "http", "scheme": "bearer", "description": schemes["operator"]["description"]}
+    for path, ops in doc["paths"].items():
+        if path.startswith("/ops/"):
+            for op in ops.values():
+                assert op["security"] == [{"operator": []}] and "401" in op["responses"], path

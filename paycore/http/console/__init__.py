@@ -103,7 +103,7 @@ def setup(app: web.Application) -> None:
     aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(str(TEMPLATES)), autoescape=True,
                          trim_blocks=True, lstrip_blocks=True)
     env = aiohttp_jinja2.get_env(app)
-    env.globals["attention_enabled"] = False
+    env.globals["attention_enabled"] = True
     r = app.router
     r.add_static("/console/static/", STATIC, append_version=True)
     for area in (CONSOLE, PORTAL):
@@ -117,6 +117,9 @@ def setup(app: web.Application) -> None:
     c, C = CONSOLE.prefix, CONSOLE
     r.add_get(c + "/", page(C, "overview")(operator.overview))
     r.add_post(c + "/payments/{id}/cancel", page(C, "payments.cancel")(views.cancel))
+    r.add_get(c + "/attention", page(C, "attention.read")(operator.attention_list))
+    r.add_get(c + "/attention/{item}", page(C, "attention.read")(operator.attention_item))
+    r.add_post(c + "/attention/{item}/resolve", page(C, "attention.resolve")(operator.attention_resolve))
     r.add_get(c + "/reconciliation", page(C, "reconciliation.read")(operator.reconciliation))
     r.add_post(c + "/reconciliation", page(C, "reconciliation.run")(operator.reconciliation_start))
     r.add_get(c + "/reconciliation/{run}", page(C, "reconciliation.read")(operator.reconciliation_run))

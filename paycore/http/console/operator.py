@@ -11,7 +11,8 @@ from aiohttp import web
 
 from channels.base import ChannelError, UnsupportedFlow
 from channels.registry import ADAPTERS
-from paycore.errors import InvalidRequest, NotFound
+from paycore.core import attention
+from paycore.errors import InvalidRequest, NotFound, PaycoreError
 from paycore.http.common import AUTH, CONFIG, ENGINE
 from paycore.http.console.base import Ctx
 from paycore.merchants import auditlog, users
@@ -55,12 +56,14 @@ async def overview(request: web.Request, ctx: Ctx) -> web.Response:
     async with ctx.pool.acquire() as conn:
         per_channel = await _today(conn)
         state = dict(await conn.fetchrow(_STATE_SQL))
+        attention_open = sum((await attention.open_counts(conn)).values())
     total = sum(r["total"] for r in per_channel)
     elapsed = max((datetime.now(timezone.utc) - _midnight()).total_seconds(), 1.0)
     return ctx.render("console/overview.html", per_channel=per_channel, total=total,
                       per_second=f"{total / elapsed:.2f}",
                       recent_per_second=f"{sum(r['recent'] for r in per_channel) / 300:.2f}",
-                      breakers=_breakers(request), state=state, relay_lag=f"{float(state['relay_lag']):.1f}")
+                      breakers=_breakers(request), state=state, relay_lag=f"{float(state['relay_lag']):.1f}",
+                      attention_open=attention_open)
 
 
 # ------------------------------------------------------------- reconciliation
@@ -296,3 +299,54 @@ async def user_change(request: web.Request, ctx: Ctx) -> web.Response:
     await ctx.audit(f"user.{op}", target=name, merchant_id=before.merchant_id, before=before.public(),
                     after=after.public())
     return await user_list(request, ctx, shown=uri, shown_for=name if uri else None)
+
+
+# ---------------------------------------------------------------- attention
+async def attention_list(request: web.Request, ctx: Ctx) -> web.Response:
+    q = request.query
+    status = q.get("status", "OPEN") or None
+    if status and status not in attention.STATUSES:
+        raise InvalidRequest("unknown status", field="status")
+    kind = q.get("kind") or None
+    if kind and kind not in attention.KINDS:
+        raise InvalidRequest("unknown kind", field="kind")
+    before = q.get("before_id")
+    if before and not before.isdigit():
+        raise InvalidRequest("before_id must be a number", field="before_id")
+    async with ctx.pool.acquire() as conn:
+        items = await attention.list_items(conn, status=status, kind=kind, merchant_id=q.get("merchant_id") or None,
+                                           limit=100, before_id=int(before) if before else None)
+    return ctx.render("console/attention.html", items=items, statuses=attention.STATUSES, kinds=attention.KINDS,
+                      status=status or "", kind=kind or "", next=items[-1]["id"] if len(items) == 100 else None)
+
+
+async def _item(ctx: Ctx, raw: str) -> dict[str, Any]:
+    if not raw.isdigit():
+        raise NotFound("no such attention item")
+    async with ctx.pool.acquire() as conn:
+        item = await attention.get_item(conn, int(raw))
+    if item is None:
+        raise NotFound("no such attention item")
+    return item
+
+
+async def attention_item(request: web.Request, ctx: Ctx) -> web.Response:
+    item = await _item(ctx, request.match_info["item"])
+    return ctx.render("console/attention_item.html", item=item,
+                      actions=attention.ACTIONS.get(item["kind"], ("acknowledge",)))
+
+
+async def attention_resolve(request: web.Request, ctx: Ctx) -> web.StreamResponse:
+    """Engine.resolve_attention: the action's money effect and the resolution commit together."""
+    item = await _item(ctx, request.match_info["item"])
+    action = ctx.field("action", required=True, max_len=32)
+    reason = ctx.field("reason", required=True, max_len=500)
+    try:
+        after = await request.app[ENGINE].resolve_attention(item["id"], action, actor=ctx.user.username, reason=reason)
+    except PaycoreError as e:
+        await ctx.audit("attention.resolve", target=str(item["id"]), outcome="failed", merchant_id=item["merchant_id"],
+                        reason=f"{action}: {reason} ({e.code}: {e.message})", before=item)
+        raise
+    await ctx.audit("attention.resolve", target=str(item["id"]), merchant_id=item["merchant_id"],
+                    reason=f"{action}: {reason}", before=item, after=after)
+    return ctx.done(f"/attention/{item['id']}", "Item resolved.")
