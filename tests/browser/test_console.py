@@ -20,8 +20,8 @@ import pytest
 
 from paycore.merchants.users import totp
 from tests.browser.conftest import fresh_dir
-from tests.support.helpers import auth_code, read_topic
-from tests.support.ops import paycore_cli
+from tests.support.helpers import amount, auth_code, read_topic
+from tests.support.ops import eventually, paycore_cli
 
 PASSWORD = "correct horse battery"
 
@@ -275,6 +275,38 @@ async def test_merchant_user_sees_only_its_own_payments(stack, browser, people, 
     assert secret not in str(rot)
 
 
+async def test_an_attention_item_is_resolved_through_the_engine(stack, admin, people, console_shots):
+    """A query that reports another amount opens an amount_mismatch item (issue 11); the operator
+    sees its evidence and resolves it from the console with a reason."""
+    r = await stack.pay(amount=amount(25), method="barcode", auth_code=auth_code("alipay"))
+    pid = r.body["id"]
+
+    async def item_id():
+        return await stack.pool.fetchval("select id from attention_items where payment_id = $1 and "
+                                         "kind = 'amount_mismatch' and status = 'OPEN'", pid)
+    iid = await eventually(item_id, what="an amount_mismatch item")
+    async with admin_page(admin) as page:
+        await page.goto(f"{stack.base}/console/")
+        assert int(await page.text_content("#attention-open")) >= 1
+        await page.goto(f"{stack.base}/console/attention")
+        assert pid in await page.text_content("#attention")
+        await page.screenshot(path=console_shots / "30-attention.png", full_page=True)
+        await page.click(f"#attention a[href='/console/attention/{iid}']")
+        assert "channel_amount" in await page.text_content("#evidence")
+        await page.screenshot(path=console_shots / "31-attention-item.png", full_page=True)
+        await page.select_option("#resolve-action", "acknowledge")
+        await page.fill("#resolve-reason", "channel confirmed the amount by phone")
+        await page.click("#resolve-go")
+        await page.wait_for_selector("#flash")
+        assert await page.text_content("#item-status") == "RESOLVED"
+        assert await page.text_content("#resolved-by") == "ops_admin"
+        await page.screenshot(path=console_shots / "32-attention-resolved.png", full_page=True)
+    item = await stack.pool.fetchrow("select * from attention_items where id = $1", iid)
+    assert item["status"] == "RESOLVED" and item["reason"] == "channel confirmed the amount by phone"
+    (row,) = await audit_rows(stack, action="attention.resolve", target=str(iid))
+    assert row["actor"] == "ops_admin" and row["before"]["status"] == "OPEN" and row["outcome"] == "ok"
+
+
 async def test_every_operator_page_and_the_audit_log(stack, admin, people, console_shots):
     async with admin_page(admin) as page:
         await page.goto(f"{stack.base}/console/?lang=zh")
@@ -303,6 +335,7 @@ async def test_every_operator_page_and_the_audit_log(stack, admin, people, conso
         await page.goto(f"{stack.base}/console/audit")
         everything = await page.text_content("#audit")
         for action in ("console.login", "portal.login", "payment.refund", "access.denied", "merchant.update",
+                       "attention.resolve",
                        "merchant.rotate_secret", "user.create"):
             assert action in everything, action
         await page.screenshot(path=console_shots / "19-audit-filtered.png", full_page=True)

@@ -317,7 +317,7 @@ async def attention_list(request: web.Request, ctx: Ctx) -> web.Response:
         items = await attention.list_items(conn, status=status, kind=kind, merchant_id=q.get("merchant_id") or None,
                                            limit=100, before_id=int(before) if before else None)
     return ctx.render("console/attention.html", items=items, statuses=attention.STATUSES, kinds=attention.KINDS,
-                      status=status or "", kind=kind or "", next=items[-1]["id"] if len(items) == 100 else None)
+                      sel_status=status or "", kind=kind or "", next=items[-1]["id"] if len(items) == 100 else None)
 
 
 async def _item(ctx: Ctx, raw: str) -> dict[str, Any]:
