@@ -165,6 +165,16 @@ class SettlementConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ConsoleConfig:
+    """The operations console and merchant portal (paycore.http.console)."""
+    idle_timeout: int = 15 * 60           # seconds without a request before a session ends
+    absolute_timeout: int = 8 * 3600      # seconds after login when a session ends regardless
+    max_failures: int = 5                 # failed logins in a row before the account locks
+    lockout_seconds: int = 15 * 60
+    secure_cookies: bool | None = None    # None: Secure when public_base_url is https
+
+
+@dataclass(frozen=True, slots=True)
 class RoutePattern:
     channel: str
     pattern: re.Pattern[str]
@@ -185,6 +195,7 @@ class Config:
     metrics: MetricsConfig = MetricsConfig()
     onecode: OnecodeConfig = OnecodeConfig()
     settlement: SettlementConfig = SettlementConfig()
+    console: ConsoleConfig = ConsoleConfig()
 
 
 def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
@@ -287,4 +298,5 @@ def from_dict(data: Mapping[str, Any], env: Mapping[str, str] | None = None) -> 
         metrics=_section(MetricsConfig, data.get("metrics")),
         onecode=_section(OnecodeConfig, onecode),
         settlement=_section(SettlementConfig, data.get("settlement")),
+        console=_section(ConsoleConfig, data.get("console")),
     )

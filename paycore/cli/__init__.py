@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from paycore.cli import attention, merchant, ops, serve, settlement
+from paycore.cli import attention, merchant, ops, serve, settlement, user
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,6 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     ops.register(sub)        # channels, webhooks, reconcile, consume settlement, audit
     attention.register(sub)  # attention list|show|resolve, payment show|requery
     settlement.register(sub)  # fee add|list, settlement close|export|show|check|webhook
+    user.register(sub)       # user add|list|disable|enable|reset-password|reset-totp (console and portal)
     args = ap.parse_args(argv)
     return int(args.fn(args) or 0)
 

@@ -1,5 +1,6 @@
 """The HTTP application: the merchant API (api.md), the providers' notification
-endpoints, operations endpoints and the one-code pages.
+endpoints, operations endpoints, the one-code pages, the operations console
+and the merchant portal.
 
 Shared resources are ``web.AppKey``s (paycore.http.common) created and torn
 down in ``cleanup_ctx``; nothing is global and nothing changes after start-up.
@@ -31,7 +32,7 @@ from paycore.core.journal import Journal
 from paycore.core.recovery import Recovery
 from paycore.core.routing import Router
 from paycore.errors import PaycoreError
-from paycore.http import merchant_api, notify, onecode, ops, ops_api, settlements
+from paycore.http import console, merchant_api, notify, onecode, ops, ops_api, settlements
 from paycore.http.common import AUTH, CONFIG, ENGINE, JSON, METRICS, POOL, RELAY, error_response
 from paycore.merchants.auth import Authenticator, InFlight, Merchants, NonceStore, RateLimiter, SecretBox
 from paycore.metrics import Metrics, Sampler
@@ -204,4 +205,5 @@ def create_app(cfg: Config, *, run_relay: bool = True, run_recovery: bool = True
     r.add_get("/openapi.json", ops.openapi)
     onecode.setup(app)   # GET /c/{code}: the one-code pages
     ops_api.setup(app)   # /ops/attention, /ops/payments: the operators' API
+    console.setup(app)   # /console/ (operators) and /portal/ (merchants)
     return app
