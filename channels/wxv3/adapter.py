@@ -90,11 +90,11 @@ class V3Adapter(ChannelAdapter):
         return None
 
     async def _call(self, method: str, path: str, *, flow: str, body: dict[str, Any] | None = None,
-                    signed_answer: bool = True) -> V3Reply:
+                    signed_answer: bool = True, extra_headers: Mapping[str, str] | None = None) -> V3Reply:
         raw = orjson.dumps(body) if body is not None else b""
         headers = {
             "Authorization": self.authorization(method, path, raw, str(int(time.time())), crypto.new_nonce()),
-            "Accept": "application/json", "User-Agent": "paycore/0.1",
+            "Accept": "application/json", "User-Agent": "paycore/0.1", **(extra_headers or {}),
         }
         if body is not None:
             headers["Content-Type"] = "application/json"

@@ -24,6 +24,7 @@ from paycore import __version__
 from paycore.core import validation as v
 from paycore.merchants.auth import MERCHANT_RE, NONCE_RE
 from paycore.core.models import RefundState, Status
+from paycore.http import openapi_after
 
 STATIC_FILE = Path(__file__).parent / "static" / "openapi.json"
 ROOT_FILE = Path(__file__).resolve().parents[2] / "openapi.json"
@@ -95,6 +96,9 @@ def _payment_common() -> dict[str, Any]:
         "store_id": _text(32),
         "terminal_id": _text(32),
         "notify_url": dict(_text(512, "Merchant webhook (http or https)."), pattern=_URL),
+        "profit_sharing": {"type": "boolean", "description": "Hold the funds for profit sharing (splits) at "
+                                                             "channels that need it; a channel without profit "
+                                                             "sharing answers 422 UNSUPPORTED_METHOD."},
         "expire_in": {"type": "integer", "minimum": 10, "maximum": 7 * 24 * 3600,
                       "description": "Seconds until an unpaid payment is closed; default 300. The upper bound is "
                                      "the server's `payments.max_expire_in` (a week by default)."},
@@ -268,6 +272,7 @@ def _schemas() -> dict[str, Any]:
             "occurred_at": _DT, "payment": _ref("Payment"), "refund": _ref("Refund"),
         },
     }
+    openapi_after.add_schemas(s, text=_text, pattern=_pattern, fen=_FEN, url=_URL, dt=_DT, failure=failure)
     s["Ready"] = {
         "type": "object", "required": ["status", "database"],
         "properties": {"status": {"type": "string", "enum": ["ready", "unavailable"]},
@@ -399,6 +404,7 @@ def _paths() -> dict[str, Any]:
                           **_errors(404, *_COMMON)},
         },
     }
+    openapi_after.add_paths(p, ref=_ref, json=_json, errors=_errors, auth=_AUTH, common=_COMMON, id_param=_id_param)
     opaque_in = {ct: {"schema": {"type": "string"}} for ct in
                  ("application/json", "application/x-www-form-urlencoded", "text/xml", "text/plain")}
     opaque_out = {ct: {"schema": {}} for ct in ("text/plain", "application/json", "text/xml")}
@@ -553,7 +559,8 @@ def build() -> dict[str, Any]:
                            "Every `/v1/...` request is signed (see the security schemes).",
         },
         "servers": [{"url": "/"}],
-        "tags": [{"name": "payments"}, {"name": "refunds"}, {"name": "channels"}, {"name": "one-code"},
+        "tags": [{"name": "payments"}, {"name": "refunds"}, {"name": "splits"}, {"name": "payouts"},
+                 {"name": "channels"}, {"name": "one-code"},
                  {"name": "operations"}],
         "paths": _paths(),
         "webhooks": {"merchantEvent": {"post": {

@@ -171,7 +171,7 @@ def compare(pg: dict[str, tuple[str, int]], kafka: list[tuple[int, str | None, d
     bad: set[str] = set()
     for _, key, ev in kafka:
         eid = ev.get("event_id")
-        pid = (ev.get("payment") or {}).get("id")
+        pid = (ev.get("payment") or ev.get("payout") or {}).get("id")   # a payout is its own stream
         if eid in seen:
             continue
         seen.add(eid)

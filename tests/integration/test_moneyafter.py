@@ -1,0 +1,214 @@
+"""Money after the payment through the public API against the WeChat Pay simulator:
+receivers, splits (分账) with release and return before a refund, payouts (商家转账)
+with failures and an unknown outcome finished by recovery after a SIGKILL. Every
+test ends with ``paycore audit`` clean."""
+from __future__ import annotations
+
+import asyncio
+import secrets
+
+import pytest
+
+from simulators.sharekit import BOOK_KEY
+from tests.support.chaoskit import run_audit
+from tests.support.ops import eventually
+
+CH = "wechatpay"
+MERCHANT_NAME = "示例科技有限公司"
+PAYEE = "张三丰"
+
+
+@pytest.fixture(autouse=True)
+async def audit_after(stack):
+    yield
+    report = await run_audit(stack, wait=30)
+    assert report["ok"], report
+
+
+def book(stack):
+    return stack.sims.apps[CH][BOOK_KEY]
+
+
+def no(prefix: str) -> str:
+    return f"{prefix}-{secrets.token_hex(6)}"
+
+
+async def receiver(stack, rtype: str = "merchant", account: str | None = None) -> dict:
+    body = {"receiver_no": no("rcv"), "channel": CH, "type": rtype,
+            "account": account or ("19" + str(secrets.randbelow(10 ** 8)).zfill(8) if rtype == "merchant"
+                                   else "o" + secrets.token_hex(12))}
+    if rtype == "merchant":
+        body["name"] = MERCHANT_NAME
+    r = await stack.api("POST", "/v1/receivers", body)
+    assert r.status == 201, r.body
+    again = await stack.api("POST", "/v1/receivers", body)
+    assert again.status == 200 and again.body["id"] == r.body["id"]
+    assert r.body["status"] == "ACTIVE" and r.body["name"] in (None, MERCHANT_NAME[0] + "*" * 7)
+    return r.body
+
+
+async def shared_payment(stack, amount: int = 10000) -> dict:
+    r = await stack.pay(amount=amount, method="qr", channel=CH, profit_sharing=True)
+    assert r.status == 201, r.body
+    await stack.customer_pays(CH, out_trade_no=r.body["id"])
+    p = await stack.wait_final(r.body["id"])
+    assert p["status"] == "SUCCEEDED"
+    return p
+
+
+async def split_final(stack, split_id: str) -> dict:
+    async def final():
+        r = await stack.api("GET", f"/v1/splits/{split_id}")
+        return r.body if r.body["status"] != "PROCESSING" else None
+    return await eventually(final, timeout=30, what="split final")
+
+
+async def test_split_then_release_is_journaled_on_the_payment(stack):
+    rm, ro = await receiver(stack), await receiver(stack, "openid")
+    p = await shared_payment(stack)
+    body = {"split_no": no("s"), "finish": False, "receivers": [
+        {"receiver_id": rm["id"], "amount": 2000, "description": "平台佣金"},
+        {"receiver_id": ro["id"], "amount": 500, "description": "导购提成"}]}
+    r = await stack.api("POST", f"/v1/payments/{p['id']}/splits", body)
+    assert r.status == 201, r.body
+    assert r.body["payment_id"] == p["id"] and r.body["split_no"] == body["split_no"]
+    assert (await stack.api("POST", f"/v1/payments/{p['id']}/splits", body)).body["id"] == r.body["id"]
+    changed = dict(body, receivers=body["receivers"][:1])
+    assert (await stack.api("POST", f"/v1/payments/{p['id']}/splits", changed)).status == 409
+    done = await split_final(stack, r.body["id"])
+    assert done["status"] == "SUCCEEDED"
+    assert [(x["receiver_id"], x["amount"], x["status"]) for x in done["receivers"]] == [
+        (rm["id"], 2000, "SUCCEEDED"), (ro["id"], 500, "SUCCEEDED")]
+    assert len([s for s in book(stack).shares.values() if s.order.channel_trade_no == p["channel_trade_no"]]) == 1
+
+    release = await stack.api("POST", f"/v1/payments/{p['id']}/splits",
+                              {"split_no": no("rel"), "finish": True, "receivers": []})
+    assert release.status == 201 and release.body["status"] == "SUCCEEDED", release.body
+    after = await stack.api("POST", f"/v1/payments/{p['id']}/splits", dict(body, split_no=no("s")))
+    assert after.status == 409 and after.body["error"]["code"] == "INVALID_STATE"
+
+    events = await stack.events(p["id"])
+    types = [e["type"] for e in events]
+    assert types[-4:] == ["split.created", "split.succeeded", "split.created", "split.succeeded"]
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+    assert events[-3]["split"]["id"] == r.body["id"] and events[-3]["payment"]["id"] == p["id"]
+
+
+async def test_over_split_is_refused_and_the_channel_limit_fails_the_split(stack):
+    rm = await receiver(stack)
+    p = await shared_payment(stack, 10000)
+    over = await stack.api("POST", f"/v1/payments/{p['id']}/splits", {
+        "split_no": no("s"), "finish": False, "receivers": [{"receiver_id": rm["id"], "amount": 10001,
+                                                              "description": "x"}]})
+    assert over.status == 422 and over.body["error"]["code"] == "AMOUNT_LIMIT_EXCEEDED", over.body
+    assert await stack.pool.fetchval("select count(*) from splits where payment_id = $1", p["id"]) == 0
+    # paycore allows it (within the amount), WeChat refuses above its 30 % share limit: FAILED, nothing moved
+    r = await stack.api("POST", f"/v1/payments/{p['id']}/splits", {
+        "split_no": no("s"), "finish": False, "receivers": [{"receiver_id": rm["id"], "amount": 4000,
+                                                              "description": "x"}]})
+    assert r.status == 201 and r.body["status"] == "FAILED", r.body
+    assert r.body["receivers"][0]["failure"]["channel_code"] == "NOT_ENOUGH"
+    # a receiver whose relation the provider no longer has: its part is CLOSED at the channel
+    book(stack).receivers.discard(("MERCHANT_ID", rm["account"]))
+    r = await stack.api("POST", f"/v1/payments/{p['id']}/splits", {
+        "split_no": no("s"), "finish": False, "receivers": [{"receiver_id": rm["id"], "amount": 1000,
+                                                              "description": "x"}]})
+    done = await split_final(stack, r.body["id"])
+    assert done["status"] == "FAILED" and done["receivers"][0]["failure"]["channel_code"] == "NO_RELATION"
+
+
+async def test_refund_of_a_split_payment_takes_the_shares_back_first(stack):
+    rm = await receiver(stack)
+    p = await shared_payment(stack, 10000)
+    s = await stack.api("POST", f"/v1/payments/{p['id']}/splits", {
+        "split_no": no("s"), "finish": False, "receivers": [{"receiver_id": rm["id"], "amount": 3000,
+                                                              "description": "佣金"}]})
+    assert (await split_final(stack, s.body["id"]))["status"] == "SUCCEEDED"
+    r = await stack.api("POST", f"/v1/payments/{p['id']}/refunds", {"refund_no": no("r"), "amount": 10000})
+    assert r.status == 201, r.body
+    async def refunded():
+        got = await stack.api("GET", f"/v1/refunds/{r.body['id']}")
+        return got.body if got.body["status"] != "PROCESSING" else None
+    assert (await eventually(refunded, timeout=30))["status"] == "SUCCEEDED"
+    types = [e["type"] for e in await stack.events(p["id"])]
+    assert types.index("split.return_created") < types.index("split.returned") < types.index("refund.succeeded")
+    returns = [x for x in book(stack).returns.values() if x.share.out_order_no == s.body["id"]]
+    assert [(x.amount, x.result) for x in returns] == [(3000, "SUCCESS")]
+
+
+async def payout(stack, amount: int, account: str | None = None, name: str | None = PAYEE, **extra) -> dict:
+    dest = {"type": "openid", "value": account or "o" + secrets.token_hex(12)}
+    if name:
+        dest["name"] = name
+    body = {"payout_no": no("po"), "amount": amount, "currency": "CNY", "channel": CH, "destination": dest,
+            "remark": "佣金结算", **extra}
+    r = await stack.api("POST", "/v1/payouts", body)
+    assert r.status == 201, r.body
+    again = await stack.api("POST", "/v1/payouts", body)
+    assert again.status == 200 and again.body["id"] == r.body["id"]
+    return dict(r.body, request=body)
+
+
+async def payout_final(stack, payout_id: str, timeout: float = 30) -> dict:
+    async def final():
+        r = await stack.api("GET", f"/v1/payouts/{payout_id}")
+        return r.body if r.body["status"] != "PROCESSING" else None
+    return await eventually(final, timeout=timeout, what="payout final")
+
+
+async def test_payout_succeeds_once_with_the_name_encrypted_and_never_logged(stack):
+    po = await payout(stack, 12300, notify_url="http://127.0.0.1:9/hook")
+    assert po["status"] in ("PROCESSING", "SUCCEEDED")
+    done = await payout_final(stack, po["id"])
+    assert done["status"] == "SUCCEEDED" and done["failure"] is None
+    found = await stack.api("GET", f"/v1/payouts?payout_no={po['request']['payout_no']}")
+    assert found.body["id"] == po["id"]
+    changed = dict(po["request"], amount=12301)
+    assert (await stack.api("POST", "/v1/payouts", changed)).status == 409
+    t = book(stack).transfers[po["id"].replace("_", "")]
+    assert t.name == PAYEE and t.amount == 12300     # decrypted at the provider: it was sent encrypted
+    events = await stack.events(po["id"])
+    assert [(e["type"], e["seq"]) for e in events] == [("payout.created", 1), ("payout.succeeded", 2)]
+    assert events[0]["payout"]["destination"]["name"] == PAYEE[0] + "**"
+    assert await stack.pool.fetchval("select count(*) from webhooks where payment_id = $1", po["id"]) == 1
+    assert PAYEE not in stack.log_path.read_text(encoding="utf-8", errors="replace")
+
+
+async def test_payout_failures_are_final_with_the_channel_reason(stack):
+    frozen = await payout(stack, 5000, account="o_frozen_" + secrets.token_hex(4))
+    assert (await payout_final(stack, frozen["id"]))["failure"]["channel_code"] == "ACCOUNT_FROZEN"
+    short = await payout(stack, 5013)
+    assert short["status"] == "FAILED" and short["failure"]["channel_code"] == "NOT_ENOUGH"
+    wrong_name = await payout(stack, 5000, name="不符")
+    assert (await payout_final(stack, wrong_name["id"]))["failure"]["channel_code"] == "NAME_NOT_CORRECT"
+    too_big = await stack.api("POST", "/v1/payouts", {
+        "payout_no": no("po"), "amount": 50_000_01, "currency": "CNY", "channel": CH,
+        "destination": {"type": "openid", "value": "oabc"}})
+    assert too_big.status == 422 and too_big.body["error"]["code"] == "AMOUNT_LIMIT_EXCEEDED"
+    unsupported = await stack.api("POST", "/v1/payouts", {
+        "payout_no": no("po"), "amount": 100, "currency": "CNY", "channel": CH,
+        "destination": {"type": "account", "value": "6222000011112222"}})
+    assert unsupported.status == 422 and unsupported.body["error"]["code"] == "UNSUPPORTED_METHOD"
+
+
+async def test_payout_with_unknown_outcome_is_finished_by_recovery_after_sigkill(stack):
+    # 15: WeChat takes the transfer but answers after paycore's timeout
+    body = {"payout_no": no("po"), "amount": 7715, "currency": "CNY", "channel": CH,
+            "destination": {"type": "openid", "value": "o" + secrets.token_hex(12), "name": PAYEE}}
+    r = await stack.api("POST", "/v1/payouts", body)
+    assert r.status == 201 and r.body["status"] == "PROCESSING", r.body
+    stack.kill_paycore()
+    try:
+        row = await stack.pool.fetchrow("select status, next_check_at from payouts where id = $1", r.body["id"])
+        assert row["status"] == "PROCESSING" and row["next_check_at"] is not None
+    finally:
+        await asyncio.to_thread(stack.start_paycore)
+    done = await payout_final(stack, r.body["id"], timeout=60)
+    assert done["status"] == "SUCCEEDED"
+    assert [t for t in book(stack).transfers.values() if t.out_no == r.body["id"].replace("_", "")][0].state == \
+        "SUCCESS"
+    # 14: a system error while the transfer went through; 19: a system error and the transfer failed
+    ok = await payout(stack, 7714)
+    assert (await payout_final(stack, ok["id"]))["status"] == "SUCCEEDED"
+    bad = await payout(stack, 7719)
+    assert (await payout_final(stack, bad["id"]))["status"] == "FAILED"
