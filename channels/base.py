@@ -75,6 +75,18 @@ class RefundStatus(enum.StrEnum):
     FAILED = "FAILED"
 
 
+def by_status(enum_cls: type[enum.StrEnum], **words: str | tuple[str, ...]) -> dict[str, Any]:
+    """A provider's status words → our status, written once per normalised status:
+    ``by_status(TradeStatus, pending="NOTPAY", succeeded=("SUCCESS", "REFUND"))``.
+    A word given twice is a programming error."""
+    table: dict[str, Any] = {}
+    for status, given in words.items():
+        for word in (given,) if isinstance(given, str) else given:
+            assert word not in table, f"{word} mapped twice"
+            table[word] = enum_cls[status.upper()]
+    return table
+
+
 @dataclass(slots=True)
 class NfcData:
     """A contactless tap: a network token (DPAN), never a real card number."""
@@ -222,7 +234,10 @@ class ChannelSettings:
     """One ``[channels.<name>]`` table of the config file.
 
     Key files are PEM; ``secret`` is the provider's symmetric key (APIv3 key,
-    MD5 key, HMAC key, 3DES key …) as the provider issues it.
+    MD5 key, HMAC key, 3DES key …) as the provider issues it. ``app_secret`` is
+    the secret of the app whose OAuth names the payer (the WeChat official
+    account's AppSecret, the Douyin web app's client_secret); empty where the
+    provider needs none.
     """
 
     name: str
@@ -234,6 +249,7 @@ class ChannelSettings:
     private_key_file: str = ""            # our signing key
     provider_public_key_file: str = ""    # the provider's verification key
     secret: Secret = field(default_factory=lambda: Secret(""))
+    app_secret: Secret = field(default_factory=lambda: Secret(""))
     timeout: float = 3.0
     recovery: RecoveryRule = RecoveryRule()
     enabled: bool = True
@@ -349,6 +365,26 @@ class ChannelAdapter:
 
     async def query_payout(self, req: "PayoutRequest") -> "PayoutResult":
         raise UnsupportedFlow(self.name, Flow.PAYOUT)
+
+    # -- the payer's identity for jsapi, from the app's own OAuth ---------------------
+    #: True where a jsapi order needs the payer's id at this provider (openid / user_id),
+    #: which only the app's OAuth can tell
+    payer_auth: ClassVar[bool] = False
+
+    def payer_auth_ready(self) -> bool:
+        """Whether the OAuth is configured (e.g. the app secret is set)."""
+        return self.payer_auth
+
+    def payer_auth_url(self, redirect_uri: str, state: str) -> str:
+        """Where the customer's app is sent for the silent authorisation; the provider
+        comes back to ``redirect_uri`` with a one-time code and ``state``."""
+        raise UnsupportedFlow(self.name, "payer_auth")
+
+    async def payer_from_auth(self, callback: Mapping[str, str]) -> dict[str, str]:
+        """The payer (``{"openid"}`` / ``{"user_id"}``) for the code in the callback's
+        query, exchanged server-side. ChannelError when the provider refuses the code
+        (``kind="rejected"``) or cannot be reached."""
+        raise UnsupportedFlow(self.name, "payer_auth")
 
     async def aclose(self) -> None:
         return None

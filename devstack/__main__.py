@@ -15,7 +15,6 @@ from paycore import runtime
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m devstack", description=__doc__.splitlines()[0])
-    ap.add_argument("--config", default=None, help="TOML config merged over the dev defaults")
     sub = ap.add_subparsers(dest="cmd")
     s = sub.add_parser("run", help="the whole platform on embedded defaults (the default)")
     s.add_argument("--var", default="var/dev", help="state directory")
@@ -25,9 +24,10 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--base-port", type=int, default=9101)
     s.add_argument("--public-url", default="http://127.0.0.1:8080")
     s.add_argument("--latency-ms", type=float, default=0.0)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in ("run", "sim", "-h", "--help"):
+        argv = ["run", *argv]   # `python -m devstack [--var D]` is `run`
     args = ap.parse_args(argv)
-    if args.cmd is None:
-        args = ap.parse_args(["run", *(argv if argv is not None else sys.argv[1:])])
     return int(runtime.run(run_simulators(args) if args.cmd == "sim" else run_dev(args)) or 0)
 
 

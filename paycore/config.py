@@ -96,6 +96,22 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class OnecodeConfig:
+    """The one-code pages (paycore.http.onecode). ``trusted_proxies``: addresses or CIDRs
+    of the load balancers in front of paycore; ``X-Forwarded-For`` is believed only from
+    them. Token buckets (per worker process): per client address for pages and for
+    payment attempts, and per code for payment attempts."""
+    trusted_proxies: tuple[str, ...] = ()
+    page_rate: float = 5.0             # pages and status polls per second, per client …
+    page_burst: float = 120.0          # … after a burst of this many
+    pay_rate: float = 0.5              # payment attempts per second, per client …
+    pay_burst: float = 20.0
+    code_pay_rate: float = 20.0        # payment attempts per second on one code, all clients together
+    code_pay_burst: float = 200.0
+    payer_days: int = 30               # how long the payer id from the app's OAuth is remembered (cookie)
+
+
+@dataclass(frozen=True, slots=True)
 class RoutePattern:
     channel: str
     pattern: re.Pattern[str]
@@ -114,6 +130,7 @@ class Config:
     breaker: Mapping[str, Any] = field(default_factory=dict)
     webhooks: WebhooksConfig = WebhooksConfig()
     metrics: MetricsConfig = MetricsConfig()
+    onecode: OnecodeConfig = OnecodeConfig()
 
 
 def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
@@ -138,22 +155,27 @@ def _section(cls, data: Mapping[str, Any] | None):
 def channel_settings(name: str, d: Mapping[str, Any], default_recovery: RecoveryRule | None = None) -> ChannelSettings:
     """Build one channel's settings from its config table.
 
-    ``secret_file`` (preferred) or ``secret`` give the provider's symmetric key;
+    ``secret_file`` (preferred) or ``secret`` give the provider's symmetric key,
+    ``app_secret_file`` or ``app_secret`` the OAuth app's secret;
     ``recovery`` overrides the adapter's default recovery rule field by field.
     """
     d = dict(d)
-    secret = d.pop("secret", "")
-    secret_file = d.pop("secret_file", "")
-    if secret_file:
-        secret = Path(secret_file).read_text().strip()
+    secret, app_secret = (_secret_of(d, name) for name in ("secret", "app_secret"))
     rec = d.pop("recovery", {}) or {}
     recovery = replace(default_recovery or RecoveryRule(), **rec)
     extra = dict(d.pop("extra", {}) or {})
-    known = set(ChannelSettings.__dataclass_fields__) - {"name", "secret", "recovery", "extra"}
+    known = set(ChannelSettings.__dataclass_fields__) - {"name", "secret", "app_secret", "recovery", "extra"}
     for k in list(d):
         if k not in known:
             extra[k] = d.pop(k)
-    return ChannelSettings(name=name, secret=Secret(secret), recovery=recovery, extra=extra, **d)
+    return ChannelSettings(name=name, secret=Secret(secret), app_secret=Secret(app_secret), recovery=recovery,
+                           extra=extra, **d)
+
+
+def _secret_of(d: dict[str, Any], name: str) -> str:
+    """``<name>_file`` (read, stripped) or ``<name>`` of a channel table, popped from it."""
+    value, path = d.pop(name, ""), d.pop(f"{name}_file", "")
+    return Path(path).read_text().strip() if path else value
 
 
 def load(path: str | os.PathLike[str] | None = None, overrides: Mapping[str, Any] | None = None,
@@ -205,4 +227,6 @@ def from_dict(data: Mapping[str, Any], env: Mapping[str, str] | None = None) -> 
         webhooks=_section(WebhooksConfig, {k: tuple(v) if k == "schedule" else v
                                            for k, v in (data.get("webhooks") or {}).items()}),
         metrics=_section(MetricsConfig, data.get("metrics")),
+        onecode=_section(OnecodeConfig, {k: tuple(v) if k == "trusted_proxies" else v
+                                         for k, v in (data.get("onecode") or {}).items()}),
     )

@@ -22,6 +22,13 @@ Scenario by ``amount % 100`` (simulators.kit.Scenario) as Alipay words it:
 with ACQ.SELLER_BALANCE_NOT_ENOUGH. The first cancel of a 14 answers
 ACQ.SYSTEM_ERROR with ``retry_flag=Y`` (Alipay's "call cancel again").
 
+It also plays the web authorisation (openauth.alipay.com):
+``GET /oauth2/publicAppAuthorize.htm`` (auth_base, silent: straight back to
+``redirect_uri?app_id=…&source=alipay_wallet&scope=auth_base&auth_code=…&state=…``)
+and the gateway method ``alipay.system.oauth.token`` (grant_type
+authorization_code: the code → ``user_id``; a spent or unknown code is an
+``error_response`` 40002 ``isv.code-invalid``).
+
 Trade states: unpaid → WAIT_BUYER_PAY; paid → TRADE_SUCCESS; fully refunded
 → TRADE_CLOSED with ``send_pay_date``; closed, declined or cancelled →
 TRADE_CLOSED without it. Bills are served as Alipay serves them: a short-lived
@@ -34,6 +41,7 @@ import html
 import itertools
 import json
 import re
+import secrets
 from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any, Awaitable, Callable
@@ -83,12 +91,32 @@ class AlipaySim:
             t.PAY: self.trade_pay, t.PRECREATE: self.precreate, t.CREATE: self.create,
             t.WAP_PAY: self.open_order, t.APP_PAY: self.open_order, t.QUERY: self.query,
             t.CANCEL: self.cancel, t.CLOSE: self.close, t.REFUND: self.refund,
-            t.REFUND_QUERY: self.refund_query, t.BILL_URL: self.bill_url,
+            t.REFUND_QUERY: self.refund_query, t.BILL_URL: self.bill_url, t.OAUTH_TOKEN: self.oauth_token,
         }
+        # a user id: 2088 and twelve digits, like Alipay's
+        self.oauth = simkit.OAuthServer(settings, lambda: "2088" + "".join(secrets.choice("0123456789")
+                                                                             for _ in range(12)))
+
+    async def oauth_authorize(self, request: web.Request) -> web.StreamResponse:
+        return self.oauth.authorize(request, client_id="app_id", scope="auth_base", code_param="auth_code",
+                                    more={"app_id": self.settings.app_id, "source": "alipay_wallet",
+                                          "scope": "auth_base"})
+
+    async def oauth_token(self, biz: Body, params: dict[str, str], request: web.Request) -> Body:
+        if params.get("grant_type") != "authorization_code":
+            return refused("40002", "isv.grant-type-invalid", "不支持的grant_type")
+        user_id = self.oauth.redeem(params.get("code", ""))
+        if user_id is None:
+            return refused("40002", "isv.code-invalid", "授权码code无效")
+        return {"user_id": user_id, "access_token": "authbseB" + secrets.token_hex(16), "expires_in": 1296000,
+                "refresh_token": "authbseB" + secrets.token_hex(16), "re_expires_in": 2592000,
+                "auth_start": datetime.now(t.CST).strftime(t.TIME_FORMAT)}
 
     # -- the gateway ----------------------------------------------------------------
     def answer(self, api_method: str, body: Body, *, signed: bool = True) -> web.Response:
-        key = t.response_key(api_method) if api_method in self.handlers else "error_response"
+        # the token call answers its refusals as error_response (its success carries no code)
+        failed_token = api_method == t.OAUTH_TOKEN and "user_id" not in body
+        key = t.response_key(api_method) if api_method in self.handlers and not failed_token else "error_response"
         sign_fn = (lambda raw: t.rsa2_sign(self.key, raw)) if signed else None
         text = t.render_answer(key, body, sign_fn, style=next(self.styles))
         return web.Response(text=text, content_type="application/json", charset="utf-8")
@@ -120,7 +148,8 @@ class AlipaySim:
         body = self.refusal(params)
         if body is None:
             try:
-                biz = json.loads(params.get("biz_content") or "")
+                # the token call's parameters are plain form fields: it has no biz_content
+                biz = {} if api_method == t.OAUTH_TOKEN else json.loads(params.get("biz_content") or "")
                 if not isinstance(biz, dict):
                     raise ValueError
             except ValueError:
@@ -129,7 +158,7 @@ class AlipaySim:
                 body = await self.handlers[api_method](biz, params, request)
         if api_method == t.WAP_PAY:
             return self.cashier_page(body)
-        return self.answer(api_method, body, signed=body["code"] not in t.GATEWAY_REFUSALS)
+        return self.answer(api_method, body, signed=body.get("code") not in t.GATEWAY_REFUSALS)
 
     # -- orders ------------------------------------------------------------------------
     def new_order(self, biz: Body, params: dict[str, str], method: str) -> SimOrder | Body:
@@ -427,6 +456,7 @@ def create_app(settings: SimSettings) -> web.Application:
     app.router.add_get(t.GATEWAY_PATH, sim.gateway)
     app.router.add_post(t.GATEWAY_PATH, sim.gateway)
     app.router.add_get("/downloadBillFile.resource", sim.download_bill)
+    app.router.add_get("/oauth2/publicAppAuthorize.htm", sim.oauth_authorize)
     state.notify_builder = sim.notice
     state.refund_notify_builder = sim.notice
     return app

@@ -39,6 +39,25 @@ DEV_IDS: dict[str, dict[str, str]] = {
 
 CHANNELS: tuple[str, ...] = tuple(DEV_IDS)
 
+#: channels whose payer id comes from an app's OAuth with an app secret (WeChat's official
+#: account AppSecret, Douyin's client_secret); Alipay's OAuth is signed with its RSA key
+APP_SECRET_CHANNELS = frozenset({"wechatpay", "douyinpay"})
+
+
+def _dev_extra(name: str, base_url: str) -> dict[str, str]:
+    """Where the customer's side lives besides the API: the apps' OAuth pages and JD's
+    H5 cashier are on the simulator too (in production they are the providers' hosts)."""
+    match name:
+        case "wechatpay" | "douyinpay":
+            return {"oauth_authorize_url": base_url + ("/connect/oauth2/authorize" if name == "wechatpay"
+                                                       else "/passport/open/silent_auth/"),
+                    "oauth_api_url": base_url}
+        case "alipay":
+            return {"oauth_authorize_url": base_url + "/oauth2/publicAppAuthorize.htm"}
+        case "jdpay":
+            return {"h5_pay_url": base_url + "/jdpay/cashier?merchant={merchant}&orderId={orderId}&tradeNum={tradeNum}"}
+    return {}
+
 
 def _write_key(path: Path) -> None:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -68,9 +87,10 @@ def ensure_channel_keys(root: Path, name: str) -> dict[str, Any]:
     des_key = _text_secret(d / "des_key", lambda: base64.b64encode(secrets.token_bytes(24)).decode())
     serial = _text_secret(d / "serial", lambda: secrets.token_hex(20).upper())
     provider_serial = _text_secret(d / "provider_serial", lambda: secrets.token_hex(20).upper())
+    app_secret = _text_secret(d / "app_secret", lambda: secrets.token_hex(16)) if name in APP_SECRET_CHANNELS else ""
     return {
         "dir": d, "secret": secret, "des_key": des_key, "serial_no": serial,
-        "provider_serial_no": provider_serial,
+        "provider_serial_no": provider_serial, "app_secret": app_secret,
     }
 
 
@@ -89,14 +109,16 @@ def generate(root: str | os.PathLike[str], ports: dict[str, int], public_base_ur
         k = ensure_channel_keys(root, name)
         ids = DEV_IDS[name]
         d: Path = k["dir"]
+        base_url = f"http://{host}:{port}"
         channel_cfg[name] = {
-            "base_url": f"http://{host}:{port}",
+            "base_url": base_url,
             "mch_id": ids["mch_id"], "app_id": ids["app_id"],
             "serial_no": k["serial_no"], "provider_serial_no": k["provider_serial_no"],
             "private_key_file": str(d / "paycore_private.pem"),
             "provider_public_key_file": str(d / "provider_public.pem"),
             "secret_file": str(d / "secret"),
-            "extra": {"des_key": k["des_key"]},
+            **({"app_secret_file": str(d / "app_secret")} if k["app_secret"] else {}),
+            "extra": {"des_key": k["des_key"], **_dev_extra(name, base_url)},
         }
         sims[name] = SimSettings(
             name=name, host=host, port=port, mch_id=ids["mch_id"], app_id=ids["app_id"],
@@ -104,6 +126,6 @@ def generate(root: str | os.PathLike[str], ports: dict[str, int], public_base_ur
             provider_private_key_file=str(d / "provider_private.pem"),
             paycore_public_key_file=str(d / "paycore_public.pem"),
             secret=Secret(k["secret"]), latency_ms=latency_ms, slow_seconds=slow_seconds,
-            extra={"des_key": k["des_key"], "public_base_url": public_base_url},
+            extra={"des_key": k["des_key"], "public_base_url": public_base_url, "app_secret": k["app_secret"]},
         )
     return channel_cfg, sims

@@ -5,10 +5,15 @@ exactly as JD does; a request that does not decrypt or verify is answered
 with an unencrypted ``result`` (000003 / 000001), as JD's gateway does. Its
 answers and notifications are signed with the simulator's own key. The
 result codes and status values are the adapter's documented choices.
+
+``GET /jdpay/cashier?merchant=…&orderId=…&tradeNum=…`` plays JD's H5 cashier
+(the adapter's ``extra.h5_pay_url`` points here in dev and tests): the order's
+amount, Pay and Cancel; either goes back to the page that opened it.
 """
 from __future__ import annotations
 
 import base64
+import json
 import secrets
 from datetime import datetime, timezone
 from typing import Any
@@ -247,9 +252,36 @@ class JdGateway:
         return self.answer(tf.CODE_OK, "成功", [("billDate", f["billDate"]), ("billData", data)])
 
 
+_CASHIER = """<!DOCTYPE html><html lang="zh-CN"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width,initial-scale=1"><title>京东支付 · 收银台</title>
+<style>body{{font:16px/1.5 sans-serif;margin:0;background:#f5f5f5;text-align:center}}
+header{{background:#e1251b;color:#fff;padding:12px}}.amt{{font-size:40px;font-weight:600;margin:32px 0}}
+button{{display:block;width:calc(100% - 32px);margin:12px 16px;padding:14px;font-size:18px;border:0;border-radius:8px}}
+#jd-pay{{background:#e1251b;color:#fff}}</style></head><body><header>京东支付收银台 (simulated)</header>
+<div class="amt" id="jd-amount">¥{amount}</div><button id="jd-pay" type="button">立即支付 Pay</button>
+<button id="jd-cancel" type="button">取消 Cancel</button>
+<script>(function(){{var order={order};
+function done(){{history.back();}}
+document.getElementById("jd-cancel").onclick=done;
+document.getElementById("jd-pay").onclick=function(){{this.disabled=true;
+var x=new XMLHttpRequest();x.open("POST","/_sim/app/bridge");x.setRequestHeader("Content-Type","application/json");
+x.onload=done;x.send(JSON.stringify({{channel_trade_no:order,action:"pay"}}));}};}})();</script></body></html>"""
+
+
+async def cashier(request: web.Request) -> web.Response:
+    """JD's H5 cashier for a GEN order (the customer's side; paycore's server never calls it)."""
+    order = request.app[simkit.STATE_KEY].get(channel_trade_no=request.query.get("orderId"))
+    if order is None:
+        return web.Response(status=404, text="订单不存在", content_type="text/plain")
+    page = _CASHIER.format(amount=f"{order.amount // 100}.{order.amount % 100:02d}",
+                           order=json.dumps(order.channel_trade_no).replace("<", "\\u003c"))
+    return web.Response(text=page, content_type="text/html", charset="utf-8")
+
+
 def create_app(settings: SimSettings) -> web.Application:
     app, state = simkit.base_app(settings)
     gw = JdGateway(settings, state)
+    app.router.add_get("/jdpay/cashier", cashier)
     app.router.add_post("/service/fkmPay", gw.fkm_pay)
     app.router.add_post("/service/uniorder", gw.uniorder)
     app.router.add_post("/service/query", gw.query)

@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Awaitable, Callable
+from urllib.parse import urlencode
 
 import aiohttp
 import orjson
@@ -298,6 +299,8 @@ def base_app(settings: SimSettings) -> tuple[web.Application, SimState]:
     * ``GET /_sim/app/confirm?out_trade_no=…&return_url=…`` – the app's confirm
       screen for an in-app (jsapi/h5/app) order: a Confirm button that POSTs
       to ``/_sim/customer/pay``, then goes back to ``return_url``.
+    * ``POST /_sim/app/bridge`` – what the app does when the page invokes its JS
+      bridge (pay, or the customer cancels, or the app fails): :func:`bridge_pay`.
     * ``GET /_sim/orders/{out_trade_no}`` – the provider's view of one order.
     * ``POST /_sim/fault`` ``{"mode": null|"http500"|"hang"|"garbage"|"reset"}``
       – every provider endpoint misbehaves until cleared.
@@ -367,6 +370,7 @@ def base_app(settings: SimSettings) -> tuple[web.Application, SimState]:
     app.router.add_post("/_sim/fault", set_fault)
     app.router.add_get("/_sim/health", health)
     app.router.add_get("/_sim/app/confirm", app_confirm)
+    app.router.add_post("/_sim/app/bridge", bridge_pay)
 
     async def session_ctx(app: web.Application):
         state.session = aiohttp.ClientSession()
@@ -455,3 +459,85 @@ async def app_confirm(request: web.Request) -> web.Response:
     page = _CONFIRM_PAGE.format(name=html.escape(state.settings.name), out_trade_no=html.escape(order.out_trade_no),
                                 amount=f"{order.amount // 100}.{order.amount % 100:02d}", cfg=cfg)
     return web.Response(text=page, content_type="text/html", charset="utf-8")
+
+
+# -- the app's OAuth: a silent authorisation and the one-time code it issues ----------
+OAUTH_CODE_TTL = 300.0
+
+
+class OAuthServer:
+    """The provider's OAuth for the payer id, as a silent authorisation plays it.
+
+    The customer is the app's logged-in user: the first authorisation in a browser
+    gives it a payer id (kept in the cookie ``sim_<channel>_payer`` on the
+    simulator's host, as the app keeps its login), later ones the same id. Each
+    authorisation issues a one-time code, good for :data:`OAUTH_CODE_TTL` seconds,
+    which :meth:`redeem` turns into that payer id once.
+    """
+
+    def __init__(self, settings: SimSettings, new_payer_id: Callable[[], str]) -> None:
+        self.settings = settings
+        self.new_payer_id = new_payer_id
+        self.cookie = f"sim_{settings.name}_payer"
+        self.codes: dict[str, tuple[str, float]] = {}
+        self.redeemed = 0
+
+    @property
+    def app_secret(self) -> str:
+        return str(self.settings.extra.get("app_secret", ""))
+
+    def authorize(self, request: web.Request, *, client_id: str, scope: str, code_param: str,
+                  more: dict[str, str] | None = None) -> web.StreamResponse:
+        """Check the link's parameters (the client id param, ``scope``, ``redirect_uri``)
+        and go back to ``redirect_uri`` with ``<code_param>=…&state=…``; a link the
+        provider would refuse gets an error page, as the real ones show."""
+        q = request.query
+        redirect = q.get("redirect_uri", "")
+        if q.get(client_id) != (self.settings.extra.get("oauth_client_id") or self.settings.app_id):
+            return web.Response(status=400, text=f"{client_id} 参数错误", content_type="text/plain")
+        if q.get("scope") != scope or not redirect.startswith(("http://", "https://")):
+            return web.Response(status=400, text="scope 或 redirect_uri 参数错误", content_type="text/plain")
+        payer = request.cookies.get(self.cookie) or self.new_payer_id()
+        code = secrets.token_hex(16)
+        now = time.monotonic()
+        self.codes = {c: v for c, v in self.codes.items() if now - v[1] < OAUTH_CODE_TTL}
+        self.codes[code] = (payer, now)
+        params = {code_param: code, **(more or {}), "state": q.get("state", "")}
+        sep = "&" if "?" in redirect else "?"
+        resp = web.Response(status=302, headers={"Location": redirect + sep + urlencode(params)})
+        resp.set_cookie(self.cookie, payer, max_age=365 * 24 * 3600, httponly=True, samesite="Lax")
+        return resp
+
+    def redeem(self, code: str) -> str | None:
+        """The payer id of a fresh, unused code (and the code is spent), else None."""
+        payer, issued = self.codes.pop(code, ("", 0.0))
+        if not payer or time.monotonic() - issued >= OAUTH_CODE_TTL:
+            return None
+        self.redeemed += 1
+        return payer
+
+
+# -- the customer's app: its JS bridge, played by the simulator's page ------------------
+async def bridge_pay(request: web.Request) -> web.Response:
+    """``POST /_sim/app/bridge`` ``{"out_trade_no"|"prepay_id"|"channel_trade_no": …, "action":
+    "pay"|"cancel"|"fail"}``: what the app does when its JS bridge is invoked (tests inject
+    a bridge into the page that calls this). ``pay`` pays (or declines, by scenario) as
+    the customer's confirmation does; ``cancel`` / ``fail`` leave the order unpaid.
+    Answers ``{"result": "paid"|"declined"|"cancelled"|"failed", "order": …}``."""
+    state = request.app[STATE_KEY]
+    data = await request.json(loads=orjson.loads)
+    order = find_order(state, data)
+    if order is None:
+        return web.json_response({"error": "no such order"}, status=404)
+    action = data.get("action", "pay")
+    if action != "pay":
+        return web.json_response({"result": "cancelled" if action == "cancel" else "failed",
+                                  "order": order.to_json()})
+    if order.state not in (OrderState.NOTPAY, OrderState.USERPAYING):
+        return web.json_response({"error": f"order is {order.state}"}, status=409)
+    if order.scenario is Scenario.DECLINED:
+        order.state = OrderState.PAYERROR
+        state.notify(order)
+        return web.json_response({"result": "declined", "order": order.to_json()})
+    state.mark_paid(order)
+    return web.json_response({"result": "paid", "order": order.to_json()})

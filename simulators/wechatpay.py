@@ -17,10 +17,17 @@ Profit sharing (receivers/add, orders, query, unfreeze, return-orders) and
 real names arrive RSA-OAEP-encrypted under the simulator's key, and one that
 does not decrypt is refused PARAM_ERROR. A refund of a shared order is
 refused NOT_ENOUGH while the merchant's part cannot cover it (分账回退 first).
+It also plays the official account's web authorisation (what
+open.weixin.qq.com and api.weixin.qq.com answer): ``GET
+/connect/oauth2/authorize`` (snsapi_base, silent: straight back to
+``redirect_uri?code=…&state=…``) and ``GET /sns/oauth2/access_token`` (the
+code and the AppSecret → ``openid``; a wrong secret 40125, a spent or unknown
+code 40029, as WeChat answers).
 """
 from __future__ import annotations
 
 import re
+import secrets
 from functools import partial
 from typing import Any
 
@@ -59,6 +66,30 @@ class WechatPaySimulator(V3Simulator):
         self.add("POST", S.TRANSFER_BILLS, self.transfer)
         self.add("GET", S.TRANSFER_BILLS + "/out-bill-no/{no}", self.query_transfer)
         self.app.router.add_get("/_sim/transfers/{no}", self.sim_transfer)
+        # an openid: "o" and 27 URL-safe characters, like WeChat's
+        self.oauth = simkit.OAuthServer(settings, lambda: "o" + secrets.token_urlsafe(20)[:27])
+        self.app.router.add_get("/connect/oauth2/authorize", self.oauth_authorize)
+        self.app.router.add_get("/sns/oauth2/access_token", self.oauth_token)
+
+    async def oauth_authorize(self, request: web.Request) -> web.StreamResponse:
+        if request.query.get("response_type") != "code":
+            return web.Response(status=400, text="response_type 参数错误", content_type="text/plain")
+        return self.oauth.authorize(request, client_id="appid", scope="snsapi_base", code_param="code")
+
+    async def oauth_token(self, request: web.Request) -> web.Response:
+        q = request.query
+        if q.get("appid") != self.settings.app_id:
+            return web.json_response({"errcode": 40013, "errmsg": "invalid appid"})
+        if not self.oauth.app_secret or q.get("secret") != self.oauth.app_secret:
+            return web.json_response({"errcode": 40125, "errmsg": "invalid appsecret"})
+        if q.get("grant_type") != "authorization_code":
+            return web.json_response({"errcode": 40002, "errmsg": "invalid grant_type"})
+        openid = self.oauth.redeem(q.get("code", ""))
+        if openid is None:
+            return web.json_response({"errcode": 40029, "errmsg": "invalid code"})
+        return web.json_response({"access_token": secrets.token_urlsafe(32), "expires_in": 7200,
+                                  "refresh_token": secrets.token_urlsafe(32), "openid": openid,
+                                  "scope": "snsapi_base"})
 
     async def create_barcode(self, order: SimOrder, data: dict[str, Any]) -> web.Response:
         auth_code = str((data.get("payer") or {}).get("auth_code") or "")

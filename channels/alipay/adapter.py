@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Mapping
 from urllib.parse import parse_qsl, urlencode
 
+from channels import oauth
 from channels.alipay import transformers as t
 from channels.base import (
     Ack,
@@ -84,6 +85,12 @@ class AlipayAdapter(ChannelAdapter):
       (``out_biz_no`` + ``refund_fee`` → refund), not from the path.
       ``merchant_ref`` is the ``app_id``; ``amount`` is the trade's
       ``total_amount``; no freshness check (Alipay retries for about 25 hours).
+    * Payer id (jsapi's ``buyer_id``): the web authorisation ``auth_base`` at
+      ``extra.oauth_authorize_url`` (default openauth.alipay.com's
+      publicAppAuthorize.htm) for ``app_id``; its ``auth_code`` is exchanged with
+      ``alipay.system.oauth.token`` (grant_type authorization_code, signed like
+      every call; no app secret: the app's RSA key is its credential). Final
+      answers: ``user_id``, or ``error_response`` (the code is spent: not retriable).
     * Statement: the bill is a zip holding ``<account>_<yyyymmdd>_业务明细.csv``
       (GBK, ``#`` comment lines around the table) and a summary; the detail file
       is parsed. Payment rows give ``订单金额``, refund rows ``|商家实收|``; a
@@ -119,17 +126,26 @@ class AlipayAdapter(ChannelAdapter):
         self._quit_url: str | None = extra.get("quit_url") or None
 
     # -- plumbing -----------------------------------------------------------------
-    def _signed(self, api_method: str, biz: Mapping[str, Any], *, sub_mch_id: str | None,
+    def _signed(self, api_method: str, biz: Mapping[str, Any] | None, *, sub_mch_id: str | None,
                 notify_url: str | None = None, extra: Mapping[str, str] | None = None) -> dict[str, str]:
         params = t.common_params(
             app_id=self.settings.app_id, api_method=api_method, biz=biz, timestamp=datetime.now(timezone.utc),
             notify_url=notify_url, app_auth_token=sub_mch_id if self._auth_token_mode else None, extra=extra)
         return t.sign_params(params, self._key)
 
-    async def _call(self, api_method: str, biz: Mapping[str, Any], *, flow: Flow, sub_mch_id: str | None,
-                    notify_url: str | None = None) -> tuple[dict[str, Any], bool]:
+    async def _call(self, api_method: str, biz: Mapping[str, Any] | None, *, flow: Flow | str,
+                    sub_mch_id: str | None, notify_url: str | None = None,
+                    fields: Mapping[str, str] | None = None) -> tuple[dict[str, Any], bool]:
         """One gateway call: (the verified response member, whether it was signed)."""
-        params = self._signed(api_method, biz, sub_mch_id=sub_mch_id, notify_url=notify_url)
+        body, signed, _ = await self._answer(api_method, biz, flow=flow, sub_mch_id=sub_mch_id,
+                                             notify_url=notify_url, fields=fields)
+        return body, signed
+
+    async def _answer(self, api_method: str, biz: Mapping[str, Any] | None, *, flow: Flow | str,
+                      sub_mch_id: str | None, notify_url: str | None = None,
+                      fields: Mapping[str, str] | None = None) -> tuple[dict[str, Any], bool, str]:
+        """:meth:`_call` and the answer's member name (``<method>_response`` or ``error_response``)."""
+        params = self._signed(api_method, biz, sub_mch_id=sub_mch_id, notify_url=notify_url, extra=fields)
         reply = await self.http.request("POST", self._gateway, flow=str(flow),
                                         headers={"Content-Type": t.FORM_CONTENT_TYPE}, data=urlencode(params))
         if reply.status >= 500:
@@ -144,7 +160,7 @@ class AlipayAdapter(ChannelAdapter):
         if answer.sign is not None and not t.rsa2_verify(self._alipay_key, answer.raw, answer.sign):
             raise ChannelError(f"alipay {api_method}: answer signature does not verify", retriable=True,
                                kind="bad_signature")
-        return answer.body, answer.sign is not None
+        return answer.body, answer.sign is not None, answer.key
 
     async def _checked(self, api_method: str, biz: Mapping[str, Any], *, flow: Flow, sub_mch_id: str | None,
                        notify_url: str | None = None) -> tuple[str, dict[str, Any]]:
@@ -170,6 +186,18 @@ class AlipayAdapter(ChannelAdapter):
         code, body = await self._checked(spec.api_method, spec.biz, flow=Flow.PAY, sub_mch_id=req.sub_mch_id,
                                          notify_url=req.notify_url)
         return t.pay_result(code, body, req.method)
+
+    payer_auth: ClassVar[bool] = True
+
+    def payer_auth_url(self, redirect_uri: str, state: str) -> str:
+        base = str(self.settings.extra.get("oauth_authorize_url", t.OAUTH_AUTHORIZE_URL))
+        return t.oauth_authorize_url(base, self.settings.app_id, redirect_uri, state)
+
+    async def payer_from_auth(self, callback: Mapping[str, str]) -> dict[str, str]:
+        code = oauth.code_from(callback, "auth_code", self.name)
+        body, signed, key = await self._answer(t.OAUTH_TOKEN, None, flow="payer_auth", sub_mch_id=None,
+                                               fields=t.oauth_token_fields(code))
+        return t.oauth_payer(key, body, signed=signed)
 
     async def query(self, ref: TradeRef) -> ChannelResult:
         code, body = await self._checked(t.QUERY, t.trade_biz(ref.out_trade_no, ref.channel_trade_no),

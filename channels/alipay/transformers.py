@@ -36,7 +36,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from channels import money
+from channels import money, oauth
 from channels.base import (
     ChannelError,
     ChannelResult,
@@ -62,6 +62,9 @@ REFUND_QUERY = "alipay.trade.fastpay.refund.query"
 CANCEL = "alipay.trade.cancel"
 CLOSE = "alipay.trade.close"
 BILL_URL = "alipay.data.dataservice.bill.downloadurl.query"
+OAUTH_TOKEN = "alipay.system.oauth.token"
+#: the web authorisation page (网页授权); auth_base is silent and yields the user id only
+OAUTH_AUTHORIZE_URL = "https://openauth.alipay.com/oauth2/publicAppAuthorize.htm"
 
 #: the API each pay method calls (wap/app are signed here and sent by the client)
 PAY_API: dict[Method, str] = {
@@ -186,14 +189,17 @@ def biz_json(biz: Mapping[str, Any]) -> str:
     return json.dumps(biz, separators=(",", ":"), ensure_ascii=False)
 
 
-def common_params(*, app_id: str, api_method: str, biz: Mapping[str, Any], timestamp: datetime,
+def common_params(*, app_id: str, api_method: str, biz: Mapping[str, Any] | None, timestamp: datetime,
                   notify_url: str | None = None, app_auth_token: str | None = None,
                   extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The unsigned form of one call; :func:`sign_params` adds ``sign``."""
+    """The unsigned form of one call; :func:`sign_params` adds ``sign``. ``biz=None``: a call
+    whose parameters are plain form fields (``alipay.system.oauth.token``), no biz_content."""
     params = {
         "app_id": app_id, "method": api_method, "charset": CHARSET, "sign_type": SIGN_TYPE,
-        "timestamp": beijing_time(timestamp), "version": VERSION, "biz_content": biz_json(biz),
+        "timestamp": beijing_time(timestamp), "version": VERSION,
     }
+    if biz is not None:
+        params["biz_content"] = biz_json(biz)
     if notify_url:
         params["notify_url"] = notify_url
     if app_auth_token:
@@ -387,6 +393,29 @@ def render_answer(key: str, body: Mapping[str, Any], sign_fn: Any | None, *, sty
     if style == 1:
         return f'{{ "sign" : {s},  {k} : {raw} }}'
     return f'{{{k}:{raw},"sign":{s}}}'
+
+
+def oauth_authorize_url(base: str, app_id: str, redirect_uri: str, state: str) -> str:
+    """The silent ``auth_base`` link; Alipay comes back with ``auth_code`` (and ``app_id``,
+    ``source``, ``scope``, ``state``)."""
+    return oauth.authorize_url(base, [("app_id", app_id), ("scope", "auth_base"), ("redirect_uri", redirect_uri),
+                                      ("state", state)])
+
+
+def oauth_token_fields(auth_code: str) -> dict[str, str]:
+    """``alipay.system.oauth.token``'s own parameters (form fields beside the common ones)."""
+    return {"grant_type": "authorization_code", "code": auth_code}
+
+
+def oauth_payer(key: str, body: Mapping[str, Any], *, signed: bool) -> dict[str, str]:
+    """The token answer → ``{"user_id"}`` (the 2088… id trade.create takes as buyer_id).
+    Success carries ``user_id``, ``access_token`` … and no ``code``; a refusal comes as
+    ``error_response`` (40002 isv.code-invalid: the code is spent or expired)."""
+    if key == "error_response" or body.get("code") not in (None, CODE_SUCCESS):
+        raise oauth.refused("alipay", body.get("sub_code") or body.get("code"), body.get("sub_msg"))
+    if not signed:
+        raise ChannelError("alipay payer_auth: unsigned answer", retriable=True, kind="bad_signature")
+    return {"user_id": oauth.payer_id(body.get("user_id"), "alipay", "user_id")}
 
 
 def gateway_check(body: Mapping[str, Any], *, signed: bool) -> str:

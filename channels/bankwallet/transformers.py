@@ -43,7 +43,7 @@ import orjson
 
 from channels.bankwallet import common
 from channels.formats import csv_text
-from channels.base import (ChannelError, ChannelResult, Method, Notification, PayRequest, RefundRequest,
+from channels.base import (by_status, ChannelError, ChannelResult, Method, Notification, PayRequest, RefundRequest,
                            RefundResult, RefundStatus, StatementLine, TradeRef, TradeStatus)
 
 PATHS = {
@@ -63,20 +63,11 @@ SYSTEM_ERROR = "SYSTEM_ERROR"
 ORDER_NOT_FOUND = "ORDER_NOT_FOUND"
 REFUND_NOT_FOUND = "REFUND_NOT_FOUND"
 
-STATUSES: dict[str, TradeStatus] = {
-    "PENDING": TradeStatus.PENDING,
-    "PAYING": TradeStatus.PROCESSING,
-    "SUCCESS": TradeStatus.SUCCEEDED,
-    "REFUNDED": TradeStatus.SUCCEEDED,     # paid, then (partly) refunded
-    "FAILED": TradeStatus.FAILED,
-    "CLOSED": TradeStatus.CLOSED,
-    "REVERSED": TradeStatus.REVERSED,
-}
-REFUND_STATUSES: dict[str, RefundStatus] = {
-    "SUCCESS": RefundStatus.SUCCEEDED,
-    "PROCESSING": RefundStatus.PROCESSING,
-    "FAILED": RefundStatus.FAILED,
-}
+STATUSES: dict[str, TradeStatus] = by_status(
+    TradeStatus, pending="PENDING", processing="PAYING", failed="FAILED", closed="CLOSED", reversed="REVERSED",
+    succeeded=("SUCCESS", "REFUNDED"))   # REFUNDED: paid, then (partly) refunded
+REFUND_STATUSES: dict[str, RefundStatus] = by_status(
+    RefundStatus, succeeded="SUCCESS", processing="PROCESSING", failed="FAILED")
 STATEMENT_COLUMNS = ("type", "time", "trade_no", "out_trade_no", "refund_no", "out_refund_no", "amount", "status")
 
 

@@ -26,14 +26,24 @@ Choices where the facts are not settled:
 * Trade and refund states, error codes and the ack are WeChat's
   (SUCCESS/REFUND/NOTPAY/CLOSED/PAYERROR; ``{"code":"SUCCESS"}``).
 
+Payer id (jsapi needs the customer's ``open_id``): Douyin's silent
+authorisation for web pages inside Douyin (scope ``login_id``, granted to
+Douyin Pay merchants), ``extra.oauth_authorize_url`` (default
+aweme.snssdk.com ``/passport/open/silent_auth/``); the ``code`` is exchanged at
+``extra.oauth_api_url`` (default open.douyin.com) ``POST /oauth/access_token/``
+with the web app's ``client_key`` (``extra.oauth_client_key``, default
+``app_id``) and client_secret (``app_secret``). Final answers: ``data.open_id``,
+or a non-zero ``data.error_code`` (not retriable).
+
 Recovery: Douyin has no barcode API, so an uncertain order is queried (first
 after 5 s, then every 10 s) and, still unpaid after 300 s (paycore's default
 order lifetime, *our choice*), closed: ``final_action="close"``.
 """
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Mapping
 
+from channels import oauth
 from channels.base import Flow, Method, RecoveryRule
 from channels.douyinpay import transformers as T
 from channels.wxv3.adapter import V3Adapter
@@ -47,6 +57,25 @@ class DouyinPayAdapter(V3Adapter):
         Flow.PAY, Flow.QUERY, Flow.REFUND, Flow.REFUND_QUERY, Flow.CLOSE, Flow.NOTIFY, Flow.STATEMENT})
     default_recovery: ClassVar[RecoveryRule] = RecoveryRule(
         first_delay=5.0, interval=10.0, give_up_after=300.0, final_action="close", reverse_retries=5)
+    payer_auth: ClassVar[bool] = True
+
+    def _client_key(self) -> str:
+        return str(self.settings.extra.get("oauth_client_key") or self.settings.app_id)
+
+    def payer_auth_ready(self) -> bool:
+        return bool(self.settings.app_secret)
+
+    def payer_auth_url(self, redirect_uri: str, state: str) -> str:
+        base = str(self.settings.extra.get("oauth_authorize_url", T.OAUTH_AUTHORIZE_URL))
+        return T.oauth_authorize_url(base, self._client_key(), redirect_uri, state)
+
+    async def payer_from_auth(self, callback: Mapping[str, str]) -> dict[str, str]:
+        code = oauth.code_from(callback, "code", self.name)
+        url, body = T.oauth_token_request(str(self.settings.extra.get("oauth_api_url", T.OAUTH_API_URL)),
+                                          self._client_key(), self.settings.app_secret.get_bytes().decode(), code)
+        reply = await self.http.request("POST", url, flow="payer_auth", data=body,
+                                        headers={"Content-Type": "application/json"})
+        return T.oauth_payer(reply.status, reply.body)
 
 
 ADAPTER = DouyinPayAdapter

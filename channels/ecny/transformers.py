@@ -38,7 +38,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from channels.bankwallet import common
 from channels.money import fen_to_yuan, yuan_to_fen
-from channels.base import (ChannelError, ChannelResult, Method, Notification, PayRequest, RefundRequest,
+from channels.base import (by_status, ChannelError, ChannelResult, Method, Notification, PayRequest, RefundRequest,
                            RefundResult, RefundStatus, StatementLine, TradeRef, TradeStatus)
 
 CST = timezone(timedelta(hours=8))
@@ -83,20 +83,11 @@ CODES: dict[str, str] = {
     REFUND_NOT_EXIST: "退款单不存在",
 }
 
-TRADE_STATES: dict[str, TradeStatus] = {
-    "WAIT_PAY": TradeStatus.PENDING,
-    "PAYING": TradeStatus.PROCESSING,
-    "SUCCESS": TradeStatus.SUCCEEDED,
-    "REFUND": TradeStatus.SUCCEEDED,      # paid, then (partly) refunded
-    "FAIL": TradeStatus.FAILED,
-    "CLOSED": TradeStatus.CLOSED,
-    "REVOKED": TradeStatus.REVERSED,
-}
-REFUND_STATES: dict[str, RefundStatus] = {
-    "SUCCESS": RefundStatus.SUCCEEDED,
-    "PROCESSING": RefundStatus.PROCESSING,
-    "FAIL": RefundStatus.FAILED,
-}
+TRADE_STATES: dict[str, TradeStatus] = by_status(
+    TradeStatus, pending="WAIT_PAY", processing="PAYING", failed="FAIL", closed="CLOSED", reversed="REVOKED",
+    succeeded=("SUCCESS", "REFUND"))   # REFUND: paid, then (partly) refunded
+REFUND_STATES: dict[str, RefundStatus] = by_status(
+    RefundStatus, succeeded="SUCCESS", processing="PROCESSING", failed="FAIL")
 
 
 # -- signing ----------------------------------------------------------------

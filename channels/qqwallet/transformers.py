@@ -19,7 +19,7 @@ from xml.sax.saxutils import escape
 
 from channels.formats import xml_root
 from channels.money import yuan_to_fen
-from channels.base import (ChannelError, ChannelResult, Method, Notification, PayRequest, RefundRequest, RefundResult,
+from channels.base import (by_status, ChannelError, ChannelResult, Method, Notification, PayRequest, RefundRequest, RefundResult,
                            RefundStatus, StatementLine, TradeRef, TradeStatus)
 
 #: endpoint of each call, relative to qpay.qq.com (or api.qpay.qq.com for API_HOST_CALLS)
@@ -47,23 +47,13 @@ CST = timezone(timedelta(hours=8))
 UNKNOWN_CODES = frozenset({"SYSTEMERROR", "BANKERROR"})
 USERPAYING = "USERPAYING"
 
-TRADE_STATES: dict[str, TradeStatus] = {
-    "SUCCESS": TradeStatus.SUCCEEDED,
-    "REFUND": TradeStatus.SUCCEEDED,     # paid, then (partly) refunded
-    "NOTPAY": TradeStatus.PENDING,
-    "CLOSED": TradeStatus.CLOSED,
-    "REVOKED": TradeStatus.REVERSED,
-    "USERPAYING": TradeStatus.PROCESSING,
-    "PAYERROR": TradeStatus.FAILED,
-}
+TRADE_STATES: dict[str, TradeStatus] = by_status(
+    TradeStatus, pending="NOTPAY", processing="USERPAYING", failed="PAYERROR", closed="CLOSED", reversed="REVOKED",
+    succeeded=("SUCCESS", "REFUND"))   # REFUND: paid, then (partly) refunded
 
-REFUND_STATES: dict[str, RefundStatus] = {
-    "SUCCESS": RefundStatus.SUCCEEDED,
-    "FAIL": RefundStatus.FAILED,
-    "CHANGE": RefundStatus.FAILED,       # refund to the original account failed; needs manual handling
-    "PROCESSING": RefundStatus.PROCESSING,
-    "NOTSURE": RefundStatus.PROCESSING,  # qpay: submit again with the same out_refund_no
-}
+REFUND_STATES: dict[str, RefundStatus] = by_status(
+    RefundStatus, succeeded="SUCCESS", processing=("PROCESSING", "NOTSURE"),   # NOTSURE: submit again, same number
+    failed=("FAIL", "CHANGE"))   # CHANGE: the refund to the original account failed; needs manual handling
 
 TRADE_TYPES: dict[Method, str] = {Method.BARCODE: "MICROPAY", Method.QR: "NATIVE", Method.JSAPI: "JSAPI"}
 

@@ -36,14 +36,23 @@ to an openid under ``extra.transfer_scene_id`` (default 1005, 佣金报酬). A r
 or payee) is sent only RSA-OAEP-encrypted under the platform key named by
 ``provider_serial_no`` in ``Wechatpay-Serial``.
 
+Payer id (jsapi needs the customer's ``openid`` under ``app_id``): the
+official account's web authorisation, ``snsapi_base`` (silent), at
+``extra.oauth_authorize_url`` (default open.weixin.qq.com's
+``/connect/oauth2/authorize``); the ``code`` it returns is exchanged at
+``extra.oauth_api_url`` (default api.weixin.qq.com) ``/sns/oauth2/access_token``
+with the AppSecret (``app_secret`` / ``app_secret_file``). Final answers: an
+``openid``, or an ``errcode`` (the code is spent or wrong: not retriable).
+
 Recovery (channels.md §1, barcode rule): on SYSTEMERROR wait 5 s then query;
 on USERPAYING query about every 10 s up to about 30 s; still unknown →
 reverse, and call reverse again on no answer or error.
 """
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Mapping
 
+from channels import oauth
 from channels.base import ChannelResult, Flow, Method, PayRequest, RecoveryRule, TradeRef
 from channels.transfers import (BindResult, PayoutRequest, PayoutResult, ReceiverSpec, ShareRequest, ShareResult,
                                 ShareReturnRequest, ShareReturnResult)
@@ -74,6 +83,22 @@ class WechatPayAdapter(V3Adapter):
         body = T.codepay_body(req, ids, str(self.settings.extra.get("default_store_id", "paycore")))
         reply = await self._call("POST", T.order_path(self.profile, Method.BARCODE, ids), flow="pay", body=body)
         return T.codepay_result(reply.status, reply.data)
+
+    payer_auth: ClassVar[bool] = True
+
+    def payer_auth_ready(self) -> bool:
+        return bool(self.settings.app_secret)
+
+    def payer_auth_url(self, redirect_uri: str, state: str) -> str:
+        base = str(self.settings.extra.get("oauth_authorize_url", T.OAUTH_AUTHORIZE_URL))
+        return T.oauth_authorize_url(base, self.settings.app_id, redirect_uri, state)
+
+    async def payer_from_auth(self, callback: Mapping[str, str]) -> dict[str, str]:
+        code = oauth.code_from(callback, "code", self.name)
+        url = T.oauth_token_url(str(self.settings.extra.get("oauth_api_url", T.OAUTH_API_URL)),
+                                self.settings.app_id, self.settings.app_secret.get_bytes().decode(), code)
+        reply = await self.http.request("GET", url, flow="payer_auth")
+        return T.oauth_payer(reply.status, reply.body)
 
     async def reverse(self, ref: TradeRef) -> ChannelResult:
         ids = self._ids(ref)

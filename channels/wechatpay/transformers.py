@@ -8,7 +8,9 @@ the one place to look for WeChat's mappings.
 from __future__ import annotations
 
 from typing import Any, Mapping
+from urllib.parse import urlencode
 
+from channels import oauth
 from channels.base import ChannelError, ChannelResult, Method, PayRequest, TradeStatus
 from channels.wxv3.transformers import (  # noqa: F401  (re-exported: WeChat's mappings in one place)
     BILL_HEADER, BILL_SUMMARY_HEADER, CST, ORDER_PAID_CODES, TRADE_STATES, REFUND_STATES, NOT_FOUND_CODES,
@@ -86,3 +88,32 @@ def reverse_result(status: int, data: Mapping[str, Any]) -> ChannelResult:
     if code in NOT_FOUND_CODES or status == 404:
         return ChannelResult(status=TradeStatus.NOT_FOUND, failure_code=code or None, failure_message=message)
     raise ChannelError(f"reverse refused: {code} {message}", retriable=False, kind="rejected")
+
+
+# -- the payer's openid: the official account's web authorisation (网页授权, snsapi_base) --
+
+OAUTH_AUTHORIZE_URL = "https://open.weixin.qq.com/connect/oauth2/authorize"
+OAUTH_API_URL = "https://api.weixin.qq.com"
+
+
+def oauth_authorize_url(base: str, appid: str, redirect_uri: str, state: str) -> str:
+    """The silent authorisation link: WeChat checks the parameters in this order and
+    needs the ``#wechat_redirect`` fragment; it comes back with ``code`` and ``state``."""
+    return oauth.authorize_url(base, [("appid", appid), ("redirect_uri", redirect_uri), ("response_type", "code"),
+                                      ("scope", "snsapi_base"), ("state", state)], "wechat_redirect")
+
+
+def oauth_token_url(api: str, appid: str, secret: str, code: str) -> str:
+    """``GET /sns/oauth2/access_token``: the code and the official account's AppSecret."""
+    return f"{api.rstrip('/')}/sns/oauth2/access_token?" + urlencode(
+        {"appid": appid, "secret": secret, "code": code, "grant_type": "authorization_code"})
+
+
+def oauth_payer(status: int, body: bytes) -> dict[str, str]:
+    """The answer ``{access_token, expires_in, refresh_token, openid, scope}`` → ``{"openid"}``;
+    ``{errcode, errmsg}`` (40029 invalid code, 40163 code been used, 40125 invalid
+    appsecret …) is a refusal."""
+    data = oauth.json_answer(status, body, "wechatpay")
+    if data.get("errcode"):
+        raise oauth.refused("wechatpay", data.get("errcode"), data.get("errmsg"))
+    return {"openid": oauth.payer_id(data.get("openid"), "wechatpay", "openid")}

@@ -22,7 +22,7 @@ from typing import Any, Callable, Mapping
 import orjson
 
 from channels import money
-from channels.base import (
+from channels.base import (by_status, 
     ChannelError, ChannelResult, Method, Notification, NotificationRejected, PayRequest, RefundRequest,
     RefundResult, RefundStatus, StatementLine, TradeRef, TradeStatus,
 )
@@ -39,24 +39,13 @@ ORDER_PAID_CODES = frozenset({"ORDERPAID", "ORDER_PAID"})
 NOT_FOUND_CODES = frozenset({"ORDER_NOT_EXIST", "ORDERNOTEXIST", "RESOURCE_NOT_EXISTS", "NOT_FOUND"})
 
 #: trade_state → normalised status. REFUND means paid, then (partly) refunded.
-TRADE_STATES: Mapping[str, TradeStatus] = {
-    "SUCCESS": TradeStatus.SUCCEEDED,
-    "REFUND": TradeStatus.SUCCEEDED,
-    "NOTPAY": TradeStatus.PENDING,
-    "CLOSED": TradeStatus.CLOSED,
-    "REVOKED": TradeStatus.REVERSED,
-    "USERPAYING": TradeStatus.PROCESSING,
-    "ACCEPTED": TradeStatus.PROCESSING,   # codepay: received, debit pending
-    "PAYERROR": TradeStatus.FAILED,
-}
+TRADE_STATES: Mapping[str, TradeStatus] = by_status(
+    TradeStatus, pending="NOTPAY", failed="PAYERROR", closed="CLOSED", reversed="REVOKED",
+    succeeded=("SUCCESS", "REFUND"), processing=("USERPAYING", "ACCEPTED"))   # ACCEPTED (codepay): debit pending
 
 #: refund status → normalised; ABNORMAL (the refund could not be credited) and CLOSED move no money
-REFUND_STATES: Mapping[str, RefundStatus] = {
-    "SUCCESS": RefundStatus.SUCCEEDED,
-    "PROCESSING": RefundStatus.PROCESSING,
-    "CLOSED": RefundStatus.FAILED,
-    "ABNORMAL": RefundStatus.FAILED,
-}
+REFUND_STATES: Mapping[str, RefundStatus] = by_status(
+    RefundStatus, succeeded="SUCCESS", processing="PROCESSING", failed=("CLOSED", "ABNORMAL"))
 
 
 @dataclass(frozen=True, slots=True)

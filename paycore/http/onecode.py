@@ -2,15 +2,19 @@
 
 A merchant prints one QR that opens ``GET /c/{code}``. The page asks for the
 amount and pays through whichever app scanned it, picked by User-Agent
-(channels.md's table). Routes (all server-rendered, no external assets):
+(channels.md's table). Routes (server-rendered; the one foreign asset is the app's own
+JS SDK, for the apps whose bridge is not built into their web view):
 
 * ``GET  /c/{code}`` – the keypad page; an unsupported browser gets the list of
   apps that work, a disabled code a friendly page, an unknown one a 404 page.
 * ``POST /c/{code}/pay`` – JSON ``{"amount": "12.34", "form": …}`` with header
   ``X-CSRF-Token``: creates a normal payment through the Engine and answers
-  ``{"payment_id", "status", "next"}`` – ``next`` is where the browser goes.
+  ``{"payment_id", "status", "result", "form", "bridge", "pay_params"}``: the page
+  hands ``pay_params`` to the app's ``bridge``, then goes to ``result``.
 * ``GET  /c/{code}/result/{payment_id}?t=…`` – the result page (polls the next).
 * ``GET  /c/{code}/status/{payment_id}?t=…&wait=N`` – ``{"status", "final", …}``.
+* ``GET  /c/{code}/auth/{channel}?code=…&state=…`` – where the app's OAuth comes
+  back: the code is exchanged server-side for the payer id, then ``/c/{code}``.
 
 Safety. The merchant comes from the code's row on the server, never from the
 request. The amount is a yuan string parsed without floats into int fen, > 0
@@ -20,21 +24,29 @@ sends in a header, and a same-host ``Origin`` when the browser sends one.
 Replay: every render carries a signed form token (code, session, form id,
 time); the payment's ``merchant_order_no`` is derived from the form id, so a
 resubmitted form returns the same payment and the same form with another
-amount is a conflict. Rate limits are token buckets per client IP and per
-worker process (``request.remote``: behind a proxy this is the proxy's address).
-The key is HKDF-derived from the master key, so every worker agrees.
+amount is a conflict. Rate limits are token buckets per worker process: per
+client address (pages; payment attempts) and per code (payment attempts). The
+client address is the TCP peer unless the peer is one of
+``onecode.trusted_proxies``; then ``X-Forwarded-For`` is read from the right,
+past the trusted hops. The key is HKDF-derived from the master key, so every
+worker agrees.
 
-The payer id that jsapi needs (openid / Alipay user_id) is a stable
-pseudonym, ``HMAC(key, channel | sid)`` in the channel's format: a stand-in
-for the id a production deployment gets from the app's OAuth (WeChat
-``snsapi_base``, Alipay ``auth_base``), which this module does not do.
+The payer. jsapi needs the payer's id at the provider; where the provider's
+adapter says so (``payer_auth``: WeChat ``snsapi_base``, Alipay ``auth_base``,
+Douyin's silent ``login_id``) the first visit is sent to the app's OAuth with a
+signed ``state`` (code, channel, session, time) and comes back to
+``/c/{code}/auth/{channel}``, where the adapter exchanges the code; the id is
+then kept in a signed cookie bound to the session (``pc_payer_<channel>``).
+QQ Wallet's order names no payer (the QQ app pays for its logged-in user), so
+its jsapi payments carry paycore's session pseudonym ``HMAC(key, channel | sid)``,
+as paycore's API requires some payer for jsapi. UnionPay (``tn``) and JD
+(h5) need none.
 
-The app's step: against the simulators, ``next`` is the simulator's
-``/_sim/app/confirm`` page (under the channel's ``base_url``), which plays the
-app's confirm screen and comes back to the result page. Real providers have no
-such page: production needs each app's JS bridge (WeixinJSBridge,
-AlipayJSBridge, upsdk, mqq, JD's H5 cashier, Douyin's) fed with
-``pay_params`` – not built here.
+The app's step is the app's own: the pay answer carries ``bridge`` and
+``pay_params`` and the page (onecode_pay.js) calls WeixinJSBridge
+``getBrandWCPayRequest``, AlipayJSBridge ``tradePay``, 云闪付's ``upsdk.pay``,
+QQ's ``mqq.tenpay.pay``, Douyin's bridge, or goes to JD's H5 cashier. Nothing
+here links to a simulator: against the simulators the tests play the apps.
 """
 from __future__ import annotations
 
@@ -42,20 +54,24 @@ import base64
 import hashlib
 import hmac
 import html
+import ipaddress
 import json
+import logging
 import re
 import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 from urllib.parse import urlencode, urlsplit
 
 from aiohttp import web
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from channels.base import Method
+from channels.base import ChannelError, Method
+from channels.oauth import PAYER_ID_RE
+from paycore.config import OnecodeConfig
 from paycore.core import validation
 from paycore.core.journal import DB_DOWN
 from paycore.http.common import AUTH, CONFIG, ENGINE, POOL, json_response, read_body
@@ -64,12 +80,15 @@ from paycore.errors import InvalidRequest, NotFound, PaycoreError, RateLimited, 
 from channels.secrets import Secret
 
 
+log = logging.getLogger("paycore.onecode")
 STATIC = Path(__file__).parent / "static"
 SID_RE = re.compile(r"^[A-Za-z0-9_-]{22,64}$")
 # yuan with at most two decimals, no sign, no exponent, no leading zeros
 YUAN_RE = re.compile(r"^(0|[1-9][0-9]{0,12})(?:\.([0-9]{1,2}))?$")
 SID_COOKIE = "pc_sid"
 FORM_TTL = 30 * 60          # a page left open longer must be reloaded
+OAUTH_TTL = 10 * 60         # an OAuth round trip must come back within this
+PAYER_COOKIE = "pc_payer_"  # + channel
 MAX_WAIT = 25               # seconds a status long-poll may hold
 
 
@@ -95,17 +114,22 @@ class App:
     en: str
     colour: str
     matches: Callable[[str], bool]
+    bridge: str              # how onecode_pay.js hands the order to the app (see BRIDGES there)
+    sdk: str = ""            # the app's JS SDK, where the bridge is not built into the web view
 
 
-#: channels.md "One code for every app": first match wins
+#: channels.md "One code for every app": first match wins. WeChat, Alipay and Douyin
+#: build their bridges into the web view; QQ's mqq and 云闪付's upsdk come from their SDK scripts.
 APPS: tuple[App, ...] = (
     App("wechatpay", "微信支付", "WeChat Pay", "#07c160",
-        lambda ua: "MicroMessenger/" in ua and "WindowsWechat" not in ua),
-    App("alipay", "支付宝", "Alipay", "#1677ff", lambda ua: "AlipayClient/" in ua),
-    App("unionpay", "云闪付", "UnionPay QuickPass", "#e60012", lambda ua: "UnionPay/" in ua),
-    App("qqwallet", "QQ钱包", "QQ Wallet", "#12b7f5", lambda ua: "QQ/" in ua),
-    App("jdpay", "京东支付", "JD Pay", "#e1251b", lambda ua: "jdapp" in ua or "jdjr" in ua),
-    App("douyinpay", "抖音支付", "Douyin Pay", "#161823", lambda ua: "aweme" in ua),
+        lambda ua: "MicroMessenger/" in ua and "WindowsWechat" not in ua, "wechat"),
+    App("alipay", "支付宝", "Alipay", "#1677ff", lambda ua: "AlipayClient/" in ua, "alipay"),
+    App("unionpay", "云闪付", "UnionPay QuickPass", "#e60012", lambda ua: "UnionPay/" in ua, "unionpay",
+        "https://open.95516.com/s/open/js/upsdk.js"),
+    App("qqwallet", "QQ钱包", "QQ Wallet", "#12b7f5", lambda ua: "QQ/" in ua, "qq",
+        "https://open.mobile.qq.com/sdk/qqapi.js?_bid=152"),
+    App("jdpay", "京东支付", "JD Pay", "#e1251b", lambda ua: "jdapp" in ua or "jdjr" in ua, "redirect"),
+    App("douyinpay", "抖音支付", "Douyin Pay", "#161823", lambda ua: "aweme" in ua, "douyin"),
 )
 APP_BY_CHANNEL = {a.channel: a for a in APPS}
 
@@ -186,8 +210,42 @@ class Tokens:
     def result(self, code: str, payment_id: str) -> str:
         return _b64(self.mac("result", code, payment_id)[:18])
 
+    def oauth_state(self, code: str, channel: str, sid: str, now: float | None = None) -> str:
+        """OAuth's ``state``: letters and digits only (WeChat allows no more), binding the
+        round trip to this code, channel and browser session."""
+        issued = str(int(time.time() if now is None else now))
+        return f"{issued}x{self.mac('oauth', code, channel, sid, issued)[:16].hex()}"
+
+    def check_oauth_state(self, state: str, code: str, channel: str, sid: str, now: float | None = None) -> None:
+        issued, _, mac = state.partition("x") if len(state) < 64 else ("", "", "")
+        if not (issued.isascii() and issued.isdigit() and
+                _same(mac, self.mac("oauth", code, channel, sid, issued)[:16].hex())):
+            raise Forbidden("invalid OAuth state")
+        if not -60 <= (time.time() if now is None else now) - int(issued) <= OAUTH_TTL:
+            raise Forbidden("the app took too long; reload the page")
+
+    def payer_cookie(self, channel: str, payer: dict[str, str], sid: str, now: float | None = None) -> str:
+        """``<field>.<id>.<issued>.<mac>``: the payer id the app's OAuth gave, for this session."""
+        (field, pid), = payer.items()
+        issued = str(int(time.time() if now is None else now))
+        return f"{field}.{pid}.{issued}.{_b64(self.mac('payer-id', channel, field, pid, sid, issued)[:18])}"
+
+    def payer_from_cookie(self, value: str, channel: str, sid: str, max_age: float,
+                          now: float | None = None) -> dict[str, str] | None:
+        parts = value.split(".") if len(value) < 256 else []
+        if len(parts) != 4 or parts[0] not in ("openid", "user_id") or not PAYER_ID_RE.match(parts[1]):
+            return None
+        field, pid, issued, mac = parts
+        if not (issued.isascii() and issued.isdigit() and
+                _same(mac, _b64(self.mac("payer-id", channel, field, pid, sid, issued)[:18]))):
+            return None
+        if (time.time() if now is None else now) - int(issued) > max_age:
+            return None
+        return {field: pid}
+
     def payer(self, channel: str, sid: str) -> dict[str, str]:
-        """A stable pseudonymous payer for jsapi, shaped like the channel's ids."""
+        """A stable pseudonymous payer, shaped like the channel's ids, for a jsapi order
+        whose provider names no payer (QQ Wallet) while paycore's API wants one."""
         d = self.mac("payer", channel, sid)
         match channel:
             case "alipay":
@@ -216,16 +274,52 @@ class IpLimiter:
         b[1] = now
         if tokens < 1.0:
             b[0] = tokens
-            raise RateLimited("too many requests from this address",
+            raise RateLimited("too many requests; please wait a moment",
                               retry_after=max(1, int((1.0 - tokens) / self.rate + 0.999)))
         b[0] = tokens - 1.0
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def trusted_networks(entries: Iterable[str]) -> tuple[Network, ...]:
+    """``onecode.trusted_proxies`` parsed: addresses or CIDRs (ValueError on anything else)."""
+    return tuple(ipaddress.ip_network(e.strip(), strict=False) for e in entries)
+
+
+def client_address(peer: str | None, forwarded: Iterable[str], trusted: tuple[Network, ...]) -> str:
+    """The customer's address. ``X-Forwarded-For`` is believed only when the TCP peer is a
+    trusted proxy; it is read from the right (each proxy appends the address it saw), past
+    the trusted hops: the first untrusted address is the client. A garbled entry stops the
+    walk at the last trusted hop, so a client can never choose its own bucket."""
+    if not peer:
+        return "unknown"
+    try:
+        addr = ipaddress.ip_address(peer)
+    except ValueError:
+        return peer
+    if not any(addr in n for n in trusted):
+        return peer
+    hops = [h.strip() for line in forwarded for h in line.split(",") if h.strip()]
+    for hop in reversed(hops):
+        try:
+            hop_addr = ipaddress.ip_address(hop)
+        except ValueError:
+            break
+        if not any(hop_addr in n for n in trusted):
+            return str(hop_addr)
+        addr = hop_addr
+    return str(addr)
 
 
 @dataclass
 class OneCode:
     tokens: Tokens
-    pages: IpLimiter     # every /c/ request
-    pays: IpLimiter      # payment attempts
+    settings: OnecodeConfig
+    trusted: tuple[Network, ...]
+    pages: IpLimiter     # every /c/ request, per client
+    pays: IpLimiter      # payment attempts, per client
+    code_pays: IpLimiter  # payment attempts, per code (all clients together)
 
 
 ONECODE: web.AppKey[OneCode] = web.AppKey("onecode", OneCode)
@@ -244,24 +338,27 @@ def _json_island(obj: Any) -> str:
 
 
 def _page(title: str, body: str, *, script: str = "", cfg: Any = None, status: int = 200,
-          cookies: dict[str, str] | None = None, secure: bool = False) -> web.Response:
+          cookies: dict[str, tuple[str, int]] | None = None, secure: bool = False, sdk: str = "") -> web.Response:
+    """One server-rendered page. ``cookies``: name → (value, max-age); ``sdk``: the app's
+    JS SDK, loaded before the page's script and the only foreign source CSP allows."""
     nonce = secrets.token_urlsafe(12)
     island = f'<script type="application/json" id="cfg">{_json_island(cfg)}</script>' if cfg is not None else ""
-    js = f'<script nonce="{nonce}">{script}</script>' if script else ""
+    js = f'<script nonce="{nonce}" src="{e(sdk)}"></script>' if sdk else ""
+    js += f'<script nonce="{nonce}">{script}</script>' if script else ""
+    sdk_origin = f" {urlsplit(sdk).scheme}://{urlsplit(sdk).netloc}" if sdk else ""
     doc = (f'<!DOCTYPE html><html lang="zh-CN"><head><meta charset="utf-8">'
            f'<meta name="viewport" content="width=device-width,initial-scale=1,maximum-scale=1,user-scalable=no">'
            f'<meta name="format-detection" content="telephone=no"><title>{e(title)}</title>'
            f'<style>{_CSS}</style></head><body><main>{body}</main>{island}{js}</body></html>')
     resp = web.Response(text=doc, status=status, content_type="text/html", charset="utf-8")
     resp.headers["Content-Security-Policy"] = (
-        f"default-src 'none'; style-src 'unsafe-inline'; script-src 'nonce-{nonce}'; connect-src 'self'; "
+        f"default-src 'none'; style-src 'unsafe-inline'; script-src 'nonce-{nonce}'{sdk_origin}; connect-src 'self'; "
         "img-src data:; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
     resp.headers["Cache-Control"] = "no-store"
     resp.headers["X-Content-Type-Options"] = "nosniff"
     resp.headers["Referrer-Policy"] = "no-referrer"
-    for name, value in (cookies or {}).items():
-        resp.set_cookie(name, value, max_age=365 * 24 * 3600, path="/c/", httponly=True, samesite="Lax",
-                        secure=secure)
+    for name, (value, max_age) in (cookies or {}).items():
+        resp.set_cookie(name, value, max_age=max_age, path="/c/", httponly=True, samesite="Lax", secure=secure)
     return resp
 
 
@@ -294,7 +391,7 @@ def _unsupported_page(code: Code, enabled: list[App]) -> web.Response:
     return _page("请用支付应用扫码 · Scan with a payment app", body)
 
 
-def _pad_page(code: Code, app: App, limit: int, cfg: dict[str, Any], cookies: dict[str, str],
+def _pad_page(code: Code, app: App, limit: int, cfg: dict[str, Any], cookies: dict[str, tuple[str, int]],
               secure: bool) -> web.Response:
     fixed = code.amount is not None
     limits = ("固定金额 Fixed amount" if fixed else
@@ -314,7 +411,8 @@ def _pad_page(code: Code, app: App, limit: int, cfg: dict[str, Any], cookies: di
                  '<button type="button" data-key=".">.</button>'
                  '<button type="button" data-key="del" class="del" aria-label="delete">⌫</button>'
                  '<button type="button" class="pay" id="pay" disabled>付款<br><small>Pay</small></button></div>')
-    return _page(f"{code.merchant_name} · 付款 Pay", body, script=_PAY_JS, cfg=cfg, cookies=cookies, secure=secure)
+    return _page(f"{code.merchant_name} · 付款 Pay", body, script=_PAY_JS, cfg=cfg, cookies=cookies, secure=secure,
+                 sdk=app.sdk)
 
 
 # ------------------------------------------------------------------ handlers
@@ -330,7 +428,8 @@ async def _db(coro):
 
 
 def _client(request: web.Request) -> str:
-    return request.remote or "unknown"
+    return client_address(request.remote, request.headers.getall("X-Forwarded-For", []),
+                          request.app[ONECODE].trusted)
 
 
 def _sid(request: web.Request) -> str | None:
@@ -338,12 +437,33 @@ def _sid(request: web.Request) -> str | None:
     return sid if SID_RE.match(sid) else None
 
 
+def _usable(engine: Any, app: App) -> bool:
+    """The app's channel is configured, has an in-app method and, where its jsapi needs
+    the payer from the app's OAuth, that OAuth is configured too."""
+    adapter = engine.adapters.get(app.channel)
+    method = method_for(adapter.methods) if adapter is not None else None
+    return method is not None and not (method is Method.JSAPI and adapter.payer_auth
+                                       and not adapter.payer_auth_ready())
+
+
 def _enabled_apps(engine: Any) -> list[App]:
-    return [a for a in APPS if a.channel in engine.adapters and method_for(engine.adapters[a.channel].methods)]
+    return [a for a in APPS if _usable(engine, a)]
+
+
+def _needs_oauth(engine: Any, app: App) -> bool:
+    adapter = engine.adapters[app.channel]
+    return method_for(adapter.methods) is Method.JSAPI and adapter.payer_auth
 
 
 def _limit(cfg: Any, code: Code) -> int:
     return code.max_amount or cfg.payments.default_max_amount
+
+
+def _public_origin(request: web.Request, cfg: Any) -> str:
+    """Where customers reach paycore: the configured public URL (behind a proxy the
+    request's own host is an internal one), else the request's origin."""
+    base = cfg.server.public_base_url.rstrip("/")
+    return base or f"{request.scheme}://{request.host}"
 
 
 async def _code_or_page(request: web.Request, pool: Any) -> Code | web.Response:
@@ -364,10 +484,30 @@ async def _code_or_page(request: web.Request, pool: Any) -> Code | web.Response:
     return code
 
 
-async def code_page(request: web.Request) -> web.Response:
+def _payer_of(request: web.Request, channel: str, sid: str) -> dict[str, str] | None:
+    oc = request.app[ONECODE]
+    value = request.cookies.get(PAYER_COOKIE + channel, "")
+    return oc.tokens.payer_from_cookie(value, channel, sid, oc.settings.payer_days * 86400) if value else None
+
+
+async def _opened(request: web.Request) -> tuple[Any, Any, OneCode, Code | web.Response]:
+    """A page request's start: its rate limit, then the code (or the page saying why not)."""
     cfg, engine, _, pool = _app_objects(request)
-    request.app[ONECODE].pages.check(_client(request))
-    code = await _code_or_page(request, pool)
+    oc = request.app[ONECODE]
+    oc.pages.check(_client(request))
+    return cfg, engine, oc, await _code_or_page(request, pool)
+
+
+def _redirect(request: web.Request, location: str, cookies: dict[str, tuple[str, int]]) -> web.Response:
+    resp = web.Response(status=302, headers={"Location": location, "Cache-Control": "no-store"})
+    for name, (value, max_age) in cookies.items():
+        resp.set_cookie(name, value, max_age=max_age, path="/c/", httponly=True, samesite="Lax",
+                        secure=request.secure)
+    return resp
+
+
+async def code_page(request: web.Request) -> web.StreamResponse:
+    cfg, engine, oc, code = await _opened(request)
     if isinstance(code, web.Response):
         return code
     enabled = _enabled_apps(engine)
@@ -375,15 +515,53 @@ async def code_page(request: web.Request) -> web.Response:
     if app is None or app not in enabled:
         return _unsupported_page(code, enabled)
     sid = _sid(request)
-    cookies = {}
+    cookies: dict[str, tuple[str, int]] = {}
     if sid is None:
         sid = secrets.token_urlsafe(24)
-        cookies[SID_COOKIE] = sid
-    tokens = request.app[ONECODE].tokens
+        cookies[SID_COOKIE] = (sid, 365 * 24 * 3600)
+    if _needs_oauth(engine, app) and _payer_of(request, app.channel, sid) is None:
+        # the app's silent authorisation first: it names the payer, then comes back here
+        redirect_uri = f"{_public_origin(request, cfg)}/c/{code.code}/auth/{app.channel}"
+        state = oc.tokens.oauth_state(code.code, app.channel, sid)
+        return _redirect(request, engine.adapters[app.channel].payer_auth_url(redirect_uri, state), cookies)
     limit = _limit(cfg, code)
-    cfg_js = {"payUrl": f"/c/{code.code}/pay", "csrf": tokens.csrf(sid), "form": tokens.form(code.code, sid),
-              "max": code.amount or limit, "fixed": yuan(code.amount).replace(",", "") if code.amount else None}
+    cfg_js = {"payUrl": f"/c/{code.code}/pay", "csrf": oc.tokens.csrf(sid), "form": oc.tokens.form(code.code, sid),
+              "max": code.amount or limit, "fixed": yuan(code.amount).replace(",", "") if code.amount else None,
+              "bridge": app.bridge, "code": code.code}
     return _pad_page(code, app, limit, cfg_js, cookies, request.secure)
+
+
+def _auth_failed(code: Code, status: int, zh: str, en: str) -> web.Response:
+    again = f'<a class="btn" id="again" href="/c/{e(code.code)}">重试 Try again</a>'
+    return _page("无法确认付款人 · Not signed in", _head(code.merchant_name) +
+                 _state("bad", "!", zh, en, status="auth_failed") + again, status=status)
+
+
+async def auth_callback(request: web.Request) -> web.StreamResponse:
+    """Where the app's OAuth comes back: check ``state``, exchange the code for the payer id
+    (server-side, with the app's secret), keep it in a signed cookie, go back to the page.
+    A failure shows a page with a "try again" link, never another automatic redirect."""
+    _, engine, oc, code = await _opened(request)
+    if isinstance(code, web.Response):
+        return code
+    channel = request.match_info["channel"]
+    app = APP_BY_CHANNEL.get(channel)
+    sid = _sid(request)
+    if app is None or app not in _enabled_apps(engine) or not _needs_oauth(engine, app) or sid is None:
+        return _auth_failed(code, 403, "页面已过期，请重新扫码", "This page has expired; please scan the code again")
+    try:
+        oc.tokens.check_oauth_state(request.query.get("state", ""), code.code, channel, sid)
+    except Forbidden:
+        return _auth_failed(code, 403, "页面已过期，请重新扫码", "This page has expired; please scan the code again")
+    try:
+        payer = await engine.adapters[channel].payer_from_auth(request.query)
+    except ChannelError as err:
+        log.warning("onecode %s: payer authorisation failed (%s)", channel, err.kind)
+        if err.retriable:
+            return _auth_failed(code, 503, "暂时无法确认付款人，请重试", "The app could not confirm who is paying; try again")
+        return _auth_failed(code, 403, "未能确认付款人，请重试", "The app did not confirm who is paying; try again")
+    return _redirect(request, f"/c/{code.code}", {
+        PAYER_COOKIE + channel: (oc.tokens.payer_cookie(channel, payer, sid), oc.settings.payer_days * 86400)})
 
 
 def _check_origin(request: web.Request) -> None:
@@ -407,6 +585,7 @@ async def pay(request: web.Request) -> web.Response:
     code_name = request.match_info["code"]
     form_id = oc.tokens.check_form(data.get("form"), code_name, sid)
     amount = parse_yuan(data.get("amount"))
+    oc.code_pays.check(code_name)
 
     code = await _db(load_code(pool, code_name))
     if code is None:
@@ -430,22 +609,26 @@ async def pay(request: web.Request) -> web.Response:
     if code.store_id:
         body["store_id"] = code.store_id
     if method is Method.JSAPI:
-        body["payer"] = oc.tokens.payer(app.channel, sid)
+        if _needs_oauth(engine, app):
+            payer = _payer_of(request, app.channel, sid)
+            if payer is None:
+                raise Forbidden("the app has not said who is paying; reload the page")
+            body["payer"] = payer
+        else:
+            body["payer"] = oc.tokens.payer(app.channel, sid)
     req = validation.create_payment(body, max_expire_in=cfg.payments.max_expire_in)
     payment, created = await engine.create_payment(merchant, req)
 
     result_url = _result_url(request, code.code, payment.id, oc.tokens)
-    if payment.status.final:
-        nxt = result_url
-    else:
-        base = cfg.channels[payment.channel].base_url.rstrip("/")
-        q = {"out_trade_no": payment.id, "return_url": result_url}
-        if payment.channel_trade_no:
-            q["channel_trade_no"] = payment.channel_trade_no
-        nxt = f"{base}/_sim/app/confirm?{urlencode(q)}"
-    return json_response({"payment_id": payment.id, "status": str(payment.status), "channel": payment.channel,
-                          "method": str(payment.method), "amount": payment.amount, "next": nxt},
-                         201 if created else 200)
+    answer = {"payment_id": payment.id, "status": str(payment.status), "channel": payment.channel,
+              "method": str(payment.method), "amount": payment.amount, "result": result_url,
+              # a fresh form for another attempt after the customer cancels in the app
+              "form": oc.tokens.form(code.code, sid)}
+    if not payment.status.final:
+        if not payment.pay_params:
+            raise Unavailable("the payment service did not answer in time; try again")
+        answer.update(bridge=app.bridge, pay_params=payment.pay_params)
+    return json_response(answer, 201 if created else 200)
 
 
 def _subject(code: Code) -> str:
@@ -524,10 +707,16 @@ async def status(request: web.Request) -> web.Response:
 
 def setup(app: web.Application) -> None:
     """Register the one-code routes on paycore's app (called from ``create_app``)."""
-    app[ONECODE] = OneCode(tokens=Tokens(app[CONFIG].security.master_key),
-                           pages=IpLimiter(rate=5.0, burst=120.0), pays=IpLimiter(rate=0.5, burst=20.0))
+    cfg = app[CONFIG]
+    s = cfg.onecode
+    app[ONECODE] = OneCode(tokens=Tokens(cfg.security.master_key), settings=s,
+                           trusted=trusted_networks(s.trusted_proxies),
+                           pages=IpLimiter(rate=s.page_rate, burst=s.page_burst),
+                           pays=IpLimiter(rate=s.pay_rate, burst=s.pay_burst),
+                           code_pays=IpLimiter(rate=s.code_pay_rate, burst=s.code_pay_burst))
     r = app.router
     r.add_get("/c/{code}", code_page)
+    r.add_get("/c/{code}/auth/{channel}", auth_callback)
     r.add_post("/c/{code}/pay", pay)
     r.add_get("/c/{code}/result/{payment_id}", result_page)
     r.add_get("/c/{code}/status/{payment_id}", status)

@@ -467,11 +467,19 @@ def _onecode_paths() -> dict[str, Any]:
     page = {"description": "A page (the keypad, the list of apps that work, or a message)", "content": html}
     limited = {"description": _ERROR_TEXT[429], "content": _json(_ref("Error429")),
                "headers": {"Retry-After": {"required": True, "schema": {"type": "integer", "minimum": 1}}}}
-    paid = {"description": "The payment made through the code, and where the browser goes next",
-            "content": _json({"type": "object", "required": ["payment_id", "status", "next"],
-                              "properties": {"payment_id": {"type": "string"}, "status": {"type": "string"},
-                                             "channel": {"type": "string"}, "method": {"type": "string"},
-                                             "amount": {"type": "integer"}, "next": {"type": "string"}}})}
+    paid = {"description": "The payment made through the code: what the page hands to the app's bridge, "
+                           "and the result page it goes to afterwards",
+            "content": _json({"type": "object", "required": ["payment_id", "status", "result", "form"],
+                              "properties": {
+                                  "payment_id": {"type": "string"}, "status": {"type": "string"},
+                                  "channel": {"type": "string"}, "method": {"type": "string"},
+                                  "amount": {"type": "integer"},
+                                  "result": {"type": "string", "description": "the result page's URL"},
+                                  "form": {"type": "string", "description": "a fresh form token for another try"},
+                                  "bridge": {"type": "string", "enum": ["wechat", "alipay", "unionpay", "qq",
+                                                                        "redirect", "douyin"],
+                                             "description": "the app's JS bridge (absent once final)"},
+                                  "pay_params": {"type": "object", "description": "what the bridge takes"}}})}
     return {
         "/c/{code}": {"get": {
             "operationId": "oneCodePage", "tags": ["one-code"], "parameters": [code],
@@ -479,6 +487,16 @@ def _onecode_paths() -> dict[str, Any]:
                        "(picked by User-Agent)",
             "responses": {"200": page, "404": dict(page, description="unknown code (a page)"), "429": limited,
                           "503": dict(page, description="the database is down (a page)")}}},
+        "/c/{code}/auth/{channel}": {"get": {
+            "operationId": "oneCodeAuth", "tags": ["one-code"], "parameters": [
+                code, {"name": "channel", "in": "path", "required": True, "schema": {"type": "string"}},
+                {"name": "state", "in": "query", "required": True, "schema": {"type": "string"}}],
+            "summary": "Where the app's OAuth (WeChat snsapi_base, Alipay auth_base, Douyin) comes back with its "
+                       "one-time code (`code` or `auth_code`): exchanged for the payer id, then back to the page",
+            "responses": {"302": {"description": "the payer is known: back to /c/{code}"},
+                          "403": dict(page, description="bad state or the provider refused the code (a page)"),
+                          "404": dict(page, description="unknown code (a page)"), "429": limited,
+                          "503": dict(page, description="the provider or the database is away (a page)")}}},
         "/c/{code}/pay": {"post": {
             "operationId": "oneCodePay", "tags": ["one-code"], "parameters": [
                 code, {"name": "X-CSRF-Token", "in": "header", "required": True, "schema": {"type": "string"}}],

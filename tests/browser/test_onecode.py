@@ -1,8 +1,12 @@
 """One code for every app (一码通付), end to end in a real headless Chromium.
 
-The customer's app is played by the browser's User-Agent; its confirm step by
-the simulator's ``/_sim/app/confirm`` page. Every step is screenshotted under
-test-output/onecode/.
+The customer's app is played by the browser: its User-Agent, its OAuth (the
+simulator plays the provider's authorize page and token API), and its JS
+bridge, injected into the page as the app's web view injects it
+(``add_init_script``; QQ's and 云闪付's SDK scripts are served empty by the test,
+the bridge being there already). The bridge calls the simulator, as the app's
+native side calls the provider, through a Playwright binding, so the page's CSP
+is untouched. Every step is screenshotted under test-output/onecode/.
 """
 from __future__ import annotations
 
@@ -15,6 +19,8 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+
+from tests.support.stack import TRUSTED_PROXY
 
 UA = {
     "wechatpay": "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
@@ -59,14 +65,56 @@ def code(stack) -> str:
     return made["code"]
 
 
+#: each app's bridge as its web view provides it; ``__simApp(key)`` is the app's native side
+#: (a Playwright binding: the test asks the simulator to pay, or plays the customer cancelling)
+BRIDGE_JS = {
+    "wechatpay": """window.WeixinJSBridge = {invoke: function (name, p, cb) {
+        if (name !== "getBrandWCPayRequest" || p.signType !== "RSA" || !p.paySign) { cb({err_msg: name + ":fail"}); return; }
+        __simApp({prepay_id: p["package"].replace("prepay_id=", ""), app_id: p.appId}).then(function (r) {
+          cb({err_msg: "get_brand_wcpay_request:" + ({paid: "ok", cancelled: "cancel"}[r] || "fail")}); }); }};""",
+    "alipay": """window.AlipayJSBridge = {call: function (name, p, cb) {
+        if (name !== "tradePay") { return; }
+        __simApp({channel_trade_no: p.tradeNO}).then(function (r) {
+          cb({resultCode: {paid: "9000", cancelled: "6001"}[r] || "4000"}); }); }};""",
+    "unionpay": """window.upsdk = {ready: function (f) { f(); }, pay: function (o) {
+        __simApp({prepay_id: o.tn}).then(function (r) {
+          if (r === "paid") { o.success(); } else { o.fail({msg: r === "cancelled" ? "用户取消 cancel" : "支付失败"}); } }); }};""",
+    "qqwallet": """window.mqq = {tenpay: {pay: function (o, cb) {
+        __simApp({prepay_id: o.tokenId}).then(function (r) {
+          cb({resultCode: {paid: 0, cancelled: -1}[r] === undefined ? -2 : {paid: 0, cancelled: -1}[r]}); }); }}};""",
+    "jdpay": "",          # no bridge: JD's H5 cashier is a page (the simulator's)
+    "douyinpay": """window.ToutiaoJSBridge = {call: function (name, p, cb) {
+        __simApp({prepay_id: p["package"].replace("prepay_id=", "")}).then(function (r) {
+          cb({code: {paid: 0, cancelled: 1}[r] === undefined ? 2 : {paid: 0, cancelled: 1}[r]}); }); }};""",
+}
+SDK_SCRIPTS = ("https://open.95516.com/**", "https://open.mobile.qq.com/**")
+#: the channels whose payer id comes from the app's OAuth, and the id's field
+OAUTH_PAYER = {"wechatpay": "openid", "alipay": "user_id", "douyinpay": "openid"}
+
+
 @contextlib.asynccontextmanager
-async def phone(browser, ua: str):
-    """A phone-sized page in a fresh browser context whose User-Agent is the app's."""
+async def phone(browser, ua: str, stack=None, app: str | None = None, action: str = "pay"):
+    """A phone-sized page in a fresh browser context whose User-Agent is the app's, with the
+    app's bridge when ``app`` is given; ``action`` is what the customer does in the app
+    (pay, cancel, fail). ``page.app_calls`` records what the bridge was handed."""
     ctx = await browser.new_context(user_agent=ua, viewport={"width": 390, "height": 780}, is_mobile=True,
                                     has_touch=True, locale="zh-CN")
+    calls: list[dict] = []
     try:
+        for pattern in SDK_SCRIPTS:
+            await ctx.route(pattern, lambda route: route.fulfill(status=200, content_type="application/javascript",
+                                                                 body="/* the app's SDK: its bridge is injected */"))
+        if app is not None:
+            async def sim_app(_source, key: dict) -> str:
+                calls.append(key)
+                r = await stack.sim(app, "POST", "/_sim/app/bridge", {**key, "action": action})
+                return r["result"]
+            await ctx.expose_binding("__simApp", sim_app)
+            if BRIDGE_JS[app]:
+                await ctx.add_init_script(BRIDGE_JS[app])
         page = await ctx.new_page()
         page.set_default_timeout(15_000)
+        page.app_calls = calls
         yield page
     finally:
         await ctx.close()
@@ -77,15 +125,34 @@ async def type_amount(page, text: str) -> None:
         await page.click(f'#pad button[data-key="{ch}"]')
 
 
+def payment_id_of(page) -> str:
+    return page.url.split("/result/")[1].split("?")[0]
+
+
+async def issued_payer(page, stack, app: str) -> str | None:
+    """The payer id the simulated OAuth gave this browser (the app's login, on the simulator's host)."""
+    cookies = await page.context.cookies(stack.sim_url(app))
+    return next((c["value"] for c in cookies if c["name"] == f"sim_{app}_payer"), None)
+
+
 @pytest.mark.parametrize("app,amount", [("wechatpay", "12.34"), ("alipay", "8.80"), ("unionpay", "100"),
                                         ("qqwallet", "0.50"), ("jdpay", "66.66"), ("douyinpay", "3.21")])
 async def test_each_app_pays_through_its_own_channel(stack, browser, shots, code, app, amount):
-    async with phone(browser, UA[app]) as page:
+    async with phone(browser, UA[app], stack, app) as page:
+        nav: list[str] = []
+        page.on("request", lambda r: nav.append(r.url) if r.is_navigation_request() else None)
         await page.goto(f"{stack.base}/c/{code}")
+        if app in OAUTH_PAYER:     # the app's silent authorisation went by on the way to the page
+            assert any(u.startswith(stack.sim_url(app)) for u in nav), nav
+            assert any(u.startswith(f"{stack.base}/c/{code}/auth/{app}?") for u in nav), nav
+        else:
+            assert nav == [f"{stack.base}/c/{code}"], nav
+        assert page.url.split("#")[0] == f"{stack.base}/c/{code}"
         assert await page.inner_text("#merchant-name") == "Test merchant"
         assert APP_NAME[app] in await page.inner_text(".head")
         assert "¥100,000.00" in await page.inner_text("#limits")
         assert await page.is_disabled("#pay")
+        assert "_sim" not in await page.content()
         await page.screenshot(path=shots / f"{app}-1-page.png")
 
         await type_amount(page, amount)
@@ -94,18 +161,21 @@ async def test_each_app_pays_through_its_own_channel(stack, browser, shots, code
         await page.screenshot(path=shots / f"{app}-2-amount.png")
 
         await page.click("#pay")
-        await page.wait_for_url(stack.sim_url(app) + "/_sim/app/confirm*")
-        assert await page.inner_text("#sim-amount") == f"¥{fen // 100}.{fen % 100:02d}"
-        await page.screenshot(path=shots / f"{app}-3-app-confirm.png")
-
-        await page.click("#confirm")
+        if app == "jdpay":        # JD: its H5 cashier, then back to the page, which goes to the result
+            await page.wait_for_url(stack.sim_url("jdpay") + "/jdpay/cashier*")
+            assert await page.inner_text("#jd-amount") == f"¥{fen // 100}.{fen % 100:02d}"
+            await page.screenshot(path=shots / f"{app}-3-app.png")
+            await page.click("#jd-pay")
         await page.wait_for_url(re.compile(rf".*/c/{code}/result/pay_.*"))
+        if app != "jdpay":
+            assert len(page.app_calls) == 1, page.app_calls
         await page.wait_for_selector('#state[data-status="SUCCEEDED"]')
         assert await page.inner_text("#title") == "支付成功"
         assert "Payment successful" in await page.inner_text("#state")
         assert await page.inner_text("#paid-amount") == f"¥{fen // 100:,}.{fen % 100:02d}"
         await page.screenshot(path=shots / f"{app}-4-result.png")
-        payment_id = page.url.split("/result/")[1].split("?")[0]
+        payment_id = payment_id_of(page)
+        issued = await issued_payer(page, stack, app) if app in OAUTH_PAYER else None
 
     # a normal payment: the merchant's API sees it, the journal has its events
     r = await stack.api("GET", f"/v1/payments/{payment_id}")
@@ -115,19 +185,61 @@ async def test_each_app_pays_through_its_own_channel(stack, browser, shots, code
     assert p["merchant_order_no"].startswith("oc_") and p["metadata"] == {"source": "onecode", "code": code}
     types = [e["type"] for e in await stack.events(payment_id)]
     assert types[0] == "payment.created" and types[-1] == "payment.succeeded"
+    payer = await stack.pool.fetchval("select payer from payments where id = $1", payment_id)
+    if app in OAUTH_PAYER:     # the payer is the one the app's OAuth named, not a pseudonym
+        assert issued and payer == {OAUTH_PAYER[app]: issued}, (payer, issued)
 
 
-async def test_a_declined_payment_shows_the_failure(stack, browser, shots, code):
-    async with phone(browser, UA["wechatpay"]) as page:
+async def test_the_customer_cancels_in_the_app_then_pays(stack, browser, shots, code):
+    async with phone(browser, UA["alipay"], stack, "alipay", action="cancel") as page:
+        await page.goto(f"{stack.base}/c/{code}")
+        await type_amount(page, "7.20")
+        await page.click("#pay")
+        await page.wait_for_function("() => document.getElementById('error').dataset.outcome === 'cancel'")
+        assert "已取消付款" in await page.inner_text("#error")
+        assert page.url.split("#")[0] == f"{stack.base}/c/{code}" and not await page.is_disabled("#pay")
+        await page.screenshot(path=shots / "cancelled-in-app.png")
+        first = page.app_calls[0]["channel_trade_no"]
+        p = await stack.pool.fetchrow("select id, status from payments where channel_trade_no = $1", first)
+        assert p["status"] == "PENDING"          # nothing was claimed: the order is still open
+    async with phone(browser, UA["alipay"], stack, "alipay") as page:
+        await page.goto(f"{stack.base}/c/{code}")
+        await type_amount(page, "7.20")
+        await page.click("#pay")
+        await page.wait_for_selector('#state[data-status="SUCCEEDED"]')
+
+
+async def test_a_failure_in_the_app_is_shown_and_paycore_has_it(stack, browser, shots, code):
+    async with phone(browser, UA["wechatpay"], stack, "wechatpay") as page:
         await page.goto(f"{stack.base}/c/{code}")
         await type_amount(page, "6.13")          # the simulators decline amounts ending in 13
         await page.click("#pay")
-        await page.wait_for_url(stack.sim_url("wechatpay") + "/_sim/app/confirm*")
-        await page.click("#confirm")
-        await page.wait_for_selector('#state[data-status="FAILED"]')
-        assert await page.inner_text("#title") == "支付失败"
-        assert "Payment failed" in await page.inner_text("#state")
-        await page.screenshot(path=shots / "declined-result.png")
+        await page.wait_for_function("() => document.getElementById('error').dataset.outcome === 'fail'")
+        assert "支付未完成" in await page.inner_text("#error")
+        assert "/result/" not in page.url         # no success page, no result claimed by the page
+        await page.screenshot(path=shots / "failed-in-app.png")
+        prepay = page.app_calls[0]["prepay_id"]
+    row = await stack.pool.fetchrow("select id from payments where pay_params->>'package' = $1",
+                                    f"prepay_id={prepay}")
+    assert (await stack.wait_final(row["id"]))["status"] == "FAILED"     # the notification told paycore
+
+
+async def test_the_app_refusing_the_oauth_code_shows_a_retry_page(stack, browser, shots, code):
+    async with phone(browser, UA["wechatpay"]) as page:
+        nav: list[str] = []
+        page.on("request", lambda r: nav.append(r.url) if r.is_navigation_request() else None)
+        await page.goto(f"{stack.base}/c/{code}")
+        callback = next(u for u in nav if f"/c/{code}/auth/wechatpay?" in u)
+        # the same callback again: WeChat refuses a spent code (40029), paycore shows a way to retry
+        resp = await page.goto(callback)
+        assert resp.status == 403
+        assert await page.inner_text("#title") == "未能确认付款人，请重试"
+        assert await page.get_attribute("#again", "href") == f"/c/{code}"
+        await page.screenshot(path=shots / "oauth-refused.png")
+        resp = await page.goto(f"{stack.base}/c/{code}/auth/wechatpay?code=x&state=1x00")   # a forged state
+        assert resp.status == 403 and "过期" in await page.inner_text("#title")
+        await page.click("#again")      # and trying again works: a fresh authorisation, the page
+        await page.wait_for_selector("#pad")
 
 
 @pytest.mark.parametrize("name,ua", [("desktop", DESKTOP), ("windows-wechat", WINDOWS_WECHAT)])
@@ -146,7 +258,7 @@ async def test_a_disabled_code_shows_a_friendly_page(stack, browser, shots):
     made = cli(stack, "merchant", "code", "add", "m_test", "--store", "closed1")
     assert made["code"] == "m_test.closed1"
     assert cli(stack, "merchant", "code", "disable", made["code"])["status"] == "disabled"
-    async with phone(browser, UA["alipay"]) as page:
+    async with phone(browser, UA["unionpay"]) as page:
         await page.goto(f"{stack.base}/c/{made['code']}")
         assert await page.inner_text("#title") == "此收款码已停用"
         assert "disabled" in await page.inner_text("#state")
@@ -195,9 +307,9 @@ async def test_a_fixed_amount_code_refuses_any_other_amount(stack, browser, shot
         await page.screenshot(path=shots / "fixed-2-other-amount-refused.png")
         await page.evaluate("() => { document.getElementById('amount').value = '15.00'; }")
         await page.click("#pay")
-        await page.wait_for_url(stack.sim_url("jdpay") + "/_sim/app/confirm*")
-        assert await page.inner_text("#sim-amount") == "¥15.00"
-        await page.screenshot(path=shots / "fixed-3-app-confirm.png")
+        await page.wait_for_url(stack.sim_url("jdpay") + "/jdpay/cashier*")
+        assert await page.inner_text("#jd-amount") == "¥15.00"
+        await page.screenshot(path=shots / "fixed-3-jd-cashier.png")
 
 
 # ------------------------------------------------------------- the same checks over plain HTTP
@@ -298,6 +410,48 @@ async def test_payment_attempts_are_rate_limited_per_client(stack, code):
     async with Client(stack, UA["wechatpay"], "127.0.0.4") as c:
         cfg = await c.open(code)
         assert (await c.pay(code, {"amount": "abc", "form": cfg["form"]}, cfg["csrf"]))[0] == 400
+
+
+async def test_customers_behind_one_trusted_proxy_are_limited_separately(stack, code):
+    """The load balancer (stack.TRUSTED_PROXY) connects for everyone; X-Forwarded-For names the
+    customer. Each customer has their own bucket; an untrusted peer's header is ignored."""
+    async def attempts(source: str, forwarded: str | None, n: int) -> list[int]:
+        async with Client(stack, UA["qqwallet"], source) as c:
+            hdr = {"X-Forwarded-For": forwarded} if forwarded else {}
+            c.session.headers.update(hdr)
+            cfg = await c.open(code)
+            return [(await c.pay(code, {"amount": "abc", "form": cfg["form"]}, cfg["csrf"]))[0] for _ in range(n)]
+
+    first = await attempts(TRUSTED_PROXY, "198.51.100.7", 30)
+    assert first[:20] == [400] * 20 and 429 in first            # the burst, then the limit
+    # another customer through the same proxy: a bucket of their own
+    assert await attempts(TRUSTED_PROXY, "203.0.113.5", 3) == [400, 400, 400]
+    # the first customer again, still limited: a hop the client wrote in front changes nothing
+    assert 429 in await attempts(TRUSTED_PROXY, "203.0.113.99, 198.51.100.7", 5)
+    # an untrusted peer naming the limited customer: its X-Forwarded-For is ignored
+    assert await attempts("127.0.0.8", "198.51.100.7", 3) == [400, 400, 400]
+
+
+async def test_production_serves_no_simulator_path(stack, code):
+    """paycore's own routes, pages and scripts hold no /_sim link: the apps' steps are their
+    bridges, their OAuth and JD's cashier at the providers' hosts (the simulators stand in)."""
+    from paycore.config import load
+    from paycore.http import onecode
+    from paycore.http.app import create_app
+
+    app = create_app(load(env={}))
+    assert not [r.resource.canonical for r in app.router.routes() if "_sim" in r.resource.canonical]
+    for js in sorted(Path(onecode.STATIC).glob("*.js")):
+        assert "_sim" not in js.read_text(), js
+    for app_name in UA:
+        async with Client(stack, UA[app_name], "127.0.0.11") as c:
+            async with c.session.get(f"{stack.base}/c/{code}") as r:
+                assert r.status == 200 and "_sim" not in await r.text()
+            cfg = await c.open(code)
+            status, body, _ = await c.pay(code, {"amount": "1.00", "form": cfg["form"]}, cfg["csrf"])
+            assert status == 201 and "_sim" not in json.dumps(body), body
+            assert body["bridge"] == {"wechatpay": "wechat", "alipay": "alipay", "unionpay": "unionpay",
+                                      "qqwallet": "qq", "jdpay": "redirect", "douyinpay": "douyin"}[app_name]
 
 
 def test_the_static_code_renders_to_print(stack, shots, tmp_path: Path):

@@ -30,6 +30,7 @@ NOT_FOR_MERCHANTS = {
     "oneCodePay": "the customer's browser page of a one-code sticker",
     "oneCodeResult": "the customer's browser page of a one-code sticker",
     "oneCodeStatus": "the customer's browser page of a one-code sticker",
+    "oneCodeAuth": "where the app's OAuth brings the customer's browser back to a one-code page",
     "healthz": "operations: probes, not merchants",
     "readyz": "operations: probes, not merchants",
     "metrics": "operations: Prometheus",

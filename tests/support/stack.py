@@ -39,6 +39,7 @@ Proxy = Callable[[str, int], Awaitable[int]]
 TEST_RECOVERY = {"first_delay": 0.3, "interval": 0.3, "give_up_after": 2.5}
 TEST_TIMEOUT = 1.0
 SLOW_SECONDS = 1.6
+TRUSTED_PROXY = "127.0.0.9"
 
 
 @dataclass
@@ -198,6 +199,8 @@ async def build_stack(var: Path, *, workers: int = 1, proxy: Proxy | None = None
     overrides["webhooks"] = {"schedule": [0.2, 0.3, 0.4, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5], "interval": 0.1,
                              "timeout": 2.0}
     overrides["metrics"] = {"sample_interval": 0.5}
+    # the one-code tests' load balancer: X-Forwarded-For is believed from this address only
+    overrides["onecode"] = {"trusted_proxies": [TRUSTED_PROXY]}
     if tweak is not None:
         tweak(overrides)
     config_path = var / "paycore.toml"

@@ -72,3 +72,61 @@ def test_the_pseudonymous_payer_is_stable_and_shaped_like_the_channel():
     assert t.payer("alipay", "a")["user_id"].startswith("2088") and len(t.payer("alipay", "a")["user_id"]) == 16
     assert len(t.payer("qqwallet", "a")["openid"]) == 32
     assert t.payer("douyinpay", "a")["openid"].startswith("o")
+
+
+# ------------------------------------------------------------- the client's address behind proxies
+from paycore.http.onecode import client_address, trusted_networks  # noqa: E402
+
+TRUSTED = trusted_networks(["10.0.0.0/8", "192.0.2.1"])
+
+
+@pytest.mark.parametrize("peer,xff,client", [
+    ("198.51.100.7", ["1.2.3.4"], "198.51.100.7"),              # not a proxy: its header is ignored
+    ("192.0.2.1", ["203.0.113.5"], "203.0.113.5"),              # the load balancer names the customer
+    ("192.0.2.1", ["6.6.6.6, 203.0.113.5"], "203.0.113.5"),     # what the client wrote in front is not believed
+    ("192.0.2.1", ["203.0.113.5, 10.1.2.3"], "203.0.113.5"),    # past the trusted hops, right to left
+    ("192.0.2.1", ["203.0.113.5", "10.1.2.3"], "203.0.113.5"),  # several header lines are one list
+    ("192.0.2.1", [], "192.0.2.1"),                             # no header: the proxy itself
+    ("192.0.2.1", ["10.1.2.3"], "10.1.2.3"),                    # only trusted hops: the farthest
+    ("192.0.2.1", ["203.0.113.5, garbage"], "192.0.2.1"),       # a garbled hop stops the walk
+    ("192.0.2.1", ["2001:db8::1"], "2001:db8::1"),
+    (None, ["1.2.3.4"], "unknown"),
+])
+def test_x_forwarded_for_is_believed_only_from_trusted_proxies(peer, xff, client):
+    assert client_address(peer, xff, TRUSTED) == client
+
+
+def test_without_trusted_proxies_the_peer_is_the_client():
+    assert client_address("192.0.2.1", ["203.0.113.5"], ()) == "192.0.2.1"
+    with pytest.raises(ValueError):
+        trusted_networks(["not-an-address"])
+
+
+# ------------------------------------------------------------- OAuth state and the payer cookie
+def test_the_oauth_state_binds_code_channel_and_session():
+    t = Tokens(Secret("k" * 64))
+    state = t.oauth_state("m_demo", "wechatpay", "sid" * 8, now=1_000_000)
+    assert state.isalnum() and len(state) < 128                 # WeChat allows [A-Za-z0-9], 128 bytes
+    t.check_oauth_state(state, "m_demo", "wechatpay", "sid" * 8, now=1_000_100)
+    for code, channel, sid, now in (("m_x", "wechatpay", "sid" * 8, 1_000_100),
+                                    ("m_demo", "alipay", "sid" * 8, 1_000_100),
+                                    ("m_demo", "wechatpay", "other" * 5, 1_000_100),
+                                    ("m_demo", "wechatpay", "sid" * 8, 1_000_000 + 11 * 60)):
+        with pytest.raises(Forbidden):
+            t.check_oauth_state(state, code, channel, sid, now=now)
+    for forged in ("", "x", "1000000x", state[:-1] + ("0" if state[-1] != "0" else "1"), "１x00"):
+        with pytest.raises(Forbidden):
+            t.check_oauth_state(forged, "m_demo", "wechatpay", "sid" * 8, now=1_000_100)
+
+
+def test_the_payer_cookie_is_signed_and_bound_to_the_session():
+    t = Tokens(Secret("k" * 64))
+    cookie = t.payer_cookie("alipay", {"user_id": "2088102177846875"}, "sid" * 8, now=1_000_000)
+    assert t.payer_from_cookie(cookie, "alipay", "sid" * 8, 86400, now=1_000_100) == {"user_id": "2088102177846875"}
+    assert t.payer_from_cookie(cookie, "wechatpay", "sid" * 8, 86400, now=1_000_100) is None
+    assert t.payer_from_cookie(cookie, "alipay", "other" * 5, 86400, now=1_000_100) is None
+    assert t.payer_from_cookie(cookie, "alipay", "sid" * 8, 86400, now=1_000_000 + 86401) is None
+    swapped = cookie.replace("2088102177846875", "2088000000000001")
+    assert t.payer_from_cookie(swapped, "alipay", "sid" * 8, 86400, now=1_000_100) is None
+    for junk in ("", "a.b.c", "openid.x y.1.m", "x" * 300):
+        assert t.payer_from_cookie(junk, "alipay", "sid" * 8, 86400, now=1_000_100) is None

@@ -72,6 +72,104 @@
     UNAVAILABLE: ["系统繁忙，请稍后再试", "The service is busy; try again soon"]
   };
 
+  // ---- the app's own bridge ----------------------------------------------------
+  // Each app hands the order to its cashier and says how it went: "paid" (the app
+  // says so: the result page still waits for paycore's word), "unknown" (go and
+  // look), "cancel" (the customer closed the cashier) or "fail" (the app refused).
+  function whenReady(name, event, run, missing) {
+    if (window[name]) { run(window[name]); return; }
+    var timer = setTimeout(function () { missing(); }, 4000);
+    document.addEventListener(event, function () {
+      clearTimeout(timer);
+      if (window[name]) { run(window[name]); } else { missing(); }
+    }, {once: true});
+  }
+
+  var BRIDGES = {
+    // WeChat: WeixinJSBridge.invoke("getBrandWCPayRequest", signed params, cb(err_msg))
+    wechat: function (p, done) {
+      whenReady("WeixinJSBridge", "WeixinJSBridgeReady", function (b) {
+        b.invoke("getBrandWCPayRequest", {appId: p.appId, timeStamp: p.timeStamp, nonceStr: p.nonceStr,
+          "package": p["package"], signType: p.signType, paySign: p.paySign}, function (res) {
+          var m = (res && res.err_msg) || "";
+          done(m === "get_brand_wcpay_request:ok" ? "paid" : m === "get_brand_wcpay_request:cancel" ? "cancel" : "fail");
+        });
+      }, function () { done("nobridge"); });
+    },
+    // Alipay: AlipayJSBridge.call("tradePay", {tradeNO}, cb(resultCode)): 9000 paid,
+    // 8000 processing / 6004 unknown, 6001 cancelled, 4000 / 6002 and the rest failed
+    alipay: function (p, done) {
+      whenReady("AlipayJSBridge", "AlipayJSBridgeReady", function (b) {
+        b.call("tradePay", {tradeNO: p.trade_no}, function (res) {
+          var c = String((res && res.resultCode) || "");
+          done(c === "9000" ? "paid" : (c === "8000" || c === "6004") ? "unknown" : c === "6001" ? "cancel" : "fail");
+        });
+      }, function () { done("nobridge"); });
+    },
+    // 云闪付: upsdk (upsdk.js) pays a tn: success(), or fail({msg}) — a cancel included
+    unionpay: function (p, done) {
+      whenReady("upsdk", "upsdkReady", function (b) {
+        var go = function () {
+          b.pay({tn: p.tn, success: function () { done("paid"); }, fail: function (err) {
+            done(/cancel|取消/i.test((err && (err.code || err.msg)) || "") ? "cancel" : "fail");
+          }});
+        };
+        if (b.ready) { b.ready(go); } else { go(); }
+      }, function () { done("nobridge"); });
+    },
+    // QQ: mqq.tenpay.pay({tokenId, pubAcc, pubAccHint}, cb(result)): resultCode 0 paid, -1 cancelled
+    qq: function (p, done) {
+      whenReady("mqq", "mqqReady", function (b) {
+        b.tenpay.pay({tokenId: p.tokenId, pubAcc: p.pubAcc || "", pubAccHint: p.pubAccHint || ""}, function (res) {
+          var c = String(res && res.resultCode);
+          done(c === "0" ? "paid" : c === "-1" ? "cancel" : "fail");
+        });
+      }, function () { done("nobridge"); });
+    },
+    // Douyin: Douyin Pay's JSAPI parameters (WeChat-shaped) to the web view's bridge.
+    // The bridge's name and answers are not public: ToutiaoJSBridge.call("pay", params,
+    // cb({code})) with 0 paid, 1 cancelled is *unconfirmed*; kept in this one place.
+    douyin: function (p, done) {
+      whenReady("ToutiaoJSBridge", "ToutiaoJSBridgeReady", function (b) {
+        b.call("pay", {appId: p.appId, timeStamp: p.timeStamp, nonceStr: p.nonceStr, "package": p["package"],
+          signType: p.signType, paySign: p.paySign}, function (res) {
+          var c = String(res && res.code);
+          done(c === "0" ? "paid" : c === "1" ? "cancel" : "fail");
+        });
+      }, function () { done("nobridge"); });
+    },
+    // JD: its H5 cashier is a page; when the customer comes back here, the result page
+    redirect: function (p, done, resultUrl) {
+      try { sessionStorage.setItem(PENDING, resultUrl); } catch (e) { /* private mode: no way back */ }
+      window.location.href = p.pay_url;
+    }
+  };
+
+  var PENDING = "pc_pending_" + cfg.code;
+  function backFromCashier() {
+    var url = null;
+    try { url = sessionStorage.getItem(PENDING); sessionStorage.removeItem(PENDING); } catch (e) { url = null; }
+    if (url) { window.location.replace(url); }
+  }
+  window.addEventListener("pageshow", backFromCashier);
+
+  function afterApp(outcome, body) {
+    if (outcome === "paid" || outcome === "unknown") {
+      window.location.href = body.result;   // paycore's word decides what the customer sees
+      return;
+    }
+    busy = false;
+    render();
+    if (outcome === "cancel") {
+      say("已取消付款，可重新付款", "You cancelled the payment; you can pay again");
+    } else if (outcome === "nobridge") {
+      say("请在支付应用中打开此页面", "Please open this page inside the payment app");
+    } else {
+      say("支付未完成，请重试或更换付款方式", "The app could not complete the payment; try again");
+    }
+    errBox.setAttribute("data-outcome", outcome);
+  }
+
   payBtn.addEventListener("click", function () {
     if (payBtn.disabled) { return; }
     var amount = field.value;   // what the form holds is what is sent: the server decides
@@ -85,8 +183,11 @@
     req.onload = function () {
       var body = {};
       try { body = JSON.parse(req.responseText); } catch (e) { body = {}; }
-      if (req.status < 300 && body.next) {
-        window.location.href = body.next;
+      if (req.status < 300 && body.result) {
+        if (body.form) { cfg.form = body.form; }   // a cancelled attempt may be followed by another
+        if (!body.bridge) { window.location.href = body.result; return; }
+        say("请在应用中完成支付…", "Finish paying in the app…");
+        BRIDGES[body.bridge](body.pay_params || {}, function (outcome) { afterApp(outcome, body); }, body.result);
         return;
       }
       var err = body.error || {};
