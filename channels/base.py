@@ -29,7 +29,7 @@ from channels.secrets import Secret
 
 if TYPE_CHECKING:   # the adapters' transport; channels.http imports this module
     from channels.http import ChannelHttp
-    from channels.transfers import (BindResult, PayoutRequest, PayoutResult, ReceiverSpec, ShareRequest,
+    from channels.transfers import (BindResult, PayoutNotice, PayoutRequest, PayoutResult, ReceiverSpec, ShareRequest,
                                     ShareResult, ShareReturnRequest, ShareReturnResult)
 
 
@@ -365,6 +365,11 @@ class ChannelAdapter:
 
     async def query_payout(self, req: "PayoutRequest") -> "PayoutResult":
         raise UnsupportedFlow(self.name, Flow.PAYOUT)
+
+    async def parse_payout_notification(self, headers: Mapping[str, str], body: bytes) -> "PayoutNotice":
+        """Verify and parse a payout notification (posted to ``/notify/{channel}/payout``); answered
+        with :meth:`ack`. Raises :class:`NotificationRejected`."""
+        raise UnsupportedFlow(self.name, Flow.NOTIFY)
 
     # -- the payer's identity for jsapi, from the app's own OAuth ---------------------
     #: True where a jsapi order needs the payer's id at this provider (openid / user_id),

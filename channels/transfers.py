@@ -96,6 +96,16 @@ class LineResult:
     failure_code: str | None = None
 
 
+def overall(finished: bool, lines: list[LineResult]) -> ShareStatus:
+    """A finished order SUCCEEDED when any of its parts moved money, FAILED when none did;
+    PROCESSING while the provider is not finished or any part is still pending."""
+    if not finished or any(line.status is ShareStatus.PROCESSING for line in lines):
+        return ShareStatus.PROCESSING
+    if lines and all(line.status is ShareStatus.FAILED for line in lines):
+        return ShareStatus.FAILED
+    return ShareStatus.SUCCEEDED
+
+
 @dataclass(slots=True)
 class ShareResult:
     status: ShareStatus
@@ -149,3 +159,15 @@ class PayoutResult:
     channel_payout_no: str | None = None
     failure_code: str | None = None
     failure_message: str | None = None
+
+
+@dataclass(slots=True)
+class PayoutNotice:
+    """A verified payout notification: the provider's word on one transfer, to be applied exactly
+    as the answer of a query (``result``) would be."""
+
+    out_no: str                           # the paycore payout id, mapped back
+    merchant_ref: str | None              # the provider-side merchant id it names
+    amount: int | None                    # fen, as the provider states it
+    result: PayoutResult
+    notification_id: str | None = None

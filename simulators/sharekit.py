@@ -22,7 +22,8 @@ Scenarios (the provider's failure cases):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import datetime, timezone
+from typing import Any, Callable
 
 from aiohttp import web
 
@@ -57,9 +58,12 @@ class SimTransfer:
     amount: int
     account: str
     bill_no: str
-    state: str = "ACCEPTED"              # ACCEPTED | SUCCESS | FAIL
+    state: str = "ACCEPTED"              # ACCEPTED | WAIT_USER_CONFIRM | SUCCESS | FAIL
     fail_reason: str | None = None
     name: str | None = None
+    notify_url: str | None = None
+    queries: int = 0                     # how often the merchant asked about it
+    created_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -73,6 +77,9 @@ class ShareBook:
         self.returns: dict[str, SimReturn] = {}
         self.transfers: dict[str, SimTransfer] = {}
         self.transfer_calls = 0
+        #: the simulator's (url, headers, body) of a transfer's notification: for a test that plays
+        #: someone replaying or forging one
+        self.transfer_notice: Callable[[SimTransfer], tuple[str, dict[str, str], bytes]] | None = None
 
     def shares_of(self, order: SimOrder) -> list[SimShare]:
         return [s for s in self.shares.values() if s.order is order]

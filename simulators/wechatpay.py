@@ -17,6 +17,13 @@ Profit sharing (receivers/add, orders, query, unfreeze, return-orders) and
 real names arrive RSA-OAEP-encrypted under the simulator's key, and one that
 does not decrypt is refused PARAM_ERROR. A refund of a shared order is
 refused NOT_ENOUGH while the merchant's part cannot cover it (分账回退 first).
+A transfer that reaches its final state is notified (MCHTRANSFER.BILL.FINISHED,
+signed and encrypted like every v3 notification) to the request's notify_url;
+one to an openid containing ``hold`` waits for the payee (WAIT_USER_CONFIRM)
+until ``POST /_sim/transfers/{out_bill_no}/confirm``; ``POST
+/_sim/transfers/{out_bill_no}/notify`` sends its notification once more and
+answers ``{"status": <paycore's HTTP status>}``.
+
 It also plays the official account's web authorisation (what
 open.weixin.qq.com and api.weixin.qq.com answer): ``GET
 /connect/oauth2/authorize`` (snsapi_base, silent: straight back to
@@ -26,14 +33,14 @@ code 40029, as WeChat answers).
 """
 from __future__ import annotations
 
+import asyncio
 import re
 import secrets
+from datetime import datetime, timezone
 from functools import partial
 from typing import Any
 
 from aiohttp import web
-
-import asyncio
 
 from simulators import kit as simkit
 from simulators.kit import OrderState, Scenario, SimOrder, SimSettings
@@ -41,6 +48,7 @@ from simulators.sharekit import BOOK_KEY, ShareBook, SimReturn, SimShare, SimTra
 from channels.wechatpay import sharing as S
 from channels.wechatpay.transformers import PROFILE
 from channels.wxv3 import crypto
+from channels.wxv3.transformers import rfc3339
 from simulators.wxv3 import V3Simulator, error
 
 _AUTH_CODE = re.compile(r"^1[0-5]\d{16}$")
@@ -57,6 +65,7 @@ class WechatPaySimulator(V3Simulator):
             self.add("POST", f"{prefix}/out-trade-no/{{no}}/reverse", partial(self.reverse, partner=partner))
         self.book = self.app[BOOK_KEY] = ShareBook(int(settings.extra.get("max_share_percent", 30)))
         self.transfer_delay = float(settings.extra.get("transfer_delay", 0.05))
+        self.book.transfer_notice = self.transfer_notification
         self.add("POST", S.RECEIVERS_ADD, self.add_receiver)
         self.add("POST", S.ORDERS, self.share)
         self.add("POST", S.UNFREEZE, self.unfreeze)
@@ -66,6 +75,8 @@ class WechatPaySimulator(V3Simulator):
         self.add("POST", S.TRANSFER_BILLS, self.transfer)
         self.add("GET", S.TRANSFER_BILLS + "/out-bill-no/{no}", self.query_transfer)
         self.app.router.add_get("/_sim/transfers/{no}", self.sim_transfer)
+        self.app.router.add_post("/_sim/transfers/{no}/confirm", self.sim_confirm_transfer)
+        self.app.router.add_post("/_sim/transfers/{no}/notify", self.sim_notify_transfer)
         # an openid: "o" and 27 URL-safe characters, like WeChat's
         self.oauth = simkit.OAuthServer(settings, lambda: "o" + secrets.token_urlsafe(20)[:27])
         self.app.router.add_get("/connect/oauth2/authorize", self.oauth_authorize)
@@ -296,7 +307,7 @@ class WechatPaySimulator(V3Simulator):
         if sc is Scenario.DECLINED:
             return self.answer(403, error("NOT_ENOUGH", "商户运营账户资金不足"))
         t = SimTransfer(out_no=no, amount=amount, account=str(openid), bill_no="1330" + self.state.new_trade_no(),
-                        name=name)
+                        name=name, notify_url=data.get("notify_url") or None)
         self.book.transfer_outcome(t)
         self.book.transfers[no] = t
         self.state.spawn(self.complete_transfer(t))
@@ -308,13 +319,49 @@ class WechatPaySimulator(V3Simulator):
 
     async def complete_transfer(self, t: SimTransfer) -> None:
         await asyncio.sleep(self.transfer_delay)
+        if "hold" in t.account:
+            t.state = "WAIT_USER_CONFIRM"     # the payee has to accept it in WeChat first
+            return
+        self.finish_transfer(t)
+
+    def finish_transfer(self, t: SimTransfer) -> None:
         self.book.complete(t)
+        t.extra["finished_at"] = datetime.now(timezone.utc)
+        if t.notify_url:
+            self.state.spawn(self.state.deliver(lambda: self.transfer_notification(t), t.out_no))
+
+    def transfer_notification(self, t: SimTransfer) -> tuple[str, dict[str, str], bytes]:
+        plain = {"mch_id": self.settings.mch_id, "out_bill_no": t.out_no, "transfer_bill_no": t.bill_no,
+                 "transfer_amount": t.amount, "state": t.state, "openid": t.account,
+                 "create_time": rfc3339(t.created_at), "update_time": rfc3339(t.extra.get("finished_at", t.created_at))}
+        if t.fail_reason:
+            plain["fail_reason"] = t.fail_reason
+        headers, body = self.envelope(f"EV-{t.bill_no}-{t.state}", S.TRANSFER_EVENT, "商家转账单据终态通知",
+                                      "mch_payment", plain)
+        return str(t.notify_url), headers, body
 
     async def query_transfer(self, request: web.Request, data: dict[str, Any]) -> web.Response:
         t = self.book.transfers.get(request.match_info["no"])
         if t is None:
             return self.answer(404, error("NOT_FOUND", "记录不存在"))
+        t.queries += 1
         return self.answer(200, self.transfer_json(t))
+
+    async def sim_confirm_transfer(self, request: web.Request) -> web.Response:
+        """The payee accepts a held transfer: it completes and WeChat notifies the merchant."""
+        t = self.book.transfers.get(request.match_info["no"])
+        if t is None or t.state != "WAIT_USER_CONFIRM":
+            return web.json_response({"error": "no transfer waiting for the payee"}, status=404)
+        self.finish_transfer(t)
+        return web.json_response(self.transfer_json(t))
+
+    async def sim_notify_transfer(self, request: web.Request) -> web.Response:
+        """Deliver a final transfer's notification once more (WeChat repeats unacknowledged ones)."""
+        t = self.book.transfers.get(request.match_info["no"])
+        if t is None or not t.notify_url or t.state not in ("SUCCESS", "FAIL"):
+            return web.json_response({"error": "no final transfer with a notify_url"}, status=404)
+        return web.json_response({"status": await self.state.deliver(lambda: self.transfer_notification(t),
+                                                                      t.out_no)})
 
     async def sim_transfer(self, request: web.Request) -> web.Response:
         """The test operator's view: a transfer and how often transfers were asked for (never the name)."""

@@ -53,9 +53,9 @@ from __future__ import annotations
 from typing import ClassVar, Mapping
 
 from channels import oauth
-from channels.base import ChannelResult, Flow, Method, PayRequest, RecoveryRule, TradeRef
-from channels.transfers import (BindResult, PayoutRequest, PayoutResult, ReceiverSpec, ShareRequest, ShareResult,
-                                ShareReturnRequest, ShareReturnResult)
+from channels.base import ChannelResult, Flow, Method, NotificationRejected, PayRequest, RecoveryRule, TradeRef
+from channels.transfers import (BindResult, PayoutNotice, PayoutRequest, PayoutResult, ReceiverSpec, ShareRequest,
+                                ShareResult, ShareReturnRequest, ShareReturnResult)
 from channels.wechatpay import sharing as S
 from channels.wechatpay import transformers as T
 from channels.wxv3 import crypto
@@ -151,6 +151,15 @@ class WechatPayAdapter(V3Adapter):
     async def query_payout(self, req: PayoutRequest) -> PayoutResult:
         reply = await self._call("GET", S.transfer_query_path(req), flow="payout")
         return S.transfer_result(reply.status, reply.data)
+
+    async def parse_payout_notification(self, headers: Mapping[str, str], body: bytes) -> PayoutNotice:
+        """商家转账回调通知: signed and AES-GCM encrypted like every v3 notification; final states
+        (SUCCESS, FAIL, CANCELLED) are applied like a query's answer, the others change nothing."""
+        envelope, plain = self.open_notification(headers, body)
+        try:
+            return S.transfer_notification(envelope, plain)
+        except ValueError as e:
+            raise NotificationRejected("malformed", str(e)) from None
 
 
 ADAPTER = WechatPayAdapter

@@ -37,7 +37,8 @@ from urllib.parse import quote
 
 from channels.base import ChannelError
 from channels.transfers import (BindResult, LineResult, PayoutRequest, PayoutResult, PayoutStatus, ReceiverSpec,
-                                ShareRequest, ShareResult, ShareReturnRequest, ShareReturnResult, ShareStatus)
+                                PayoutNotice, ShareRequest, ShareResult, ShareReturnRequest, ShareReturnResult,
+                                ShareStatus, overall)
 from channels.wxv3.transformers import V3Ids, error_code, merchant_fields, raise_if_unknown_outcome, wire_out_no
 
 RECEIVERS_ADD = "/v3/profitsharing/receivers/add"
@@ -45,6 +46,8 @@ ORDERS = "/v3/profitsharing/orders"
 UNFREEZE = "/v3/profitsharing/orders/unfreeze"
 RETURNS = "/v3/profitsharing/return-orders"
 TRANSFER_BILLS = "/v3/fund-app/mch-transfer/transfer-bills"
+#: 商家转账回调通知: the event of a transfer bill that reached a final state (resource ``mch_payment``)
+TRANSFER_EVENT = "MCHTRANSFER.BILL.FINISHED"
 
 #: paycore receiver / destination type → WeChat's
 RECEIVER_TYPES = {"merchant": "MERCHANT_ID", "openid": "PERSONAL_OPENID"}
@@ -152,15 +155,6 @@ def share_result(status: int, data: Mapping[str, Any]) -> ShareResult:
     return ShareResult(overall(state == "FINISHED", lines), channel_order_no=data.get("order_id"), lines=lines)
 
 
-def overall(finished: bool, lines: list[LineResult]) -> ShareStatus:
-    """A finished order SUCCEEDED when any of its parts moved money, FAILED when none did."""
-    if not finished or any(line.status is ShareStatus.PROCESSING for line in lines):
-        return ShareStatus.PROCESSING
-    if lines and all(line.status is ShareStatus.FAILED for line in lines):
-        return ShareStatus.FAILED
-    return ShareStatus.SUCCEEDED
-
-
 # -- returns (分账回退) ------------------------------------------------------------------
 
 def return_body(req: ShareReturnRequest, ids: V3Ids) -> dict[str, Any]:
@@ -233,3 +227,22 @@ def transfer_result(status: int, data: Mapping[str, Any]) -> PayoutResult:
         raise _garbage(f"transfer state {data.get('state')!r}")
     return PayoutResult(state, channel_payout_no=data.get("transfer_bill_no") or None,
                         failure_code=(data.get("fail_reason") or None) if state is PayoutStatus.FAILED else None)
+
+
+def transfer_notification(envelope: Mapping[str, Any], plain: Mapping[str, Any]) -> PayoutNotice:
+    """A verified, decrypted 商家转账回调通知 (``{out_bill_no, transfer_bill_no, state, mch_id,
+    transfer_amount, openid, fail_reason?, update_time}``) → the notice, its state read exactly as
+    a query's answer (:func:`transfer_result`). ValueError when it is not one."""
+    if envelope.get("event_type") != TRANSFER_EVENT:
+        raise ValueError(f"{envelope.get('event_type')!r} is not a transfer bill event")
+    out_bill_no, amount = plain.get("out_bill_no"), plain.get("transfer_amount")
+    if not isinstance(out_bill_no, str) or not out_bill_no.isalnum():
+        raise ValueError("transfer notification without out_bill_no")
+    if isinstance(amount, bool) or not isinstance(amount, int):
+        raise ValueError("transfer notification without transfer_amount")
+    try:
+        result = transfer_result(200, plain)
+    except ChannelError as e:
+        raise ValueError(str(e)) from None
+    return PayoutNotice(out_no=payout_id(out_bill_no), merchant_ref=plain.get("mch_id") or None, amount=amount,
+                        result=result, notification_id=envelope.get("id") or None)

@@ -163,6 +163,12 @@ class V3Adapter(ChannelAdapter):
         return T.refund_result(reply.status, reply.data)
 
     async def parse_notification(self, kind: str, headers: Mapping[str, str], body: bytes) -> Notification:
+        envelope, plain = self.open_notification(headers, body)
+        return T.notification_from(kind, envelope, plain)
+
+    def open_notification(self, headers: Mapping[str, str], body: bytes) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(the envelope, the decrypted resource) of a notification the provider signed recently;
+        NotificationRejected otherwise (bad_signature, stale, undecryptable, malformed)."""
         reason = self.verify(headers, body)
         if reason is not None:
             raise NotificationRejected(reason)
@@ -176,7 +182,7 @@ class V3Adapter(ChannelAdapter):
             raise NotificationRejected("malformed", "resource is not JSON") from None
         if not isinstance(plain, dict):
             raise NotificationRejected("malformed", "resource is not an object")
-        return T.notification_from(kind, envelope, plain)
+        return envelope, plain
 
     def ack(self, ok: bool) -> Ack:
         if ok:

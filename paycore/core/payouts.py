@@ -22,7 +22,7 @@ from typing import Any
 
 import asyncpg
 
-from channels.base import ChannelAdapter, ChannelError, Flow, UnsupportedFlow
+from channels.base import Ack, ChannelAdapter, ChannelError, Flow, NotificationRejected, UnsupportedFlow
 from channels.transfers import PayoutRequest, PayoutResult, PayoutStatus, mask_name
 from paycore.config import Config
 from paycore.core.afterlog import db, next_check, write_event
@@ -206,6 +206,44 @@ class Payouts:
                                    "coalesce($4, channel_payout_no) where id = $1", po.id, po.checks,
                                    po.next_check_at, result.channel_payout_no)
         return po
+
+    async def handle_notification(self, channel: str, headers: Any, body: bytes) -> Ack:
+        """A channel's payout notification (``POST /notify/{channel}/payout``): verified by the adapter,
+        then applied through :meth:`apply` exactly like recovery's query answer, so a duplicate, or a
+        notice that loses the race with a query, changes nothing. Anything that does not verify or
+        names no payout of that channel gets the provider's failure answer and changes nothing."""
+        adapter = self.engine.adapters.get(channel)
+        if adapter is None:
+            raise NotFound("unknown channel")
+        metrics = self.engine.metrics
+        try:
+            try:
+                note = await adapter.parse_payout_notification(headers, body)
+            except (NotificationRejected, UnsupportedFlow):
+                raise
+            except Exception as e:
+                # anyone can post anything here: a parser that trips over it is a rejection, not a 500
+                log.warning("payout notification from %s could not be parsed (%s)", channel, type(e).__name__)
+                raise NotificationRejected("malformed") from None
+            row = await db(self.pool.fetchrow(f"{PAYOUT_SELECT} where id = $1", note.out_no))
+            if row is None or row["channel"] != channel:
+                raise NotificationRejected("unknown_order")
+            s = adapter.settings
+            if note.merchant_ref is not None and note.merchant_ref not in {s.mch_id, s.app_id} - {None, ""}:
+                raise NotificationRejected("merchant_mismatch")
+            if note.amount is not None and note.amount != row["amount"]:
+                raise NotificationRejected("amount_mismatch")
+            await self.apply(row["id"], note.result)
+        except NotificationRejected as e:
+            metrics.notifications_rejected.labels(channel, e.reason).inc()
+            metrics.notifications.labels(channel, "payout", "rejected").inc()
+            log.warning("payout notification from %s rejected: %s", channel, e.reason)
+            return adapter.ack(False)
+        except UnsupportedFlow:
+            metrics.unsupported_flows.labels(channel, "notify").inc()
+            raise NotFound("this channel sends no payout notifications") from None
+        metrics.notifications.labels(channel, "payout", "applied").inc()
+        return adapter.ack(True)
 
     async def recover(self, po: Payout) -> None:
         adapter = self.engine.adapters.get(po.channel)

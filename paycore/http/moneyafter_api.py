@@ -7,7 +7,7 @@ from paycore.core import validation
 from paycore.core.payouts import Payouts
 from paycore.core.splits import Splits
 from paycore.errors import InvalidRequest
-from paycore.http.common import json_response, merchant_of
+from paycore.http.common import ack_response, json_response, merchant_of, read_body
 
 SPLITS: web.AppKey[Splits] = web.AppKey("splits", Splits)
 PAYOUTS: web.AppKey[Payouts] = web.AppKey("payouts", Payouts)
@@ -53,6 +53,13 @@ async def find_payout(request: web.Request) -> web.Response:
     return json_response((await request.app[PAYOUTS].find(merchant, no)).to_api())
 
 
+async def payout_notify(request: web.Request) -> web.Response:
+    """``POST /notify/{channel}/payout``: the channel's word on a payout, answered in its own format."""
+    body = await read_body(request)
+    ack = await request.app[PAYOUTS].handle_notification(request.match_info["channel"], request.headers, body)
+    return ack_response(ack)
+
+
 def setup(app: web.Application) -> None:
     r = app.router
     r.add_post("/v1/receivers", create_receiver)
@@ -61,3 +68,4 @@ def setup(app: web.Application) -> None:
     r.add_post("/v1/payouts", create_payout)
     r.add_get("/v1/payouts", find_payout)
     r.add_get("/v1/payouts/{id}", get_payout)
+    r.add_post("/notify/{channel}/payout", payout_notify)

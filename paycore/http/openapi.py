@@ -411,7 +411,8 @@ def _paths() -> dict[str, Any]:
     channel_param = {"name": "channel", "in": "path", "required": True,
                      "schema": {"type": "string", "enum": list(v.CHANNELS)}}
     for path, op_id, what in (("/notify/{channel}", "channelNotification", "payment"),
-                              ("/notify/{channel}/refund", "channelRefundNotification", "refund")):
+                              ("/notify/{channel}/refund", "channelRefundNotification", "refund"),
+                              ("/notify/{channel}/payout", "channelPayoutNotification", "payout")):
         p[path] = {"post": {
             "operationId": op_id, "tags": ["channels"],
             "summary": f"A channel's asynchronous {what} notification, in the channel's own format",

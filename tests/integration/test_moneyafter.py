@@ -10,7 +10,7 @@ import secrets
 import pytest
 
 from simulators.sharekit import BOOK_KEY
-from tests.support.chaoskit import run_audit
+from tests.support.chaoskit import metric, metrics_text, run_audit
 from tests.support.ops import eventually
 
 CH = "wechatpay"
@@ -212,3 +212,38 @@ async def test_payout_with_unknown_outcome_is_finished_by_recovery_after_sigkill
     assert (await payout_final(stack, ok["id"]))["status"] == "SUCCEEDED"
     bad = await payout(stack, 7719)
     assert (await payout_final(stack, bad["id"]))["status"] == "FAILED"
+
+
+async def test_payout_notification_is_verified_and_applied_once(stack):
+    """WeChat notifies a transfer's final state to /notify/wechatpay/payout: a forged notice gets
+    WeChat's failure answer and changes nothing; the real one ends the payout; a repeat is applied once."""
+    po = await payout(stack, 6100, account="o_hold_" + secrets.token_hex(4))
+    bill = po["id"].replace("_", "")
+
+    async def waiting():
+        t = book(stack).transfers.get(bill)
+        return t if t is not None and t.state == "WAIT_USER_CONFIRM" else None
+    t = await eventually(waiting, what="transfer waiting for the payee")
+    url, headers, body = book(stack).transfer_notice(t)
+    assert url == stack.base + "/notify/wechatpay/payout"
+    forged = body.replace(b'"summary":"', b'"summary":"forged ')       # valid JSON, no longer WeChat's bytes
+    assert forged != body
+    async with stack.session.post(url, data=forged, headers=headers) as r:
+        assert r.status == 500 and (await r.json())["code"] == "FAIL"
+    assert (await stack.api("GET", f"/v1/payouts/{po['id']}")).body["status"] == "PROCESSING"
+    applied = metric(await metrics_text(stack), "paycore_notifications_total", channel=CH, kind="payout",
+                     result="applied")
+
+    confirmed = await stack.sim(CH, "POST", f"/_sim/transfers/{bill}/confirm")
+    assert confirmed["state"] == "SUCCESS"
+    done = await payout_final(stack, po["id"])
+    assert done["status"] == "SUCCEEDED" and done["failure"] is None
+    again = await stack.sim(CH, "POST", f"/_sim/transfers/{bill}/notify")
+    assert again == {"status": 200}
+    events = await stack.events(po["id"])
+    assert [e["type"] for e in events] == ["payout.created", "payout.succeeded"]
+    async def counted():
+        n = metric(await metrics_text(stack), "paycore_notifications_total", channel=CH, kind="payout",
+                   result="applied")
+        return n if n >= applied + 2 else None
+    assert await eventually(counted, what="both notifications applied")
