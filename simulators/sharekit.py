@@ -77,6 +77,8 @@ class ShareBook:
         self.returns: dict[str, SimReturn] = {}
         self.transfers: dict[str, SimTransfer] = {}
         self.transfer_calls = 0
+        #: False: the provider's transfer notifications are lost (as happens), only queries tell
+        self.notify_transfers = True
         #: the simulator's (url, headers, body) of a transfer's notification: for a test that plays
         #: someone replaying or forging one
         self.transfer_notice: Callable[[SimTransfer], tuple[str, dict[str, str], bytes]] | None = None

@@ -327,7 +327,7 @@ class WechatPaySimulator(V3Simulator):
     def finish_transfer(self, t: SimTransfer) -> None:
         self.book.complete(t)
         t.extra["finished_at"] = datetime.now(timezone.utc)
-        if t.notify_url:
+        if t.notify_url and self.book.notify_transfers:
             self.state.spawn(self.state.deliver(lambda: self.transfer_notification(t), t.out_no))
 
     def transfer_notification(self, t: SimTransfer) -> tuple[str, dict[str, str], bytes]:

@@ -25,19 +25,19 @@ async def audit_after(stack):
     assert report["ok"], report
 
 
-def book(stack):
-    return stack.sims.apps[CH][BOOK_KEY]
+def book(stack, channel: str = CH):
+    return stack.sims.apps[channel][BOOK_KEY]
 
 
 def no(prefix: str) -> str:
     return f"{prefix}-{secrets.token_hex(6)}"
 
 
-async def receiver(stack, rtype: str = "merchant", account: str | None = None) -> dict:
-    body = {"receiver_no": no("rcv"), "channel": CH, "type": rtype,
+async def receiver(stack, rtype: str = "merchant", account: str | None = None, channel: str = CH) -> dict:
+    body = {"receiver_no": no("rcv"), "channel": channel, "type": rtype,
             "account": account or ("19" + str(secrets.randbelow(10 ** 8)).zfill(8) if rtype == "merchant"
                                    else "o" + secrets.token_hex(12))}
-    if rtype == "merchant":
+    if rtype in ("merchant", "account"):
         body["name"] = MERCHANT_NAME
     r = await stack.api("POST", "/v1/receivers", body)
     assert r.status == 201, r.body
@@ -47,10 +47,10 @@ async def receiver(stack, rtype: str = "merchant", account: str | None = None) -
     return r.body
 
 
-async def shared_payment(stack, amount: int = 10000) -> dict:
-    r = await stack.pay(amount=amount, method="qr", channel=CH, profit_sharing=True)
+async def shared_payment(stack, amount: int = 10000, channel: str = CH) -> dict:
+    r = await stack.pay(amount=amount, method="qr", channel=channel, profit_sharing=True)
     assert r.status == 201, r.body
-    await stack.customer_pays(CH, out_trade_no=r.body["id"])
+    await stack.customer_pays(channel, out_trade_no=r.body["id"])
     p = await stack.wait_final(r.body["id"])
     assert p["status"] == "SUCCEEDED"
     return p
@@ -136,11 +136,12 @@ async def test_refund_of_a_split_payment_takes_the_shares_back_first(stack):
     assert [(x.amount, x.result) for x in returns] == [(3000, "SUCCESS")]
 
 
-async def payout(stack, amount: int, account: str | None = None, name: str | None = PAYEE, **extra) -> dict:
-    dest = {"type": "openid", "value": account or "o" + secrets.token_hex(12)}
+async def payout(stack, amount: int, account: str | None = None, name: str | None = PAYEE, channel: str = CH,
+                 dtype: str = "openid", **extra) -> dict:
+    dest = {"type": dtype, "value": account or "o" + secrets.token_hex(12)}
     if name:
         dest["name"] = name
-    body = {"payout_no": no("po"), "amount": amount, "currency": "CNY", "channel": CH, "destination": dest,
+    body = {"payout_no": no("po"), "amount": amount, "currency": "CNY", "channel": channel, "destination": dest,
             "remark": "佣金结算", **extra}
     r = await stack.api("POST", "/v1/payouts", body)
     assert r.status == 201, r.body
@@ -191,7 +192,18 @@ async def test_payout_failures_are_final_with_the_channel_reason(stack):
     assert unsupported.status == 422 and unsupported.body["error"]["code"] == "UNSUPPORTED_METHOD"
 
 
-async def test_payout_with_unknown_outcome_is_finished_by_recovery_after_sigkill(stack):
+@pytest.fixture
+def notifications_lost(stack):
+    """The channels' transfer notifications are lost: only recovery's queries can end a payout."""
+    books = [stack.sims.apps[ch][BOOK_KEY] for ch in ("wechatpay", "alipay", "bankwallet")]
+    for b in books:
+        b.notify_transfers = False
+    yield
+    for b in books:
+        b.notify_transfers = True
+
+
+async def test_payout_with_unknown_outcome_is_finished_by_recovery_after_sigkill(stack, notifications_lost):
     # 15: WeChat takes the transfer but answers after paycore's timeout
     body = {"payout_no": no("po"), "amount": 7715, "currency": "CNY", "channel": CH,
             "destination": {"type": "openid", "value": "o" + secrets.token_hex(12), "name": PAYEE}}
@@ -247,3 +259,123 @@ async def test_payout_notification_is_verified_and_applied_once(stack):
                    result="applied")
         return n if n >= applied + 2 else None
     assert await eventually(counted, what="both notifications applied")
+
+
+
+# -- Alipay (交易分账, 单笔转账) and the bank wallet, through the same public API ----------------------------
+
+#: per channel: a receiver (type, account maker), a payee (type, account maker), and what the channel says
+#: when a payout goes to a frozen account
+OTHER = {
+    "alipay": {"receiver": ("user_id", lambda: "2088" + str(secrets.randbelow(10 ** 12)).zfill(12)),
+               "payee": ("account", lambda: f"p{secrets.token_hex(4)}@example.com"),
+               "frozen": "PAYEE_ACCOUNT_STATUS_ERROR", "channel_refusal": "ACQ.ALLOC_AMOUNT_VALIDATE_ERROR",
+               "not_bound": "ACQ.ROYALTY_RECEIVER_INVALID"},
+    "bankwallet": {"receiver": ("account", lambda: "BW" + secrets.token_hex(6)),
+                   "payee": ("account", lambda: "BW" + secrets.token_hex(6)),
+                   "frozen": "ACCOUNT_FROZEN", "channel_refusal": None, "not_bound": "RECEIVER_NOT_BOUND"},
+}
+CHANNELS = pytest.mark.parametrize("ch", list(OTHER))
+
+
+async def split(stack, p: dict, lines: list[tuple[str, int]], finish: bool = False) -> dict:
+    body = {"split_no": no("s"), "finish": finish,
+            "receivers": [{"receiver_id": rid, "amount": amount, "description": "佣金"} for rid, amount in lines]}
+    r = await stack.api("POST", f"/v1/payments/{p['id']}/splits", body)
+    assert r.status == 201, r.body
+    assert (await stack.api("POST", f"/v1/payments/{p['id']}/splits", body)).body["id"] == r.body["id"]
+    return r.body
+
+
+@CHANNELS
+async def test_split_then_release_at(stack, ch):
+    rtype, account = OTHER[ch]["receiver"]
+    r1, r2 = await receiver(stack, rtype, account(), ch), await receiver(stack, rtype, account(), ch)
+    p = await shared_payment(stack, 10000, ch)
+    s = await split(stack, p, [(r1["id"], 1500), (r2["id"], 500)])
+    done = await split_final(stack, s["id"])
+    assert done["status"] == "SUCCEEDED", done
+    assert [(x["receiver_id"], x["amount"], x["status"]) for x in done["receivers"]] == [
+        (r1["id"], 1500, "SUCCEEDED"), (r2["id"], 500, "SUCCEEDED")]
+    released = await split_final(stack, (await split(stack, p, [], finish=True))["id"])
+    assert released["status"] == "SUCCEEDED"
+    after = await stack.api("POST", f"/v1/payments/{p['id']}/splits", {
+        "split_no": no("s"), "finish": False, "receivers": [{"receiver_id": r1["id"], "amount": 1, "description": "x"}]})
+    assert after.status == 409 and after.body["error"]["code"] == "INVALID_STATE", after.body
+    shares = [x for x in book(stack, ch).shares.values() if x.out_order_no in (s["id"], released["id"])]
+    assert sorted(sum(line["amount"] for line in x.lines) for x in shares) == [0, 2000]
+    assert shares[-1].finishes
+    events = await stack.events(p["id"])
+    assert [e["type"] for e in events][-4:] == ["split.created", "split.succeeded", "split.created", "split.succeeded"]
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+
+
+@CHANNELS
+async def test_over_split_is_refused_at(stack, ch):
+    rtype, account = OTHER[ch]["receiver"]
+    rcv = await receiver(stack, rtype, account(), ch)
+    p = await shared_payment(stack, 10000, ch)
+    over = await stack.api("POST", f"/v1/payments/{p['id']}/splits", {
+        "split_no": no("s"), "finish": False, "receivers": [{"receiver_id": rcv["id"], "amount": 10001,
+                                                              "description": "x"}]})
+    assert over.status == 422 and over.body["error"]["code"] == "AMOUNT_LIMIT_EXCEEDED", over.body
+    assert await stack.pool.fetchval("select count(*) from splits where payment_id = $1", p["id"]) == 0
+    if OTHER[ch]["channel_refusal"]:
+        # within the amount, above the contract's share ratio (30 %): the channel refuses, nothing moved
+        refused = await split_final(stack, (await split(stack, p, [(rcv["id"], 4000)]))["id"])
+        assert refused["status"] == "FAILED"
+        assert refused["receivers"][0]["failure"]["channel_code"] == OTHER[ch]["channel_refusal"]
+    # a receiver the channel no longer has bound
+    book(stack, ch).receivers.discard((OTHER[ch]["receiver"][0] if ch == "bankwallet" else "userId",
+                                       rcv["account"]))
+    unbound = await split_final(stack, (await split(stack, p, [(rcv["id"], 1000)]))["id"])
+    assert unbound["status"] == "FAILED"
+    assert unbound["receivers"][0]["failure"]["channel_code"] == OTHER[ch]["not_bound"]
+    assert sum(line["amount"] for x in book(stack, ch).shares.values() if x.order.out_trade_no == p["id"]
+               for line in x.lines) == 0
+
+
+@CHANNELS
+async def test_payout_succeeds_and_fails_at(stack, ch):
+    dtype, account = OTHER[ch]["payee"]
+    po = await payout(stack, 12300, account(), channel=ch, dtype=dtype)
+    done = await payout_final(stack, po["id"])
+    assert done["status"] == "SUCCEEDED" and done["failure"] is None, done
+    t = book(stack, ch).transfers[po["id"]]
+    assert (t.amount, t.account, t.name, t.state) == (12300, po["request"]["destination"]["value"], PAYEE, "SUCCESS")
+    assert [e["type"] for e in await stack.events(po["id"])] == ["payout.created", "payout.succeeded"]
+    frozen = await payout(stack, 5000, "frozen" + account(), channel=ch, dtype=dtype)
+    failed = await payout_final(stack, frozen["id"])
+    assert failed["status"] == "FAILED" and failed["failure"]["channel_code"] == OTHER[ch]["frozen"], failed
+    assert [e["type"] for e in await stack.events(frozen["id"])] == ["payout.created", "payout.failed"]
+    short = await payout(stack, 5013, account(), channel=ch, dtype=dtype)
+    assert (await payout_final(stack, short["id"]))["status"] == "FAILED"
+
+
+async def test_payouts_with_unknown_outcome_are_finished_by_recovery_at_alipay_and_the_bank_wallet(
+        stack, notifications_lost):
+    # 15: the channel takes the transfer and answers after paycore's timeout; paycore is killed meanwhile
+    slow = {ch: await stack.api("POST", "/v1/payouts", {
+        "payout_no": no("po"), "amount": 7715, "currency": "CNY", "channel": ch,
+        "destination": {"type": OTHER[ch]["payee"][0], "value": OTHER[ch]["payee"][1](), "name": PAYEE}})
+        for ch in OTHER}
+    for r in slow.values():
+        assert r.status == 201 and r.body["status"] == "PROCESSING", r.body
+    stack.kill_paycore()
+    try:
+        for r in slow.values():
+            row = await stack.pool.fetchrow("select status, next_check_at from payouts where id = $1", r.body["id"])
+            assert row["status"] == "PROCESSING" and row["next_check_at"] is not None
+    finally:
+        await asyncio.to_thread(stack.start_paycore)
+    for ch, r in slow.items():
+        assert (await payout_final(stack, r.body["id"], timeout=60))["status"] == "SUCCEEDED"
+        assert book(stack, ch).transfers[r.body["id"]].queries >= 1      # recovery asked
+    # 14: a system error while the transfer went through; 19: a system error and the transfer failed
+    for ch in OTHER:
+        dtype, account = OTHER[ch]["payee"]
+        ok, bad = (await payout(stack, 7714, account(), channel=ch, dtype=dtype),
+                   await payout(stack, 7719, account(), channel=ch, dtype=dtype))
+        assert (await payout_final(stack, ok["id"]))["status"] == "SUCCEEDED"
+        assert (await payout_final(stack, bad["id"]))["status"] == "FAILED"
+        assert book(stack, ch).transfers[ok["id"]].queries >= 1
