@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from paycore.cli import merchant, ops, serve
+from paycore.cli import merchant, moneyafter, ops, serve
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -19,6 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     serve.register(sub)      # serve, migrate
     merchant.register(sub)   # merchant add|list|rotate-secret|disable|enable|qrcode|code
     ops.register(sub)        # channels, webhooks, reconcile, consume settlement, audit
+    moneyafter.register(sub)  # split show|list, payout show|list|requery
     args = ap.parse_args(argv)
     return int(args.fn(args) or 0)
 

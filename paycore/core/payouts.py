@@ -163,9 +163,7 @@ class Payouts:
         return True
 
     def request(self, po: Payout, name: str | None) -> PayoutRequest:
-        return PayoutRequest(out_no=po.id, amount=po.amount, destination_type=po.destination_type,
-                             account=po.destination, remark=po.remark or "payout", name=name,
-                             notify_url=f"{self.notify_base}/notify/{po.channel}/payout")
+        return payout_request(po, name, self.notify_base)
 
     async def _send(self, adapter: ChannelAdapter, po: Payout, name: str | None) -> Payout:
         try:
@@ -180,32 +178,8 @@ class Payouts:
         return await self.apply(po.id, result)
 
     async def apply(self, payout_id: str, result: PayoutResult, *, reschedule: bool = False) -> Payout:
-        async with self.pool.acquire() as conn, conn.transaction():
-            po = _payout(await conn.fetchrow(f"{PAYOUT_SELECT} where id = $1 for update", payout_id))
-            at = now()
-            target = {PayoutStatus.SUCCEEDED: "SUCCEEDED", PayoutStatus.FAILED: "FAILED",
-                      PayoutStatus.RETURNED: "RETURNED"}.get(result.status)
-            # SUCCEEDED may still become RETURNED (退票); every other final status stays
-            if target is not None and (po.status == "PROCESSING"
-                                       or (po.status == "SUCCEEDED" and target == "RETURNED")):
-                po.status, po.updated_at, po.next_check_at, po.seq = target, at, None, po.seq + 1
-                if result.channel_payout_no:
-                    po.channel_payout_no = result.channel_payout_no
-                if target != "SUCCEEDED":
-                    po.failure = {"code": "PAYOUT_" + target, "channel_code": result.failure_code,
-                                  "message": (result.failure_message or result.failure_code or "")[:200]}
-                await conn.execute("update payouts set status = $2, channel_payout_no = $3, failure = $4, seq = $5, "
-                                   "updated_at = $6, next_check_at = null where id = $1", po.id, po.status,
-                                   po.channel_payout_no, po.failure, po.seq, at)
-                await write_event(conn, stream_id=po.id, seq=po.seq, etype=f"payout.{target.lower()}", at=at,
-                                  body=po.event_body(), merchant_id=po.merchant_id, notify_url=po.notify_url)
-            elif po.status == "PROCESSING" and reschedule:
-                po.checks += 1
-                po.next_check_at = next_check(self.engine.adapters[po.channel], po.checks)
-                await conn.execute("update payouts set checks = $2, next_check_at = $3, channel_payout_no = "
-                                   "coalesce($4, channel_payout_no) where id = $1", po.id, po.checks,
-                                   po.next_check_at, result.channel_payout_no)
-        return po
+        async with self.pool.acquire() as conn:
+            return await apply_result(conn, payout_id, result, adapters=self.engine.adapters if reschedule else None)
 
     async def handle_notification(self, channel: str, headers: Any, body: bytes) -> Ack:
         """A channel's payout notification (``POST /notify/{channel}/payout``): verified by the adapter,
@@ -264,3 +238,64 @@ class Payouts:
             res = PayoutResult(PayoutStatus.PROCESSING)
         self.engine.metrics.recovery_actions.labels(po.channel, "payout").inc()
         await self.apply(po.id, res, reschedule=True)
+
+
+async def apply_result(conn: Any, payout_id: str, result: PayoutResult, *,
+                       adapters: dict[str, ChannelAdapter] | None = None) -> Payout:
+    """Record what the channel said about a payout, in one transaction on ``conn``: a final answer
+    ends it with its event (and webhook); with ``adapters`` an open one gets its next check (the
+    channel's back-off). What recovery, notifications and ``paycore payout requery`` all apply."""
+    async with conn.transaction():
+        po = _payout(await conn.fetchrow(f"{PAYOUT_SELECT} where id = $1 for update", payout_id))
+        at = now()
+        target = {PayoutStatus.SUCCEEDED: "SUCCEEDED", PayoutStatus.FAILED: "FAILED",
+                  PayoutStatus.RETURNED: "RETURNED"}.get(result.status)
+        # SUCCEEDED may still become RETURNED (退票); every other final status stays
+        if target is not None and (po.status == "PROCESSING"
+                                   or (po.status == "SUCCEEDED" and target == "RETURNED")):
+            po.status, po.updated_at, po.next_check_at, po.seq = target, at, None, po.seq + 1
+            if result.channel_payout_no:
+                po.channel_payout_no = result.channel_payout_no
+            if target != "SUCCEEDED":
+                po.failure = {"code": "PAYOUT_" + target, "channel_code": result.failure_code,
+                              "message": (result.failure_message or result.failure_code or "")[:200]}
+            await conn.execute("update payouts set status = $2, channel_payout_no = $3, failure = $4, seq = $5, "
+                               "updated_at = $6, next_check_at = null where id = $1", po.id, po.status,
+                               po.channel_payout_no, po.failure, po.seq, at)
+            await write_event(conn, stream_id=po.id, seq=po.seq, etype=f"payout.{target.lower()}", at=at,
+                              body=po.event_body(), merchant_id=po.merchant_id, notify_url=po.notify_url)
+        elif po.status == "PROCESSING" and adapters is not None:
+            po.checks += 1
+            po.next_check_at = next_check(adapters[po.channel], po.checks)
+            await conn.execute("update payouts set checks = $2, next_check_at = $3, channel_payout_no = "
+                               "coalesce($4, channel_payout_no) where id = $1", po.id, po.checks,
+                               po.next_check_at, result.channel_payout_no)
+    return po
+
+
+def payout_request(po: Payout, name: str | None, notify_base: str) -> PayoutRequest:
+    """What the channel is sent for ``po`` (the same every time: the channel dedupes on the id)."""
+    return PayoutRequest(out_no=po.id, amount=po.amount, destination_type=po.destination_type,
+                         account=po.destination, remark=po.remark or "payout", name=name,
+                         notify_url=f"{notify_base}/notify/{po.channel}/payout")
+
+
+async def load(conn: Any, payout_id: str) -> Payout | None:
+    row = await conn.fetchrow(f"{PAYOUT_SELECT} where id = $1", payout_id)
+    return _payout(row) if row else None
+
+
+async def listing(conn: Any, *, merchant_id: str | None = None, status: str | None = None,
+                  limit: int = 50) -> list[Payout]:
+    """The newest payouts first, optionally of one merchant and/or in one status."""
+    rows = await conn.fetch(f"{PAYOUT_SELECT} where ($1::text is null or merchant_id = $1) and "
+                            "($2::text is null or status = $2) order by created_at desc limit $3",
+                            merchant_id, status, limit)
+    return [_payout(r) for r in rows]
+
+
+async def query_once(conn: Any, adapter: ChannelAdapter, po: Payout) -> tuple[PayoutResult, Payout]:
+    """Ask the channel about ``po`` once and apply a final answer (an operator's requery: it never
+    sends the transfer again, recovery does that). ChannelError when the channel cannot say."""
+    result = await adapter.query_payout(payout_request(po, None, ""))
+    return result, await apply_result(conn, po.id, result)

@@ -489,3 +489,22 @@ class Splits:
 
     async def _payment(self, payment_id: str) -> Payment | None:
         return await db(load_payment(self.pool, payment_id))
+
+
+async def load_split(conn: Any, split_id: str) -> Split | None:
+    row = await conn.fetchrow(f"{SPLIT_SELECT} where id = $1", split_id)
+    return _split(row) if row else None
+
+
+async def list_splits(conn: Any, *, payment_id: str | None = None, merchant_id: str | None = None,
+                      status: str | None = None, limit: int = 50) -> list[Split]:
+    """The newest splits first, optionally of one payment, one merchant and/or in one status."""
+    rows = await conn.fetch(f"{SPLIT_SELECT} where ($1::text is null or payment_id = $1) and "
+                            "($2::text is null or merchant_id = $2) and ($3::text is null or status = $3) "
+                            "order by created_at desc limit $4", payment_id, merchant_id, status, limit)
+    return [_split(r) for r in rows]
+
+
+async def returns_of(conn: Any, split_id: str) -> list[SplitReturn]:
+    rows = await conn.fetch(f"{RETURN_SELECT} where split_id = $1 order by created_at", split_id)
+    return [SplitReturn(**dict(r)) for r in rows]

@@ -5,13 +5,14 @@ test ends with ``paycore audit`` clean."""
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
 
 import pytest
 
 from simulators.sharekit import BOOK_KEY
 from tests.support.chaoskit import metric, metrics_text, run_audit
-from tests.support.ops import eventually
+from tests.support.ops import eventually, paycore_cli
 
 CH = "wechatpay"
 MERCHANT_NAME = "示例科技有限公司"
@@ -308,6 +309,15 @@ async def test_split_then_release_at(stack, ch):
     events = await stack.events(p["id"])
     assert [e["type"] for e in events][-4:] == ["split.created", "split.succeeded", "split.created", "split.succeeded"]
     assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+    shown = await paycore_cli(stack, "split", "show", s["id"])
+    assert shown.rc == 0, shown.err
+    got = json.loads(shown.out)
+    assert {k: got[k] for k in ("status", "amount", "finish", "returns")} == \
+        {"status": "SUCCEEDED", "amount": 2000, "finish": False, "returns": []}
+    listed = [json.loads(line) for line in (await paycore_cli(stack, "split", "list", "--payment", p["id"])).out
+              .splitlines()]
+    assert [x["id"] for x in listed] == [released["id"], s["id"]]
+    assert (await paycore_cli(stack, "split", "show", "spl_nosuch")).rc == 1
 
 
 @CHANNELS
@@ -366,6 +376,17 @@ async def test_payouts_with_unknown_outcome_are_finished_by_recovery_at_alipay_a
         for r in slow.values():
             row = await stack.pool.fetchrow("select status, next_check_at from payouts where id = $1", r.body["id"])
             assert row["status"] == "PROCESSING" and row["next_check_at"] is not None
+        # the operator asks Alipay while paycore is down: its final answer is applied at once
+        got = await paycore_cli(stack, "payout", "requery", slow["alipay"].body["id"])
+        assert got.rc == 0, got.err
+        answer = json.loads(got.out)
+        assert (answer["before"], answer["channel_status"], answer["payout"]["status"]) == \
+            ("PROCESSING", "SUCCEEDED", "SUCCEEDED")
+        shown = json.loads((await paycore_cli(stack, "payout", "show", slow["alipay"].body["id"])).out)
+        assert shown["status"] == "SUCCEEDED" and shown["destination"]["name"] == PAYEE[0] + "**"
+        listed = (await paycore_cli(stack, "payout", "list", "--status", "PROCESSING", "--limit", "500")).out
+        assert slow["bankwallet"].body["id"] in listed and slow["alipay"].body["id"] not in listed
+        assert PAYEE not in listed
     finally:
         await asyncio.to_thread(stack.start_paycore)
     for ch, r in slow.items():
