@@ -23,8 +23,9 @@ def add_schemas(s: dict[str, Any], *, text: Callable[..., dict[str, Any]], patte
     channel = {"type": "string", "enum": list(v.CHANNELS)}
     s["ReceiverCreate"] = {
         "type": "object", "additionalProperties": False, "required": ["receiver_no", "channel", "type", "account"],
-        "description": "POST /v1/receivers: bind a profit-sharing receiver at a channel (WeChat: a merchant id "
-                       "with its full name, or an openid).",
+        "description": "POST /v1/receivers: bind a profit-sharing receiver at a channel (wechatpay: a `merchant` "
+                       "id with its full name, or an `openid`; alipay: a `user_id` (2088…) or an `account` (logon "
+                       "id) with its name; bankwallet: a wallet `account`).",
         "properties": {"receiver_no": no("merchant"), "channel": channel,
                        "type": {"type": "string", "enum": list(v.RECEIVER_TYPES)}, "account": account,
                        "name": name}}
@@ -44,7 +45,8 @@ def add_schemas(s: dict[str, Any], *, text: Callable[..., dict[str, Any]], patte
         "type": "object", "additionalProperties": False,
         "required": ["payout_no", "amount", "currency", "channel", "destination"],
         "description": "POST /v1/payouts: a transfer to a person's wallet or an account, within the per-payout "
-                       "and per-day limits (422 AMOUNT_LIMIT_EXCEEDED).",
+                       "and per-day limits (422 AMOUNT_LIMIT_EXCEEDED). Destinations: wechatpay an `openid`; "
+                       "alipay a `user_id` or an `account` (logon id, `name` required); bankwallet an `account`.",
         "properties": {
             "payout_no": no("merchant"), "amount": fen, "currency": {"type": "string", "const": "CNY"},
             "channel": channel,
