@@ -92,6 +92,8 @@ class PaymentsConfig:
     long_poll_max: int = 30
     recovery_interval: float = 0.5           # how often the recovery loop looks for due work
     recovery_batch: int = 200
+    payout_max_amount: int = 50_000_00        # fen per payout (转账/代付)
+    payout_daily_limit: int = 200_000_00      # fen per merchant per Asia/Shanghai day, payouts not FAILED
 
 
 @dataclass(frozen=True, slots=True)

@@ -281,24 +281,32 @@ class SimState:
 
     async def _deliver(self, builder: NotifyBuilder, order: SimOrder, refund: SimRefund | None,
                        delay: float) -> None:
+        await self.deliver(lambda: builder(order, refund), order.out_trade_no, delay)
+
+    async def deliver(self, build: Callable[[], "tuple[str, dict[str, str], bytes]"], what: str,
+                      delay: float = 0.0) -> int | None:
+        """Post ``build()`` until it is acknowledged (2xx) or the retries run out; the last HTTP
+        status, None when nothing answered. Rebuilt each attempt: a fresh timestamp and nonce,
+        as providers do."""
         if delay:
             await asyncio.sleep(delay)
-        attempts = 1 + self.settings.notify_retries
-        for attempt in range(attempts):
-            # rebuilt each attempt: a fresh timestamp/nonce, as providers do
-            url, headers, body = builder(order, refund)
+        status: int | None = None
+        for attempt in range(1 + self.settings.notify_retries):
+            url, headers, body = build()
             try:
                 assert self.session is not None
                 async with self.session.post(url, data=body, headers=headers,
                                              timeout=aiohttp.ClientTimeout(total=5)) as resp:
                     await resp.read()
+                    status = resp.status
                     if resp.status < 300:
                         self.notifications_sent += 1
-                        return
+                        return status
             except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
                 pass
             await asyncio.sleep(self.settings.notify_retry_delay * (2 ** attempt))
-        log.warning("%s: gave up notifying %s", self.settings.name, order.out_trade_no)
+        log.warning("%s: gave up notifying %s", self.settings.name, what)
+        return status
 
     # -- statement rows -------------------------------------------------
     def statement_rows(self, day: str) -> list[tuple[str, SimOrder, SimRefund | None]]:

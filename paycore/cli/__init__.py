@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from paycore.cli import attention, merchant, ops, serve, settlement, user
+from paycore.cli import attention, merchant, moneyafter, ops, serve, settlement, user
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,6 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     attention.register(sub)  # attention list|show|resolve, payment show|requery
     settlement.register(sub)  # fee add|list, settlement close|export|show|check|webhook
     user.register(sub)       # user add|list|disable|enable|reset-password|reset-totp (console and portal)
+    moneyafter.register(sub)  # split show|list, payout show|list|requery
     args = ap.parse_args(argv)
     return int(args.fn(args) or 0)
 

@@ -12,7 +12,7 @@ import asyncio
 import dataclasses
 import logging
 from datetime import datetime, timedelta
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 import asyncpg
 
@@ -83,6 +83,9 @@ class Engine:
         self.notify_base = cfg.server.public_base_url.rstrip("/")
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._poller: asyncio.Task | None = None
+        # profit sharing (issue 16, paycore.core.splits): set by the app; takes shares back before a
+        # refund where the channel requires it. None: no split can exist.
+        self.before_refund: Callable[[Payment, Refund], Awaitable[tuple[str, str] | None]] | None = None
 
     # ------------------------------------------------------------------ reads
     async def _db(self, coro):
@@ -271,6 +274,12 @@ class Engine:
                 return self._idempotent(existing, req)
             raise ChannelUnavailable(f"{channel} is unavailable right now; try another way to pay")
         created = self._event(p, "payment.created", at)
+        if req.profit_sharing:   # profit sharing (issue 16): held before the payment exists, so never lost
+            if Flow.SHARE not in adapter.flows:
+                breaker.release_probe()
+                raise UnsupportedMethod(f"{channel} does not support profit sharing", field="profit_sharing")
+            await self._db(self.pool.execute("insert into payment_holds (payment_id) values ($1) "
+                                             "on conflict do nothing", p.id))
         try:
             inserted = await self._commit(Change(p, None, created))
         except Unavailable:
@@ -349,7 +358,7 @@ class Engine:
             out_trade_no=p.id, amount=p.amount, method=wire_method(p.method), subject=p.subject or "payment",
             notify_url=f"{self.notify_base}/notify/{p.channel}", expire_at=p.expire_at, auth_code=req.auth_code,
             payer=req.payer, nfc=req.nfc, sub_mch_id=p.sub_mch_id, store_id=p.store_id,
-            terminal_id=p.terminal_id, created_at=p.created_at)
+            terminal_id=p.terminal_id, created_at=p.created_at, profit_sharing=req.profit_sharing)
 
     async def _refused(self, merchant: Merchant, p: Payment, e: ChannelError) -> InvalidRequest:
         """The channel refused the request itself (malformed, not permitted): the caller's error.
@@ -696,6 +705,12 @@ class Engine:
                                               field="refund_no") from None
                 return again, False
             raise
+        if self.before_refund is not None:   # profit sharing (issue 16): shares back first where needed
+            blocked = await self.before_refund(p, refund)
+            if blocked is not None:
+                res = RefundResult(RefundStatus.FAILED, failure_code=blocked[0], failure_message=blocked[1])
+                p, refund = await self.apply_refund_result(p, refund, res)
+                return refund, True
         return await self.send_refund(p, refund), True
 
     async def send_refund(self, p: Payment, refund: Refund) -> Refund:

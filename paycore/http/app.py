@@ -25,14 +25,17 @@ from channels.http import ChannelHttp
 from channels.registry import ADAPTERS
 from paycore import logs
 from paycore.config import Config
+from paycore.core.afterrecovery import AfterRecovery
 from paycore.core.breaker import Breaker
 from paycore.core.engine import Engine
 from paycore.core.fees import FeeBook
 from paycore.core.journal import Journal
+from paycore.core.payouts import Payouts
 from paycore.core.recovery import Recovery
 from paycore.core.routing import Router
+from paycore.core.splits import Splits
 from paycore.errors import PaycoreError
-from paycore.http import console, merchant_api, notify, onecode, ops, ops_api, settlements
+from paycore.http import console, merchant_api, moneyafter_api, notify, onecode, ops, ops_api, settlements
 from paycore.http.common import AUTH, CONFIG, ENGINE, JSON, METRICS, POOL, RELAY, error_response
 from paycore.merchants.auth import Authenticator, InFlight, Merchants, NonceStore, RateLimiter, SecretBox
 from paycore.metrics import Metrics, Sampler
@@ -159,11 +162,18 @@ def create_app(cfg: Config, *, run_relay: bool = True, run_recovery: bool = True
                                   RateLimiter(cfg.security.rate_limit_per_second, cfg.security.rate_limit_burst, workers),
                                   cfg.security.replay_window, metrics=metrics,
                                   inflight=InFlight(cfg.security.merchant_concurrency, metrics))
+        # money after the payment (issue 16): splits and payouts, with their own recovery step
+        splits, payouts = Splits(engine, box), Payouts(engine, cfg, box)
+        engine.before_refund = splits.before_refund
+        app[moneyafter_api.SPLITS], app[moneyafter_api.PAYOUTS] = splits, payouts
         background: list[Any] = []
         if run_recovery:
             rec = Recovery(engine, cfg.payments.recovery_interval, cfg.payments.recovery_batch)
             rec.start()
             background.append(rec)
+            after = AfterRecovery(splits, payouts, cfg.payments.recovery_interval)
+            after.start()
+            background.append(after)
         if run_relay and cfg.kafka.bootstrap:
             relay = Relay(cfg, metrics=metrics)
             relay.start()
@@ -203,6 +213,7 @@ def create_app(cfg: Config, *, run_relay: bool = True, run_recovery: bool = True
     r.add_get("/readyz", ops.readyz)
     r.add_get("/metrics", ops.metrics_handler)
     r.add_get("/openapi.json", ops.openapi)
+    moneyafter_api.setup(app)   # receivers, splits, payouts
     onecode.setup(app)   # GET /c/{code}: the one-code pages
     ops_api.setup(app)   # /ops/attention, /ops/payments: the operators' API
     console.setup(app)   # /console/ (operators) and /portal/ (merchants)

@@ -24,6 +24,7 @@ from paycore import __version__
 from paycore.core import validation as v
 from paycore.merchants.auth import MERCHANT_RE, NONCE_RE
 from paycore.core.models import RefundState, Status
+from paycore.http import openapi_after
 from paycore.metrics import ATTENTION_KINDS
 from paycore.outbox import statements
 
@@ -97,6 +98,9 @@ def _payment_common() -> dict[str, Any]:
         "store_id": _text(32),
         "terminal_id": _text(32),
         "notify_url": dict(_text(512, "Merchant webhook (http or https)."), pattern=_URL),
+        "profit_sharing": {"type": "boolean", "description": "Hold the funds for profit sharing (splits) at "
+                                                             "channels that need it; a channel without profit "
+                                                             "sharing answers 422 UNSUPPORTED_METHOD."},
         "expire_in": {"type": "integer", "minimum": 10, "maximum": 7 * 24 * 3600,
                       "description": "Seconds until an unpaid payment is closed; default 300. The upper bound is "
                                      "the server's `payments.max_expire_in` (a week by default)."},
@@ -335,6 +339,7 @@ def _schemas() -> dict[str, Any]:
                        "seq": {"type": "integer", "const": 1}, "occurred_at": _DT,
                        "settlement": _ref("Settlement")},
     }
+    openapi_after.add_schemas(s, text=_text, pattern=_pattern, fen=_FEN, url=_URL, dt=_DT, failure=failure)
     s["Ready"] = {
         "type": "object", "required": ["status", "database"],
         "properties": {"status": {"type": "string", "enum": ["ready", "unavailable"]},
@@ -506,13 +511,15 @@ def _paths() -> dict[str, Any]:
                 **_errors(400, 404, *_COMMON)},
         },
     }
+    openapi_after.add_paths(p, ref=_ref, json=_json, errors=_errors, auth=_AUTH, common=_COMMON, id_param=_id_param)
     opaque_in = {ct: {"schema": {"type": "string"}} for ct in
                  ("application/json", "application/x-www-form-urlencoded", "text/xml", "text/plain")}
     opaque_out = {ct: {"schema": {}} for ct in ("text/plain", "application/json", "text/xml")}
     channel_param = {"name": "channel", "in": "path", "required": True,
                      "schema": {"type": "string", "enum": list(v.CHANNELS)}}
     for path, op_id, what in (("/notify/{channel}", "channelNotification", "payment"),
-                              ("/notify/{channel}/refund", "channelRefundNotification", "refund")):
+                              ("/notify/{channel}/refund", "channelRefundNotification", "refund"),
+                              ("/notify/{channel}/payout", "channelPayoutNotification", "payout")):
         p[path] = {"post": {
             "operationId": op_id, "tags": ["channels"],
             "summary": f"A channel's asynchronous {what} notification, in the channel's own format",
@@ -737,7 +744,8 @@ def build() -> dict[str, Any]:
                            "Every `/v1/...` request is signed (see the security schemes).",
         },
         "servers": [{"url": "/"}],
-        "tags": [{"name": "payments"}, {"name": "refunds"}, {"name": "settlements"}, {"name": "channels"}, {"name": "one-code"},
+        "tags": [{"name": "payments"}, {"name": "refunds"}, {"name": "settlements"}, {"name": "splits"},
+                 {"name": "payouts"}, {"name": "channels"}, {"name": "one-code"},
                  {"name": "operations"}],
         "paths": _paths(),
         "webhooks": {"merchantEvent": {"post": {

@@ -174,8 +174,9 @@ def compare(pg: dict[str, tuple[str, int]], kafka: list[tuple[int, str | None, d
         if eid in seen:
             continue
         seen.add(eid)
-        # the key is the payment's id (for settlement.closed, the settlement's key: events.payment_id)
-        pid = pg[eid][0] if eid in pg else (ev.get("payment") or {}).get("id")
+        # the key is the stream's id: the payment's (a payout is its own stream; for settlement.closed,
+        # the settlement's key), as events.payment_id holds it
+        pid = pg[eid][0] if eid in pg else (ev.get("payment") or ev.get("payout") or {}).get("id")
         if key != pid:
             rep.wrong_key += 1
         seq = int(ev.get("seq", 0))

@@ -26,6 +26,7 @@ OPENAPI = Path(__file__).resolve().parents[2] / "openapi.json"
 NOT_FOR_MERCHANTS = {
     "channelNotification": "called by the payment providers, in their own formats",
     "channelRefundNotification": "called by the payment providers, in their own formats",
+    "channelPayoutNotification": "called by the payment providers, in their own formats",
     "oneCodePage": "the customer's browser page of a one-code (聚合码) sticker",
     "oneCodePay": "the customer's browser page of a one-code sticker",
     "oneCodeResult": "the customer's browser page of a one-code sticker",

@@ -60,6 +60,7 @@ SCHEMAS: dict[str, type] = {
     "Settlement": m.Settlement, "Settlement.by_channel": m.SettlementChannel,
     "SettlementLines": m.SettlementLinesPage, "SettlementLines.lines": m.SettlementLine,
     "Receiver": m.Receiver, "Split": m.Split, "Split.receivers": m.SplitReceiverResult,
+    "Split.receivers.failure": m.Failure,
     "Payout": m.Payout, "Payout.failure": m.Failure,
 }
 

@@ -171,6 +171,7 @@ class PayoutCreate(_Model):
     destination: PayoutDestination
     currency: str = "CNY"
     remark: str | None = None
+    notify_url: str | None = None
 
     def __post_init__(self) -> None:
         _fen("amount", self.amount)

@@ -79,6 +79,7 @@ public final class Contract {
             Map.entry("Receiver", Receiver.class),
             Map.entry("Split", Split.class),
             Map.entry("Split.receivers", SplitReceiverResult.class),
+            Map.entry("Split.receivers.failure", Failure.class),
             Map.entry("Payout", Payout.class),
             Map.entry("Payout.failure", Failure.class));
 
