@@ -60,6 +60,9 @@ class CreatePayment:
     expire_in: int | None
     metadata: dict[str, Any]
     fingerprint: str
+    #: not a field of the API: paycore's own pages (the one-code page) set it, for the
+    #: provider's H5 cashier to send the customer back to (PayRequest.return_url)
+    return_url: str | None = None
 
 
 @dataclass(slots=True)
