@@ -129,6 +129,9 @@ class PayRequest:
     client_ip: str = "127.0.0.1"
     created_at: datetime | None = None
     profit_sharing: bool = False          # hold the funds for profit sharing (分账) where the channel needs it
+    #: where the provider's H5 cashier sends the customer's browser back after paying (h5
+    #: only; JD's ``callbackUrl``); None: the provider's default
+    return_url: str | None = None
 
 
 @dataclass(slots=True)
@@ -420,6 +423,21 @@ class ChannelAdapter:
         query, exchanged server-side. ChannelError when the provider refuses the code
         (``kind="rejected"``) or cannot be reached."""
         raise UnsupportedFlow(self.name, "payer_auth")
+
+    # -- the app's JS SDK on paycore's page -------------------------------------------
+    #: True where the app's JS SDK pays only after the page has configured it with a
+    #: configuration signed server-side (云闪付's ``upsdk.config`` before ``upsdk.pay``)
+    web_sdk: ClassVar[bool] = False
+
+    def web_sdk_ready(self) -> bool:
+        """Whether what the SDK's configuration needs is configured (app id and secret)."""
+        return not self.web_sdk
+
+    async def web_sdk_config(self, page_url: str) -> dict[str, Any]:
+        """The signed configuration the page hands to the app's JS SDK, for the page at
+        ``page_url`` (the address the customer's web view shows, without a fragment).
+        ChannelError when the provider's token service refuses or cannot be reached."""
+        raise UnsupportedFlow(self.name, "web_sdk_config")
 
     async def aclose(self) -> None:
         return None

@@ -87,6 +87,8 @@ async def run_dev(args: argparse.Namespace) -> int:
     master = os.environ.get("PAYCORE_MASTER_KEY") or _secret_file(var / "master_key", lambda: secrets.token_hex(32))
     overrides = devstack.dev_overrides(db_url, kafka, channel_cfg, host=host, port=port)
     overrides["security"] = {"master_key": master}
+    # make run only: a desktop browser can pay a one-code page through the simulators
+    overrides["onecode"] = {"desktop_pay_url": devstack.SIM_DESKTOP_PAY_URL}
     (var / "paycore.toml").write_text(devstack.toml_dump({k: v for k, v in overrides.items() if k != "security"}))
     cfg = config_mod.load(None, overrides=overrides)
     await db.migrate(cfg.database.url)
@@ -131,7 +133,8 @@ BANNER = """
    simulators {n}: {sims}
    state      {var}
    docs       {base}/openapi.json   metrics {base}/metrics   ready {base}/readyz
-   one-code   {base}/c/{code}   (open it with an app's User-Agent, e.g. MicroMessenger/8.0)
+   one-code   {base}/c/{code}   (an app's User-Agent, e.g. MicroMessenger/8.0; a desktop
+              browser picks an app and confirms in that simulator)
    console    {base}/console/   operator demo_admin / {password} + TOTP from
               {totp_uri}
    portal     {base}/portal/    merchant user demo_shop / {password}

@@ -129,6 +129,11 @@ class OnecodeConfig:
     code_pay_rate: float = 20.0        # payment attempts per second on one code, all clients together
     code_pay_burst: float = 200.0
     payer_days: int = 30               # how long the payer id from the app's OAuth is remembered (cookie)
+    #: development only, never in production: where a browser that is none of the apps pays as
+    #: one of them, e.g. the simulators' confirm page (devstack sets it for ``make run``).
+    #: Placeholders ``{base_url}`` (the channel's), ``{payment_id}``, ``{return_url}`` (escaped).
+    #: Empty (the default): such a browser only gets the list of apps that work.
+    desktop_pay_url: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -204,6 +204,8 @@ class SimState:
         self.fault: str | None = None         # None | "http500" | "hang" | "garbage" | "reset"
         self.notify_builder: NotifyBuilder | None = None
         self.refund_notify_builder: NotifyBuilder | None = None
+        #: the app's check of a JS bridge call (/_sim/app/bridge's body): why it refuses, or None
+        self.bridge_check: Callable[[dict[str, Any]], str | None] | None = None
         self.notifications_sent = 0
         self.session: aiohttp.ClientSession | None = None
         self._seq = itertools.count(1)
@@ -561,12 +563,21 @@ class OAuthServer:
 # -- the customer's app: its JS bridge, played by the simulator's page ------------------
 async def bridge_pay(request: web.Request) -> web.Response:
     """``POST /_sim/app/bridge`` ``{"out_trade_no"|"prepay_id"|"channel_trade_no": …, "action":
-    "pay"|"cancel"|"fail"}``: what the app does when its JS bridge is invoked (tests inject
-    a bridge into the page that calls this). ``pay`` pays (or declines, by scenario) as
-    the customer's confirmation does; ``cancel`` / ``fail`` leave the order unpaid.
-    Answers ``{"result": "paid"|"declined"|"cancelled"|"failed", "order": …}``."""
+    "pay"|"cancel"|"fail"|"config"}``: what the app does when its JS bridge is invoked (tests
+    inject a bridge into the page that calls this). ``pay`` pays (or declines, by scenario)
+    as the customer's confirmation does; ``cancel`` / ``fail`` leave the order unpaid.
+    Answers ``{"result": "paid"|"declined"|"cancelled"|"failed", "order": …}``. Where the
+    app checks what the page configured its SDK with (``SimState.bridge_check``, 云闪付's
+    upsdk.config), a configuration it refuses is ``{"result": "refused", "error": …}``
+    whatever the action; ``config`` only asks for that check (``{"result": "ok"}``)."""
     state = request.app[STATE_KEY]
     data = await request.json(loads=orjson.loads)
+    if state.bridge_check is not None:     # the app checks the page's SDK configuration first
+        refused = state.bridge_check(data)
+        if refused:
+            return web.json_response({"result": "refused", "error": refused})
+    if data.get("action") == "config":
+        return web.json_response({"result": "ok"})
     order = find_order(state, data)
     if order is None:
         return web.json_response({"error": "no such order"}, status=404)

@@ -358,7 +358,8 @@ class Engine:
             out_trade_no=p.id, amount=p.amount, method=wire_method(p.method), subject=p.subject or "payment",
             notify_url=f"{self.notify_base}/notify/{p.channel}", expire_at=p.expire_at, auth_code=req.auth_code,
             payer=req.payer, nfc=req.nfc, sub_mch_id=p.sub_mch_id, store_id=p.store_id,
-            terminal_id=p.terminal_id, created_at=p.created_at, profit_sharing=req.profit_sharing)
+            terminal_id=p.terminal_id, created_at=p.created_at, profit_sharing=req.profit_sharing,
+            return_url=req.return_url)
 
     async def _refused(self, merchant: Merchant, p: Payment, e: ChannelError) -> InvalidRequest:
         """The channel refused the request itself (malformed, not permitted): the caller's error.

@@ -62,6 +62,9 @@ class CreatePayment:
     metadata: dict[str, Any]
     fingerprint: str
     profit_sharing: bool = False
+    #: not a field of the API: paycore's own pages (the one-code page) set it, for the
+    #: provider's H5 cashier to send the customer back to (PayRequest.return_url)
+    return_url: str | None = None
 
 
 @dataclass(slots=True)

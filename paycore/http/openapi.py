@@ -628,6 +628,9 @@ def _onecode_paths() -> dict[str, Any]:
     token = {"name": "t", "in": "query", "required": True, "description": "the result token the pay call gave",
              "schema": {"type": "string"}}
     err = _json(_ref("OneCodeError"))
+    dev_as = {"name": "as", "in": "query", "required": False, "schema": {"type": "string"},
+              "description": "development only (onecode.desktop_pay_url set): the app a desktop browser pays as; "
+                             "ignored in production"}
     page = {"description": "A page (the keypad, the list of apps that work, or a message)", "content": html}
     limited = {"description": _ERROR_TEXT[429], "content": _json(_ref("Error429")),
                "headers": {"Retry-After": {"required": True, "schema": {"type": "integer", "minimum": 1}}}}
@@ -646,7 +649,7 @@ def _onecode_paths() -> dict[str, Any]:
                                   "pay_params": {"type": "object", "description": "what the bridge takes"}}})}
     return {
         "/c/{code}": {"get": {
-            "operationId": "oneCodePage", "tags": ["one-code"], "parameters": [code],
+            "operationId": "oneCodePage", "tags": ["one-code"], "parameters": [code, dev_as],
             "summary": "The merchant's static QR opens this: the keypad, paying through the app that scanned it "
                        "(picked by User-Agent)",
             "responses": {"200": page, "404": dict(page, description="unknown code (a page)"), "429": limited,
@@ -661,9 +664,20 @@ def _onecode_paths() -> dict[str, Any]:
                           "403": dict(page, description="bad state or the provider refused the code (a page)"),
                           "404": dict(page, description="unknown code (a page)"), "429": limited,
                           "503": dict(page, description="the provider or the database is away (a page)")}}},
+        "/c/{code}/back/{form}/{mac}": {method: {
+            "operationId": op, "tags": ["one-code"], "parameters": [
+                code, {"name": "form", "in": "path", "required": True, "schema": {"type": "string"}},
+                {"name": "mac", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "summary": "Where JD's H5 cashier sends the customer after paying (the uniorder's callbackUrl, "
+                       "GET or POST; what it sends is ignored): on to that form's result page",
+            "responses": {"302": {"description": "to the result page, or to /c/{code} if the form made no "
+                                                 "payment or the address is not one paycore gave"},
+                          "429": limited, "503": {"description": _ERROR_TEXT[503], "content": err}}}
+            for method, op in (("get", "oneCodeBack"), ("post", "oneCodeBackPost"))},
         "/c/{code}/pay": {"post": {
             "operationId": "oneCodePay", "tags": ["one-code"], "parameters": [
-                code, {"name": "X-CSRF-Token", "in": "header", "required": True, "schema": {"type": "string"}}],
+                code, dev_as,
+                {"name": "X-CSRF-Token", "in": "header", "required": True, "schema": {"type": "string"}}],
             "summary": "Pay the amount typed on the keypad (needs the page's session cookie and CSRF token)",
             "requestBody": {"required": True, "content": _json({
                 "type": "object", "additionalProperties": False, "required": ["amount", "form"],

@@ -32,6 +32,8 @@ NOT_FOR_MERCHANTS = {
     "oneCodeResult": "the customer's browser page of a one-code sticker",
     "oneCodeStatus": "the customer's browser page of a one-code sticker",
     "oneCodeAuth": "where the app's OAuth brings the customer's browser back to a one-code page",
+    "oneCodeBack": "where JD's H5 cashier brings the customer's browser back to a one-code result",
+    "oneCodeBackPost": "where JD's H5 cashier brings the customer's browser back to a one-code result",
     "healthz": "operations: probes, not merchants",
     "readyz": "operations: probes, not merchants",
     "metrics": "operations: Prometheus",
