@@ -75,7 +75,8 @@ async def test_in_app_with_another_wallets_se_type_is_refused(pair):
     wrong = other(pair.adapter.settings, pair.adapter.http)
     with pytest.raises(ChannelError) as e:
         await wrong.pay(pair.pay_request(amount=2000, method=Method.APP))
-    assert not e.value.retriable and e.value.kind == "rejected"
+    # the wallet's own refusal of the request: the caller's error, never a breaker failure
+    assert not e.value.retriable and e.value.kind == "refused" and e.value.caller
 
 
 async def test_wallet_channels_take_no_barcode_or_qr(pair):
