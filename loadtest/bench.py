@@ -316,26 +316,30 @@ async def scenario(stack: BenchStack, session: aiohttp.ClientSession, pool, name
 
 
 def compare_grown(empty: dict[str, Any], grown: dict[str, Any]) -> dict[str, Any]:
-    """The grown run beside the empty one at the highest rate BOTH sustained (CPU per payment
-    falls with the rate, so only equal rates compare): each figure's ratio grown / empty."""
-    ok_e = {s["rate"]: s for s in empty["steps"] if s["errors"] == 0 and s["achieved"] >= 0.97 * s["rate"]}
-    ok_g = {s["rate"]: s for s in grown["steps"] if s["errors"] == 0 and s["achieved"] >= 0.97 * s["rate"]}
-    common = sorted(ok_e.keys() & ok_g.keys())
-    if not common:
-        return {"compare": "barcode_hmac_grown / barcode_hmac", "rate": None, "within_bound": False,
-                "note": "no rate sustained by both"}
-    rate = common[-1]
-    e, g = ok_e[rate], ok_g[rate]
+    """The grown run beside the empty one at the same offered rate (CPU per payment falls with
+    the rate, so only equal rates compare): the highest rate both sustained, else the lowest
+    both tried (then ``sustained`` says so). Each figure's ratio is grown / empty."""
+    def good(s: dict[str, Any]) -> bool:
+        return s["errors"] == 0 and s["achieved"] >= 0.97 * s["rate"]
+
+    e_steps = {s["rate"]: s for s in empty["steps"]}
+    g_steps = {s["rate"]: s for s in grown["steps"]}
+    both = sorted(e_steps.keys() & g_steps.keys())
+    ok = [r for r in both if good(e_steps[r]) and good(g_steps[r])]
+    if not both:
+        return {"compare": "barcode_hmac_grown / barcode_hmac", "rate": None, "within_bound": False}
+    rate = ok[-1] if ok else both[0]
+    e, g = e_steps[rate], g_steps[rate]
 
     def ratio(key: str) -> float | None:
         return round(g[key] / e[key], 3) if e.get(key) and g.get(key) is not None else None
 
+    keys = ("achieved", "errors", "cpu_us", "postgres_cpu_us", "p99_ms")
     ratios = {"paycore_cpu": ratio("cpu_us"), "postgres_cpu": ratio("postgres_cpu_us"), "p99": ratio("p99_ms")}
     return {"compare": "barcode_hmac_grown / barcode_hmac", "rows_preloaded": grown.get("rows_preloaded"),
-            "rate": rate, "empty": {k: e[k] for k in ("cpu_us", "postgres_cpu_us", "p99_ms")},
-            "grown": {k: g[k] for k in ("cpu_us", "postgres_cpu_us", "p99_ms")}, "ratio": ratios,
-            "bound": 1 + GROWN_BOUND,
-            "within_bound": all(v is not None and v <= 1 + GROWN_BOUND for v in ratios.values())}
+            "rate": rate, "sustained": bool(ok), "empty": {k: e.get(k) for k in keys},
+            "grown": {k: g.get(k) for k in keys}, "ratio": ratios, "bound": 1 + GROWN_BOUND,
+            "within_bound": bool(ok) and all(v is not None and v <= 1 + GROWN_BOUND for v in ratios.values())}
 
 
 async def main_async(args) -> int:
