@@ -237,7 +237,7 @@ async def scenario(stack: BenchStack, session: aiohttp.ClientSession, pool, name
     if name.endswith("_grown"):
         log(f"  preloading {args.grown_rows:,} payments over 10 days (COPY) …")
         grown = await preload(stack.db_url, args.grown_rows, connections=args.load_connections, log=log)
-        await asyncio.sleep(5.0)   # let autovacuum's first look and the checkpoint pass before measuring
+        await asyncio.sleep(5.0)   # let the checkpoint after the load pass before measuring
     payments: list[str] = []
     m0 = await scrape(session, stack.base)
     since = datetime.now(timezone.utc).isoformat()

@@ -26,7 +26,8 @@
 -- attention_items (mutable, rare, a partial unique index on OPEN items).
 --
 -- Partitions are created ahead by `paycore maintain` (paycore/ops/maintain.py), which also
--- detaches and drops those past their retention. There is no default partition on purpose:
+-- detaches and drops those past their retention; the settlement consumer makes the month of
+-- an old event it is given (a replay of the topic) when it is missing. There is no default partition on purpose:
 -- it would forbid DETACH … CONCURRENTLY, and a row in it would block creating its range.
 
 -- one partition [lo, lo + 1 unit) of ``parent`` by ``col``, created standalone then attached:
@@ -43,6 +44,11 @@ begin
     if unit not in ('day', 'month') then
         raise exception 'partition unit must be day or month, not %', unit;
     end if;
+    if to_regclass(name) is not null then
+        return null;
+    end if;
+    -- two sessions creating the same partition (maintain, the settlement consumer): one waits
+    perform pg_advisory_xact_lock(7261013);
     if to_regclass(name) is not null then
         return null;
     end if;
