@@ -32,7 +32,7 @@ from typing import Any
 import asyncpg
 
 from loadtest.run import run_locust
-from loadtest.stack import BenchStack, cpu_plan, proc_tree_cpu
+from loadtest.stack import BenchStack, cpu_plan
 from paycore.runtime import run as _run
 
 PEAK_TPS = 5000.0
@@ -71,17 +71,14 @@ class Meter:
 
     def __init__(self, stack: BenchStack) -> None:
         self.parts = {"paycore": stack.paycore_cpu, "postgres": stack.postgres_cpu, "simulators": stack.sims_cpu,
-                      "broker": stack.broker_cpu}
-        # locust runs under this process like the stack's children: what the tree used beyond them
-        mine = lambda: proc_tree_cpu(os.getpid()) - self._self()   # noqa: E731
-        self.parts["locust"] = lambda: mine() - stack.paycore_cpu() - stack.sims_cpu() - stack.broker_cpu()
+                      "broker": stack.broker_cpu, "locust": self._waited_children}
         self.t0 = 0.0
         self.c0: dict[str, float] = {}
 
     @staticmethod
-    def _self() -> float:
+    def _waited_children() -> float:
         t = os.times()
-        return t.user + t.system   # this process itself (the stack's bookkeeping), not locust
+        return t.children_user + t.children_system   # locust and its workers, once they have exited
 
     def start(self) -> None:
         self.t0, self.c0 = time.monotonic(), {k: f() for k, f in self.parts.items()}
