@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml sdk/python/pyproject.toml | sha1sum | cut -c1-10)
 
-.PHONY: install run test test-fast bench loadtest openapi clean
+.PHONY: install run test test-fast bench loadtest peak openapi clean
 
 $(STAMP): pyproject.toml sdk/python/pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,13 @@ bench: install
 ## the locust load test, headless (see loadtest/README.md)
 loadtest: install
 	$(PY) -m loadtest.run
+
+## the festival peak check: 5,000 payments/s of the locust mix for 5 min on a 16+ core machine;
+## `make peak SCALE=0.1` runs it at a tenth of the rate (loadtest/peak.py)
+SCALE    ?= 1.0
+DURATION ?= 300
+peak: install
+	$(PY) -m loadtest.peak --scale $(SCALE) --duration $(DURATION)
 
 openapi: install
 	$(PY) -m devstack.openapi --write

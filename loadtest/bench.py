@@ -14,7 +14,12 @@ call to the same simulator, on the same core, and floor µs / paycore µs.
 
 It never asserts: figures go to stdout, progress to stderr.
 
-    python -m loadtest.bench [--workers 1] [--scenarios barcode_hmac,…] [--quick]
+    python -m loadtest.bench [--workers 1] [--scenarios barcode_hmac,…] [--grown-rows 10000000]
+
+``barcode_hmac_grown`` first COPYs ``--grown-rows`` payments (ten days, with
+their events and refunds: loadtest/grow.py) into the database, then runs the
+HMAC barcode climb again; a last line compares it with ``barcode_hmac`` at the
+highest rate both sustained (paycore CPU, Postgres CPU per payment, p99).
 """
 from __future__ import annotations
 
@@ -33,6 +38,7 @@ from typing import Any
 import aiohttp
 import orjson
 
+from loadtest.grow import preload
 from loadtest.stack import BenchStack, cpu_plan, pinned, proc_tree_cpu
 from paycore.runtime import run as _run  # uvloop when present
 
@@ -43,7 +49,11 @@ SCENARIOS: dict[str, tuple[str, str, tuple[int, ...], int | None]] = {
     "barcode_rsa": ("barcode", "wechatpay", _RATES, 450),
     "qr_notify": ("qr", "bankwallet", _RATES, None),
     "refund": ("refund", "bankwallet", _RATES, None),
+    # barcode_hmac again after --grown-rows payments (with their events and refunds) were COPYed in:
+    # printed beside the empty-database run (the "grown" comparison line); last, as it grows the database
+    "barcode_hmac_grown": ("barcode", "bankwallet", _RATES, 200),
 }
+GROWN_BOUND = 0.10   # paycore CPU, Postgres CPU per payment and p99 within 10 % of the empty run
 REFUNDS_PER_PAYMENT = 20     # partial refunds of 500 fen against 20,000-fen payments
 LAG_GOAL_MS = 250.0
 
@@ -223,6 +233,11 @@ async def scenario(stack: BenchStack, session: aiohttp.ClientSession, pool, name
     if args.max_rate:
         rates = tuple(r for r in rates if r <= args.max_rate) or rates[:1]
     log(f"== {name}: {kind} through {channel}")
+    grown: dict[str, Any] = {}
+    if name.endswith("_grown"):
+        log(f"  preloading {args.grown_rows:,} payments over 10 days (COPY) …")
+        grown = await preload(stack.db_url, args.grown_rows, connections=args.load_connections, log=log)
+        await asyncio.sleep(5.0)   # let the checkpoint after the load pass before measuring
     payments: list[str] = []
     m0 = await scrape(session, stack.base)
     since = datetime.now(timezone.utc).isoformat()
@@ -250,7 +265,8 @@ async def scenario(stack: BenchStack, session: aiohttp.ClientSession, pool, name
             f"({r['cpu_util'] * 100:.0f}% of its cores)  sims {r['sim_cpu_us']} µs  relay lag p99 "
             f"{r['relay_lag_p99_ms']} ms  {'ok' if ok else 'NOT sustained'}")
         steps.append({"rate": rate, "achieved": r["achieved"], "p99_ms": r["p99_ms"], "cpu_us": r["cpu_us"],
-                      "errors": sum(r["errors"].values()) + r["unfinished"], "relay_lag_p99_ms": r["relay_lag_p99_ms"]})
+                      "errors": sum(r["errors"].values()) + r["unfinished"], "relay_lag_p99_ms": r["relay_lag_p99_ms"],
+                      "postgres_cpu_us": r["postgres_cpu_us"]})
         if ok:
             best = r
         else:
@@ -293,7 +309,37 @@ async def scenario(stack: BenchStack, session: aiohttp.ClientSession, pool, name
         "journal_batch_avg": round(changes / batches, 1) if batches else None,
         "steps": steps,
     }
+    if grown:
+        out["rows_preloaded"] = grown["payments"]
+        out["preload"] = grown
     return out
+
+
+def compare_grown(empty: dict[str, Any], grown: dict[str, Any]) -> dict[str, Any]:
+    """The grown run beside the empty one at the same offered rate (CPU per payment falls with
+    the rate, so only equal rates compare): the highest rate both sustained, else the lowest
+    both tried (then ``sustained`` says so). Each figure's ratio is grown / empty."""
+    def good(s: dict[str, Any]) -> bool:
+        return s["errors"] == 0 and s["achieved"] >= 0.97 * s["rate"]
+
+    e_steps = {s["rate"]: s for s in empty["steps"]}
+    g_steps = {s["rate"]: s for s in grown["steps"]}
+    both = sorted(e_steps.keys() & g_steps.keys())
+    ok = [r for r in both if good(e_steps[r]) and good(g_steps[r])]
+    if not both:
+        return {"compare": "barcode_hmac_grown / barcode_hmac", "rate": None, "within_bound": False}
+    rate = ok[-1] if ok else both[0]
+    e, g = e_steps[rate], g_steps[rate]
+
+    def ratio(key: str) -> float | None:
+        return round(g[key] / e[key], 3) if e.get(key) and g.get(key) is not None else None
+
+    keys = ("achieved", "errors", "cpu_us", "postgres_cpu_us", "p99_ms")
+    ratios = {"paycore_cpu": ratio("cpu_us"), "postgres_cpu": ratio("postgres_cpu_us"), "p99": ratio("p99_ms")}
+    return {"compare": "barcode_hmac_grown / barcode_hmac", "rows_preloaded": grown.get("rows_preloaded"),
+            "rate": rate, "sustained": bool(ok), "empty": {k: e.get(k) for k in keys},
+            "grown": {k: g.get(k) for k in keys}, "ratio": ratios, "bound": 1 + GROWN_BOUND,
+            "within_bound": bool(ok) and all(v is not None and v <= 1 + GROWN_BOUND for v in ratios.values())}
 
 
 async def main_async(args) -> int:
@@ -325,9 +371,13 @@ async def main_async(args) -> int:
                 "sim_latency_ms": args.sim_latency_ms, "step_seconds": args.duration,
                 "paycore_idle_core_util": round(idle, 3), "loadavg_1m": os.getloadavg()[0],
                 "calibration": calib}).decode(), flush=True)
+            results: dict[str, dict[str, Any]] = {}
             for name in args.scenarios.split(","):
-                out = await scenario(stack, session, pool, name.strip(), args)
+                out = results[name.strip()] = await scenario(stack, session, pool, name.strip(), args)
                 print(orjson.dumps(out).decode(), flush=True)
+            if "barcode_hmac" in results and "barcode_hmac_grown" in results:
+                print(orjson.dumps(compare_grown(results["barcode_hmac"], results["barcode_hmac_grown"])).decode(),
+                      flush=True)
             print(orjson.dumps({"end": True, "calibration": await calibrate(stack.paycore_cpus),
                                 "loadavg_1m": os.getloadavg()[0]}).decode(), flush=True)
         await pool.close()
@@ -368,6 +418,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--p99-ms", type=float, default=1000.0, help="a step with a higher p99 is not sustained")
     ap.add_argument("--sim-latency-ms", type=float, default=0.0, help="added to every simulator answer")
     ap.add_argument("--var", default=None, help="state directory (default: a temporary one)")
+    ap.add_argument("--grown-rows", type=int, default=10_000_000,
+                    help="payments COPYed in before barcode_hmac_grown (ten days of them; default 10 M, "
+                         "~14 GB of disk with their events and refunds)")
+    ap.add_argument("--load-connections", type=int, default=max(2, (os.cpu_count() or 2) // 2),
+                    help="COPY connections of the preload")
     args = ap.parse_args(argv)
     for name in args.scenarios.split(","):
         if name.strip() not in SCENARIOS:

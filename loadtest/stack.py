@@ -200,8 +200,10 @@ class BenchStack:
                                           latency_ms=self.sim_latency_ms)
         overrides = devstack.dev_overrides(self.db_url, self.broker.bootstrap, channel_cfg, host="127.0.0.1",
                                            port=self.port)
-        # one merchant drives the whole load: the per-merchant limit must not be what is measured
-        overrides["security"] = {"rate_limit_per_second": 1_000_000.0, "rate_limit_burst": 2_000_000.0}
+        # one merchant drives the whole load: the per-merchant limits (rate, and the fair share of
+        # channel calls in flight) must not be what is measured
+        overrides["security"] = {"rate_limit_per_second": 1_000_000.0, "rate_limit_burst": 2_000_000.0,
+                                 "merchant_concurrency": 1_000_000}
         overrides["server"]["log_level"] = os.environ.get("PAYCORE_LOG_LEVEL", "INFO")
         self.config_path = self.var / "paycore.toml"
         self.config_path.write_text(devstack.toml_dump(overrides))

@@ -182,6 +182,20 @@ class ConsoleConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class DataConfig:
+    """Partitions and retention (docs/data.md; `paycore maintain`)."""
+    maintain_interval: float = 3600.0   # seconds between maintenance rounds in each server (0: never)
+    events_days: int = 35               # events kept this long (and until published and settled)
+    events_ahead_days: int = 14         # daily event partitions created this far ahead
+    webhooks_months: int = 3            # webhook deliveries kept this long (and until none is pending)
+    settlement_lines_months: int = 25   # settlement lines kept this long (and until their days are closed)
+    ahead_months: int = 2               # monthly partitions created this far ahead
+    require_settled: bool = True        # events wait until every business day they cover is closed
+    export_dir: str = ""                # if set, a partition is written there (CSV, gzip) before it is dropped
+    lock_timeout_ms: int = 2000         # DDL gives up (and retries next round) rather than queue writers
+
+
+@dataclass(frozen=True, slots=True)
 class RoutePattern:
     channel: str
     pattern: re.Pattern[str]
@@ -203,6 +217,7 @@ class Config:
     onecode: OnecodeConfig = OnecodeConfig()
     settlement: SettlementConfig = SettlementConfig()
     console: ConsoleConfig = ConsoleConfig()
+    data: DataConfig = DataConfig()
 
 
 def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
@@ -306,4 +321,5 @@ def from_dict(data: Mapping[str, Any], env: Mapping[str, str] | None = None) -> 
         onecode=_section(OnecodeConfig, onecode),
         settlement=_section(SettlementConfig, data.get("settlement")),
         console=_section(ConsoleConfig, data.get("console")),
+        data=_section(DataConfig, data.get("data")),
     )

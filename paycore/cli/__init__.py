@@ -18,7 +18,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = ap.add_subparsers(dest="cmd", required=True)
     serve.register(sub)      # serve, migrate
     merchant.register(sub)   # merchant add|list|rotate-secret|disable|enable|qrcode|code
-    ops.register(sub)        # channels, webhooks, reconcile, consume settlement, audit
+    ops.register(sub)        # channels, webhooks, reconcile, consume settlement, audit, maintain
     attention.register(sub)  # attention list|show|resolve, payment show|requery
     settlement.register(sub)  # fee add|list, settlement close|export|show|check|webhook
     user.register(sub)       # user add|list|disable|enable|reset-password|reset-totp (console and portal)

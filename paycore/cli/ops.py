@@ -1,4 +1,4 @@
-"""Operators' commands: channels, webhooks, reconcile, consume settlement, audit."""
+"""Operators' commands: channels, webhooks, reconcile, consume settlement, audit, maintain."""
 from __future__ import annotations
 
 import argparse
@@ -15,7 +15,7 @@ from prometheus_client import start_http_server
 from channels.base import ChannelError, Flow, Method, UnsupportedFlow
 from channels.registry import ADAPTERS
 from paycore.cli.common import load, run, with_connection
-from paycore.ops import reconcile, webhooks
+from paycore.ops import maintain, reconcile, webhooks
 from paycore.outbox import audit
 from paycore.outbox.settlement import SettlementConsumer, SettlementMetrics, log as settlement_log
 from paycore.storage import db
@@ -147,6 +147,26 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+# ---------------------------------------------------------------- maintain
+def cmd_maintain(args: argparse.Namespace) -> int:
+    cfg = load(args)
+    report = run(maintain.maintain(cfg))
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2))
+    elif not report.ran:
+        print("another node is running maintenance now; nothing done")
+    else:
+        for name in report.created:
+            print(f"created  {name}")
+        for name in report.dropped:
+            print(f"{'exported and dropped' if name in report.exported else 'dropped'}  {name}")
+        for name, why in report.kept.items():
+            print(f"kept     {name}: {why}")
+        for table, n in report.partitions.items():
+            print(f"{table}: {n} partitions, the last ends {report.ahead_until.get(table, '-')}")
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser("channels", help="the channel x method x flow matrix")
     s.add_argument("--json", action="store_true")
@@ -192,3 +212,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--topic", help="default: the config's kafka.topic")
     s.add_argument("--kafka-timeout", type=float, default=60.0)
     s.set_defaults(fn=cmd_audit)
+
+    s = sub.add_parser("maintain", help="create partitions ahead; detach and drop (or export) those past their "
+                                        "retention ([data], docs/data.md)")
+    s.add_argument("--json", action="store_true", help="the report as one JSON object")
+    s.set_defaults(fn=cmd_maintain)

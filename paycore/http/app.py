@@ -39,6 +39,7 @@ from paycore.http import console, merchant_api, moneyafter_api, notify, onecode,
 from paycore.http.common import AUTH, CONFIG, ENGINE, JSON, METRICS, POOL, RELAY, error_response
 from paycore.merchants.auth import Authenticator, InFlight, Merchants, NonceStore, RateLimiter, SecretBox
 from paycore.metrics import Metrics, Sampler
+from paycore.ops.maintain import Maintainer
 from paycore.ops.webhooks import Dispatcher
 from paycore.outbox.relay import Relay
 from paycore.storage import db
@@ -184,6 +185,10 @@ def create_app(cfg: Config, *, run_relay: bool = True, run_recovery: bool = True
                                 metrics=metrics)
         dispatcher.start()
         background.append(dispatcher)
+        if cfg.data.maintain_interval > 0:   # partitions ahead, retention (one node at a time)
+            maintainer = Maintainer(cfg)
+            maintainer.start()
+            background.append(maintainer)
         sampler = Sampler(pool, metrics, cfg.metrics.sample_interval)   # pool, outbox, webhook, reconciliation gauges
         sampler.start()
         background.append(sampler)

@@ -40,9 +40,10 @@ async def create_pool(cfg: DatabaseConfig, *, min_size: int | None = None, max_s
     )
 
 
-async def migrate(dsn: str) -> list[str]:
+async def migrate(dsn: str, until: str | None = None) -> list[str]:
     """Apply pending migrations in order, each in its own transaction; safe to
-    run from several processes at once (advisory lock). Returns what it applied."""
+    run from several processes at once (advisory lock). Returns what it applied.
+    ``until``: only those whose name sorts before it (tests of an upgrade path)."""
     conn = await asyncpg.connect(dsn)
     applied: list[str] = []
     try:
@@ -51,7 +52,7 @@ async def migrate(dsn: str) -> list[str]:
                            "version text primary key, applied_at timestamptz not null default now())")
         done = {r["version"] for r in await conn.fetch("select version from schema_migrations")}
         for path in sorted(MIGRATIONS.glob("*.sql")):
-            if path.stem in done:
+            if path.stem in done or (until is not None and path.stem >= until):
                 continue
             async with conn.transaction():
                 await conn.execute(path.read_text())
