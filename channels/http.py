@@ -8,6 +8,7 @@ ChannelErrors; every call is timed for metrics through ``observe``.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import time
 from dataclasses import dataclass
 from typing import Callable, Mapping
@@ -21,6 +22,12 @@ Observer = Callable[[str, str, str, float], None]  # channel, flow, outcome, sec
 
 def _no_observer(channel: str, flow: str, outcome: str, seconds: float) -> None:
     return None
+
+
+#: set by a caller that wants the HTTP statuses of the exchanges an adapter call makes
+#: (a list that each request appends its status to, 0 for a transport failure). A
+#: context variable, so adapters need not pass anything along.
+EXCHANGES: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar("channel_exchanges", default=None)
 
 
 @dataclass(slots=True)
@@ -48,12 +55,14 @@ class ChannelHttp:
         """
         t0 = time.perf_counter()
         outcome = "ok"
+        status = 0
         try:
             async with self.session.request(
                 method, url, headers=headers, data=data,
                 timeout=aiohttp.ClientTimeout(total=timeout or self.timeout),
             ) as resp:
                 body = await resp.read()
+                status = resp.status
                 if resp.status >= 500:
                     outcome = "http_5xx"
                 return HttpReply(resp.status, resp.headers, body)
@@ -69,3 +78,6 @@ class ChannelHttp:
                                retriable=True, kind="reset") from e
         finally:
             self.observe(self.channel, flow, outcome, time.perf_counter() - t0)
+            seen = EXCHANGES.get()
+            if seen is not None:
+                seen.append(status)

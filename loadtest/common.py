@@ -32,12 +32,13 @@ def auth_code(channel: str, rnd: random.Random = random._inst) -> str:  # type: 
 
 
 def amount(rnd: random.Random = random._inst, low: int = 100, high: int = 99_999) -> int:  # type: ignore[attr-defined]
-    """A fen amount whose last two digits are not 11–19: the simulators read
-    those as scenarios (user paying, declined, system error, slow …; see
-    channels/simkit.py Scenario), which a load test must only ask for on purpose."""
+    """A fen amount whose last two digits are not 11–25: the simulators read
+    those as scenarios (user paying, declined, system error, slow, refunds
+    answered late, amounts that differ …; see simulators/kit.py Scenario),
+    which a load test must only ask for on purpose."""
     while True:
         a = rnd.randint(low, high)
-        if not 11 <= a % 100 <= 19:
+        if not 11 <= a % 100 <= 25:
             return a
 
 

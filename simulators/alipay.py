@@ -49,13 +49,11 @@ days are UTC days here (simkit's), Beijing days at Alipay.
 """
 from __future__ import annotations
 
-import asyncio
 import html
 import itertools
 import json
 import re
 import secrets
-import time
 from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any, Awaitable, Callable
@@ -243,22 +241,15 @@ class AlipaySim:
         order.pay_calls = 1
         simkit.barcode_outcome(order)
         if order.scenario is Scenario.PAY_AFTER_REVERSE:
-            self.state.spawn(self._late_pay(order))   # reaches the books later, unless tombstoned
+            # reaches the books later, unless trade.cancel left a tombstone meanwhile
+            simkit.land_late(self.state, order, lambda o: o.out_trade_no in self.tombstones)
             return dict(UNKNOWN)
         self.state.add(order)
         await self.state.barcode_notifications(order)
         await simkit.slow_if(order, self.settings)
-        if order.scenario in (Scenario.SYSTEM_ERROR, Scenario.SYSTEM_ERROR_THEN_FAILED, Scenario.AMOUNT_DIFFERS):
+        if simkit.answers_unknown(order):
             return dict(UNKNOWN)
         return self.pay_answer(order)
-
-    async def _late_pay(self, order: SimOrder) -> None:
-        await asyncio.sleep(self.settings.late_pay_delay)
-        if order.out_trade_no in self.tombstones or self.state.get(order.out_trade_no) is not None:
-            return
-        order.paid_at = datetime.now(timezone.utc)
-        self.state.add(order)
-        self.state.notify(order)
 
     async def _order(self, biz: Body, params: dict[str, str], method: str,
                      answer: Callable[[SimOrder], Body]) -> Body:
@@ -331,7 +322,7 @@ class AlipaySim:
 
     @staticmethod
     def stated_amount(o: SimOrder) -> str:
-        return t.fen_to_yuan(o.amount - 1 if o.scenario is Scenario.AMOUNT_DIFFERS else o.amount)
+        return t.fen_to_yuan(simkit.stated_amount(o))
 
     async def query(self, biz: Body, params: dict[str, str], request: web.Request) -> Body:
         o = self.find(biz)
@@ -398,7 +389,6 @@ class AlipaySim:
             return fail(t.TRADE_STATUS_ERROR, "交易状态不合法")
         if o.scenario is Scenario.REFUND_DECLINED:
             return fail("ACQ.SELLER_BALANCE_NOT_ENOUGH", "卖家余额不足")
-        delayed = o.scenario is Scenario.REFUND_DELAYED
         if amount <= 0 or not t.OUT_NO_RE.match(no):
             return fail("ACQ.INVALID_PARAMETER", "参数无效")
         if o.refunded + amount > o.amount:
@@ -406,8 +396,7 @@ class AlipaySim:
         r = SimRefund(out_refund_no=no, amount=amount, channel_refund_no=self.state.new_trade_no())
         o.refunds[no] = r
         o.state = OrderState.REFUND
-        if delayed:   # done, but the answer is lost and queries do not see it for a while
-            r.extra["visible_at"] = time.monotonic() + self.settings.refund_delay
+        if simkit.delay_refund(self.state, o, r):   # done, but the answer is lost; queries see it later
             return dict(UNKNOWN)
         self.state.notify(o, r)
         return ok(fund_change="Y", refund_fee=t.fen_to_yuan(o.refunded),
@@ -418,7 +407,7 @@ class AlipaySim:
         if o is None:
             return fail(*NOT_EXIST)
         r = o.refunds.get(str(biz.get("out_request_no") or o.out_trade_no))
-        if r is None or r.status != "SUCCESS" or r.extra.get("visible_at", 0) > time.monotonic():
+        if r is None or r.status != "SUCCESS" or not simkit.refund_visible(r):
             return ok()                    # Alipay: no data means no refund was made
         return ok(trade_no=o.channel_trade_no, out_trade_no=o.out_trade_no, out_request_no=r.out_refund_no,
                   total_amount=t.fen_to_yuan(o.amount), refund_amount=t.fen_to_yuan(r.amount),

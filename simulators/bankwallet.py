@@ -24,7 +24,7 @@ from typing import Any, Awaitable, Callable
 import orjson
 from aiohttp import web
 
-from simulators import walletkit
+from simulators import kit as simkit, walletkit
 from channels.bankwallet import transformers as tf
 from simulators.kit import OrderState, Scenario, SimOrder, SimRefund, SimSettings, base_app, slow_if
 from simulators.sharekit import BOOK_KEY, ShareBook, SimShare, SimTransfer
@@ -47,7 +47,7 @@ METHODS = ("barcode", "wallet", "qr")
 def payment_obj(order: SimOrder) -> dict[str, Any]:
     d: dict[str, Any] = {
         "merchant_id": order.mch_id, "out_trade_no": order.out_trade_no, "trade_no": order.channel_trade_no,
-        "amount": order.amount, "method": order.method, "status": STATUS_WORDS[order.state],
+        "amount": simkit.stated_amount(order), "method": order.method, "status": STATUS_WORDS[order.state],
         "paid_at": order.paid_at, "refunded_amount": order.refunded,
     }
     if order.qr_code:
@@ -137,7 +137,7 @@ def create_app(settings: SimSettings) -> web.Application:
         return 200, payment_obj(order)
 
     async def query(d: dict[str, Any]) -> Answer:
-        order = find(d)
+        order = walletkit.seen(state, find(d))
         if order is None:
             return _error(404, tf.ORDER_NOT_FOUND, "no such payment")
         return 200, payment_obj(state.on_query(order))
@@ -166,6 +166,8 @@ def create_app(settings: SimSettings) -> web.Application:
             return _error(400, "INVALID_REQUEST", "out_refund_no and amount are required")
         got = walletkit.refund_order(state, order, out_refund_no=rno, amount=amount, refund_no_prefix="BWR",
                                   notify_url=d.get("notify_url"))
+        if not isinstance(got, str) and walletkit.answer_lost(got):
+            return _error(500, tf.SYSTEM_ERROR, "system error, query the refund")
         if isinstance(got, str):
             code, message = _REFUND_ERRORS[got]
             return 200, {"out_trade_no": order.out_trade_no, "out_refund_no": rno, "amount": amount,

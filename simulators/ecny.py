@@ -19,7 +19,7 @@ import orjson
 from aiohttp import web
 
 from channels import money
-from simulators import walletkit
+from simulators import kit as simkit, walletkit
 from channels.ecny import transformers as tf
 from channels.ecny.adapter import load_private_key, load_public_key
 from simulators.kit import OrderState, SimOrder, SimRefund, SimSettings, base_app, slow_if
@@ -40,7 +40,8 @@ ECNY_CODE = re.compile(r"01\d{17}")
 
 def trade_obj(order: SimOrder) -> dict[str, Any]:
     d: dict[str, Any] = {"merchant_no": order.mch_id, "out_trade_no": order.out_trade_no,
-                         "trade_no": order.channel_trade_no, "total_amount": money.fen_to_yuan(order.amount),
+                         "trade_no": order.channel_trade_no,
+                         "total_amount": money.fen_to_yuan(simkit.stated_amount(order)),
                          "trade_state": STATE_WORDS[order.state]}
     if order.paid_at:
         d["pay_time"] = tf.ecny_time(order.paid_at)
@@ -137,7 +138,7 @@ def create_app(settings: SimSettings) -> web.Application:
         return tf.OK, trade_obj(order)
 
     async def query(d: dict[str, Any]) -> Answer:
-        order = find(d)
+        order = walletkit.seen(state, find(d))
         if order is None:
             return tf.ORDER_NOT_EXIST, {}
         return tf.OK, trade_obj(state.on_query(order))
@@ -168,6 +169,8 @@ def create_app(settings: SimSettings) -> web.Application:
                                   notify_url=d.get("notify_url"))
         if isinstance(got, str):
             return _REFUND_CODES[got], {"out_refund_no": rno}
+        if walletkit.answer_lost(got):
+            return tf.SYSTEM_BUSY, {}
         return tf.OK, refund_obj(got)
 
     async def refund_query(d: dict[str, Any]) -> Answer:

@@ -201,7 +201,7 @@ class SimState:
         self.orders: dict[str, SimOrder] = {}
         self.by_qr: dict[str, str] = {}
         self.by_channel_no: dict[str, str] = {}
-        self.fault: str | None = None         # None | "http500" | "hang" | "garbage" | "reset"
+        self.fault: str | None = None         # None | "http500" | "hang" | "garbage" | "reset" | "deep_json"
         self.notify_builder: NotifyBuilder | None = None
         self.refund_notify_builder: NotifyBuilder | None = None
         #: the app's check of a JS bridge call (/_sim/app/bridge's body): why it refuses, or None
@@ -342,8 +342,9 @@ def base_app(settings: SimSettings) -> tuple[web.Application, SimState]:
     * ``POST /_sim/app/bridge`` – what the app does when the page invokes its JS
       bridge (pay, or the customer cancels, or the app fails): :func:`bridge_pay`.
     * ``GET /_sim/orders/{out_trade_no}`` – the provider's view of one order.
-    * ``POST /_sim/fault`` ``{"mode": null|"http500"|"hang"|"garbage"|"reset"}``
-      – every provider endpoint misbehaves until cleared.
+    * ``POST /_sim/fault`` ``{"mode": null|"http500"|"hang"|"garbage"|"reset"|"deep_json"}``
+      – every provider endpoint misbehaves until cleared (``deep_json``: a 200
+      whose JSON nests 100,000 arrays deep).
     * ``GET /_sim/health``.
     """
     state = SimState(settings)
@@ -361,6 +362,12 @@ def base_app(settings: SimSettings) -> tuple[web.Application, SimState]:
             await asyncio.sleep(3600)
         if fault == "garbage":
             return web.Response(status=200, body=b"\x00<html>garbage\xff", content_type="text/html")
+        if fault == "deep_json":
+            # well-formed JSON nested deeper than a recursive parser survives (stdlib json
+            # raises RecursionError, which is not a ValueError): an answer no adapter expects
+            depth = 100_000
+            return web.Response(status=200, body=b'{"r":' + b"[" * depth + b"]" * depth + b"}",
+                                content_type="application/json")
         if fault == "reset":
             transport = request.transport
             if transport is not None:
@@ -447,6 +454,53 @@ def barcode_outcome(order: SimOrder) -> None:
     else:
         order.state = OrderState.SUCCESS
         order.paid_at = datetime.now(timezone.utc)
+
+
+# -- scenarios 22-25, shared by every simulator --------------------------------------
+def stated_amount(order: SimOrder) -> int:
+    """The amount queries and notifications state: one fen less in AMOUNT_DIFFERS."""
+    return order.amount - 1 if order.scenario is Scenario.AMOUNT_DIFFERS else order.amount
+
+
+def answers_unknown(order: SimOrder) -> bool:
+    """A new barcode/contactless payment answered with the provider's system error (the
+    outcome is for a query to tell): SYSTEM_ERROR*, AMOUNT_DIFFERS, PAY_AFTER_REVERSE."""
+    return order.scenario in (Scenario.SYSTEM_ERROR, Scenario.SYSTEM_ERROR_THEN_FAILED, Scenario.AMOUNT_DIFFERS,
+                              Scenario.PAY_AFTER_REVERSE)
+
+
+def land_late(state: SimState, order: SimOrder, stopped: Callable[[SimOrder], bool] = lambda o: False) -> None:
+    """PAY_AFTER_REVERSE: the pay reaches the provider's books ``late_pay_delay`` seconds
+    from now — unless ``stopped`` (a tombstone left by a cancel) — and the customer is
+    charged then. Until then queries, closes and reverses find nothing."""
+    async def later() -> None:
+        await asyncio.sleep(state.settings.late_pay_delay)
+        if stopped(order) or state.get(order.out_trade_no) is not None:
+            return
+        order.state, order.paid_at = OrderState.SUCCESS, datetime.now(timezone.utc)
+        state.add(order)
+        state.notify(order)
+    state.spawn(later())
+
+
+def delay_refund(state: SimState, order: SimOrder, refund: SimRefund) -> bool:
+    """REFUND_DELAYED: the refund is done, but its answer is to be lost (the caller answers
+    its system error) and refund queries do not see it for ``refund_delay`` seconds; its
+    notification (if any) goes out then. True when ``refund`` is such a refund."""
+    if order.scenario is not Scenario.REFUND_DELAYED:
+        return False
+    refund.extra["visible_at"] = time.monotonic() + state.settings.refund_delay
+
+    async def notify_then() -> None:
+        await asyncio.sleep(state.settings.refund_delay)
+        state.notify(order, refund)
+    state.spawn(notify_then())
+    return True
+
+
+def refund_visible(refund: SimRefund) -> bool:
+    """False while a REFUND_DELAYED refund is still invisible to refund queries."""
+    return refund.extra.get("visible_at", 0) <= time.monotonic()
 
 
 def now_ts() -> int:

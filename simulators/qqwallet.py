@@ -15,7 +15,7 @@ from typing import Awaitable, Callable
 from aiohttp import web
 
 from channels import money
-from simulators import walletkit
+from simulators import kit as simkit, walletkit
 from channels.qqwallet import transformers as tf
 from simulators.kit import OrderState, SimOrder, SimRefund, SimSettings, SimState, base_app, slow_if
 
@@ -42,11 +42,11 @@ def _fail(code: str, des: str) -> dict[str, str]:
 def trade_fields(order: SimOrder) -> dict[str, str]:
     fields = {
         "trade_type": order.extra.get("trade_type", ""), "trade_state": str(order.state),
-        "bank_type": "BALANCE", "fee_type": "CNY", "total_fee": str(order.amount),
+        "bank_type": "BALANCE", "fee_type": "CNY", "total_fee": str(simkit.stated_amount(order)),
         "transaction_id": order.channel_trade_no, "out_trade_no": order.out_trade_no,
     }
     if order.paid_at and order.state in (OrderState.SUCCESS, OrderState.REFUND):
-        fields.update(cash_fee=str(order.amount), time_end=tf.qpay_time(order.paid_at))
+        fields.update(cash_fee=str(simkit.stated_amount(order)), time_end=tf.qpay_time(order.paid_at))
     return fields
 
 
@@ -131,7 +131,7 @@ def create_app(settings: SimSettings) -> web.Application:
         return fields
 
     async def order_query(state: SimState, p: dict[str, str]) -> dict[str, str]:
-        order = _find(state, p)
+        order = walletkit.seen(state, _find(state, p))
         if order is None:
             return _fail("ORDERNOTEXIST", "订单不存在")
         state.on_query(order)
@@ -165,6 +165,8 @@ def create_app(settings: SimSettings) -> web.Application:
         got = walletkit.refund_order(state, order, out_refund_no=p["out_refund_no"], amount=int(p["refund_fee"]))
         if isinstance(got, str):
             return _fail(*_REFUND_ERRORS[got])
+        if walletkit.answer_lost(got):
+            return _fail("SYSTEMERROR", "系统超时")
         return {"result_code": "SUCCESS", "transaction_id": order.channel_trade_no,
                 "out_trade_no": order.out_trade_no, "out_refund_no": got.out_refund_no,
                 "refund_id": got.channel_refund_no, "refund_fee": str(got.amount),

@@ -14,7 +14,11 @@ duplicate orderId; 34 no such transaction; 35 original missing or in the
 wrong state; 33 amount beyond what is left to refund; 01 refund refused
 (REFUND_DECLINED); 32 no permission (a method this channel does not take);
 10/11/13 format / signature / missing field; 98 no file for that day.
-A query of a cancelled consume answers origRespCode 01 (failed) — a
+Scenarios 22–25: a refund answered 03 although done and 34 to its query for
+``refund_delay`` seconds; a consume answered 03 that reaches the books
+``late_pay_delay`` seconds later (after the cancel found nothing); queries
+answering 34 for ``query_lag`` seconds; txnAmt one fen short in queries and
+notifications. A query of a cancelled consume answers origRespCode 01 (failed) — a
 simplification: ACP reports the consume itself, and paycore learns the
 cancellation from the 撤销 answer.
 
@@ -258,11 +262,14 @@ class UnionPaySimulator:
             order.extra["resp"] = ("64", "卡上的余额不足")
         elif order.scenario is Scenario.SYSTEM_ERROR_THEN_FAILED:
             order.extra["resp"] = ("60", "交易失败，详情请咨询您的发卡行")
-        self.state.add(order)
+        if order.scenario is Scenario.PAY_AFTER_REVERSE:
+            simkit.land_late(self.state, order)    # reaches the books after the cancel found nothing
+        else:
+            self.state.add(order)
         order.pay_calls += 1
         await self.state.barcode_notifications(order)
         await simkit.slow_if(order, self.settings)
-        if order.scenario in (Scenario.SYSTEM_ERROR, Scenario.SYSTEM_ERROR_THEN_FAILED):
+        if simkit.answers_unknown(order):
             return {"respCode": "03", "respMsg": "交易通讯超时，请发起查询交易"}
         code, msg = self._orig_code(order)
         return {"respCode": code, "respMsg": msg, **self._trace_fields(order)}
@@ -339,18 +346,20 @@ class UnionPaySimulator:
         if key in self._refunds:
             order = self.state.orders[self._refunds[key]]
             refund = order.refunds[key]
+            if not simkit.refund_visible(refund):
+                raise Refused(t.RESP_NO_SUCH_TXN, "查无此交易")
             ok = refund.status == "SUCCESS"
             return {"respCode": t.RESP_OK, "respMsg": "成功[0000000]", "queryId": refund.channel_refund_no,
                     "origRespCode": t.RESP_OK if ok else "01", "origRespMsg": "成功[0000000]" if ok else "交易失败",
                     "txnAmt": str(refund.amount), "origQryId": order.channel_trade_no,
                     "reqReserved": refund.extra["reqReserved"]}
         order = self.state.get(key)
-        if order is None:
+        if order is None or self.state.lagging(order):
             raise Refused(t.RESP_NO_SUCH_TXN, "查无此交易")
         self.state.on_query(order)
         code, msg = self._orig_code(order)
         return {"respCode": t.RESP_OK, "respMsg": "成功[0000000]", "origRespCode": code, "origRespMsg": msg,
-                "txnAmt": str(order.amount), "reqReserved": order.extra["reqReserved"], **self._trace_fields(order)}
+                "txnAmt": str(simkit.stated_amount(order)), "reqReserved": order.extra["reqReserved"], **self._trace_fields(order)}
 
     # -- refund and cancel ----------------------------------------------------------
     def _original(self, f: t.Fields) -> SimOrder:
@@ -379,6 +388,8 @@ class UnionPaySimulator:
         order.refunds[key] = refund
         order.state = OrderState.REFUND
         self._refunds[key] = order.out_trade_no
+        if simkit.delay_refund(self.state, order, refund):   # done; the answer is lost, the query lags
+            return {"respCode": "03", "respMsg": "交易通讯超时，请发起查询交易"}
         self.state.notify(order, refund)
         return {"respCode": t.RESP_OK, "respMsg": "成功[0000000]", "queryId": refund.channel_refund_no}
 
@@ -427,7 +438,8 @@ class UnionPaySimulator:
         code, msg = self._orig_code(order)
         fields = {"txnType": t.TXN_CONSUME, "txnSubType": order.extra["txnSubType"], "bizType": order.extra["bizType"],
                   "accessType": t.ACCESS_TYPE_MERCHANT, "merId": order.mch_id, "orderId": order.extra["orderId"],
-                  "txnTime": order.extra["txnTime"], "txnAmt": str(order.amount), "currencyCode": t.CURRENCY_CNY,
+                  "txnTime": order.extra["txnTime"], "txnAmt": str(simkit.stated_amount(order)),
+                  "currencyCode": t.CURRENCY_CNY,
                   "respCode": code, "respMsg": msg, "reqReserved": order.extra["reqReserved"],
                   **self._trace_fields(order)}
         return self._form(order.notify_url or "", fields)

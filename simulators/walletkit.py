@@ -1,6 +1,8 @@
 """The provider-neutral order operations the qqwallet, bankwallet and ecny
 simulators share: open an order idempotently, settle a barcode payment by
-scenario, reverse, close, refund, and the replay-protection nonce book. Each
+scenario (22–25 included: a refund whose answer is lost and whose query
+lags, a pay landing after the reverse, lagging queries, amounts one fen
+short), reverse, close, refund, and the replay-protection nonce book. Each
 simulator maps the outcome to its provider's own words.
 """
 from __future__ import annotations
@@ -51,14 +53,23 @@ async def settle_barcode(state: SimState, settings: SimSettings, order: SimOrder
     notifications it triggers before the answer, and sleep past the
     platform's timeout in the SLOW scenario."""
     simkit.barcode_outcome(order)
+    if order.scenario is Scenario.PAY_AFTER_REVERSE:
+        # not on the books until late_pay_delay from now: a reverse meanwhile finds nothing
+        del state.orders[order.out_trade_no]
+        simkit.land_late(state, order)
     await state.barcode_notifications(order)
     await simkit.slow_if(order, settings)
 
 
 def answers_system_error(order: SimOrder, created: bool) -> bool:
     """True when this (first) pay request must be answered with the
-    provider's system error although the order was taken."""
-    return created and order.scenario in (Scenario.SYSTEM_ERROR, Scenario.SYSTEM_ERROR_THEN_FAILED)
+    provider's system error (the order was taken, or lands later)."""
+    return created and simkit.answers_unknown(order)
+
+
+def seen(state: SimState, order: SimOrder | None) -> SimOrder | None:
+    """The order as a query sees it: None while QUERY_LAG hides it."""
+    return None if order is None or state.lagging(order) else order
 
 
 def reverse_order(order: SimOrder) -> bool:
@@ -108,14 +119,21 @@ def refund_order(state: SimState, order: SimOrder, *, out_refund_no: str, amount
                        extra={"notify_url": notify_url or order.notify_url})
     order.refunds[out_refund_no] = refund
     order.state = OrderState.REFUND
-    if notify_url or order.notify_url:
+    if simkit.delay_refund(state, order, refund):
+        refund.extra["answer_lost"] = True   # the simulator answers its system error
+    elif notify_url or order.notify_url:
         state.notify(order, refund)
     return refund
+
+
+def answer_lost(refund: SimRefund) -> bool:
+    """REFUND_DELAYED: the first answer to this refund is the provider's system error."""
+    return bool(refund.extra.pop("answer_lost", False))
 
 
 def find_refund(state: SimState, out_refund_no: str) -> tuple[SimOrder, SimRefund] | None:
     for order in state.orders.values():
         refund = order.refunds.get(out_refund_no)
         if refund is not None:
-            return order, refund
+            return (order, refund) if simkit.refund_visible(refund) else None
     return None

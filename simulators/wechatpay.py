@@ -112,10 +112,13 @@ class WechatPaySimulator(V3Simulator):
         order.auth_code = auth_code
         order.notify_url = None
         simkit.barcode_outcome(order)
-        self.state.add(order)
+        if order.scenario is not Scenario.PAY_AFTER_REVERSE:
+            self.state.add(order)
+        else:   # reaches WeChat's books after the reverse (no tombstone: the customer is charged)
+            simkit.land_late(self.state, order)
         await self.state.barcode_notifications(order)
         await simkit.slow_if(order, self.settings)
-        if order.scenario in (Scenario.SYSTEM_ERROR, Scenario.SYSTEM_ERROR_THEN_FAILED):
+        if simkit.answers_unknown(order):
             return self.answer(500, error("SYSTEMERROR", "系统超时，请立即调用被扫订单结果查询API"))
         return self.codepay_answer(order)
 

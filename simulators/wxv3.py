@@ -14,6 +14,11 @@
   it – service-provider mode), query, close, refund (answered PROCESSING,
   completed ``extra.refund_delay`` seconds later, default 0.05, and
   notified), refund query, the trade bill and its download;
+* scenarios 22–25 of :class:`simulators.kit.Scenario`: a refund answered
+  SYSTEMERROR although done and invisible to the refund query for
+  ``refund_delay`` seconds; queries answering ORDER_NOT_EXIST for
+  ``query_lag`` seconds; queries and notifications one fen short (codepay's
+  pay-after-reverse is WeChat's own, in ``simulators.wechatpay``);
 * notifications are AEAD_AES_256_GCM resources under the APIv3 key, signed
   like answers; a payment event is ``TRANSACTION.SUCCESS`` (a declined
   in-app payment, which the real providers do not notify, is sent as
@@ -261,8 +266,8 @@ class V3Simulator:
             "trade_type": TRADE_TYPES[Method(order.method)], "trade_state": str(order.state),
             "trade_state_desc": STATE_DESC[order.state], "bank_type": "OTHERS", "attach": "",
             "payer": {("sp_openid" if partner else "openid"): order.extra.get("openid", "")},
-            "amount": {"total": order.amount, "payer_total": order.amount, "currency": "CNY",
-                       "payer_currency": "CNY"},
+            "amount": {"total": simkit.stated_amount(order), "payer_total": simkit.stated_amount(order),
+                       "currency": "CNY", "payer_currency": "CNY"},
         }
         if order.state is not OrderState.NOTPAY:
             out["transaction_id"] = order.channel_trade_no
@@ -285,6 +290,8 @@ class V3Simulator:
         order = self.order_in_path(request, request.query, partner, with_app=False)
         if isinstance(order, web.Response):
             return order
+        if self.state.lagging(order):        # QUERY_LAG: the query does not see it yet
+            return self.answer(404, error("ORDER_NOT_EXIST", "订单不存在"))
         self.state.on_query(order)
         return self.answer(200, self.transaction_json(order))
 
@@ -342,11 +349,16 @@ class V3Simulator:
         refund.extra["notify_url"] = data.get("notify_url")
         order.refunds[no] = refund
         order.state = OrderState.REFUND
+        if order.scenario is Scenario.REFUND_DELAYED:
+            # done, but the answer is lost and the refund query finds nothing for refund_delay seconds
+            refund.extra["visible_at"] = time.monotonic() + self.settings.refund_delay
+            self.state.spawn(self.complete_refund(order, refund, self.settings.refund_delay))
+            return self.answer(500, error("SYSTEMERROR", "系统错误"))
         self.state.spawn(self.complete_refund(order, refund))
         return self.answer(200, self.refund_json(order, refund))
 
-    async def complete_refund(self, order: SimOrder, refund: SimRefund) -> None:
-        await asyncio.sleep(self.refund_delay)
+    async def complete_refund(self, order: SimOrder, refund: SimRefund, delay: float | None = None) -> None:
+        await asyncio.sleep(self.refund_delay if delay is None else delay)
         refund.status = "SUCCESS"
         refund.extra["success_time"] = datetime.now(timezone.utc)
         builder = self.state.refund_notify_builder
@@ -360,7 +372,8 @@ class V3Simulator:
     async def query_refund(self, request: web.Request, data: dict[str, Any]) -> web.Response:
         no = request.match_info["no"]
         for order in self.state.orders.values():
-            if no in order.refunds and self.same_merchant(order, request.query.get("sub_mchid")):
+            if (no in order.refunds and self.same_merchant(order, request.query.get("sub_mchid"))
+                    and simkit.refund_visible(order.refunds[no])):
                 return self.answer(200, self.refund_json(order, order.refunds[no]))
         return self.answer(404, error("RESOURCE_NOT_EXISTS", "退款单不存在"))
 

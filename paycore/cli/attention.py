@@ -35,8 +35,12 @@ async def engine_for(cfg: Config) -> AsyncIterator[Engine]:
     session = aiohttp.ClientSession()
     adapters = build_adapters(cfg, session, metrics)
     try:
-        yield Engine(cfg, pool, journal, adapters, {n: Breaker(n, metrics=metrics) for n in adapters},
+        eng = Engine(cfg, pool, journal, adapters, {n: Breaker(n, metrics=metrics) for n in adapters},
                      Router(cfg.routing), metrics)
+        try:
+            yield eng
+        finally:
+            await eng.calls.close()
     finally:
         await journal.stop()
         for a in adapters.values():

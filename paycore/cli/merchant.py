@@ -1,4 +1,4 @@
-"""``paycore merchant add|list|rotate-secret|disable|enable|qrcode|code …``."""
+"""``paycore merchant add|list|set-late-payment|rotate-secret|disable|enable|qrcode|code …``."""
 from __future__ import annotations
 
 import argparse
@@ -26,7 +26,7 @@ def cmd_merchant(args: argparse.Namespace) -> int:
                 subs = dict(s.split("=", 1) for s in (args.sub or []))
                 secret = await merchants.add(conn, box, args.id, args.name or args.id, secret=args.secret,
                                              max_amount=args.max_amount, sub_merchants=subs,
-                                             rate_limit=args.rate_limit)
+                                             rate_limit=args.rate_limit, late_payment=args.late_payment)
                 print(json.dumps({"merchant_id": args.id, "secret": secret}))
             elif args.action == "list":
                 for m in await merchants.listing(conn):
@@ -38,6 +38,9 @@ def cmd_merchant(args: argparse.Namespace) -> int:
             elif args.action in ("disable", "enable"):
                 await merchants.set_status(conn, args.id, "disabled" if args.action == "disable" else "active")
                 print(json.dumps({"merchant_id": args.id, "status": args.action + "d"}))
+            elif args.action == "set-late-payment":
+                await merchants.set_late_payment(conn, args.id, args.late_action)
+                print(json.dumps({"merchant_id": args.id, "late_payment_action": args.late_action}))
             elif args.action == "qrcode":
                 print(await _qrcode(conn, cfg, args))
         except (LookupError, ValueError) as e:
@@ -107,7 +110,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     a.add_argument("--max-amount", type=int, help="fen")
     a.add_argument("--rate-limit", type=float, help="requests per second")
     a.add_argument("--sub", action="append", metavar="CHANNEL=SUB_MCH_ID", help="sub-merchant id at a channel")
+    a.add_argument("--late-payment", choices=merchants.LATE_PAYMENT_ACTIONS, default="refund",
+                   help="money a provider reports after paycore ended the payment: refund it at once "
+                        "(default) or hold it for an operator")
     msub.add_parser("list")
+    a = msub.add_parser("set-late-payment", help="refund late money at once, or hold it for an operator")
+    a.add_argument("id")
+    a.add_argument("late_action", metavar="refund|hold", choices=merchants.LATE_PAYMENT_ACTIONS)
     for name in ("rotate-secret", "disable", "enable"):
         msub.add_parser(name).add_argument("id")
     q = msub.add_parser("qrcode", help="render the merchant's static one-code QR")

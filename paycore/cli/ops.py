@@ -14,6 +14,7 @@ from prometheus_client import start_http_server
 
 from channels.base import ChannelError, Flow, Method, UnsupportedFlow
 from channels.registry import ADAPTERS
+from paycore.cli.attention import engine_for
 from paycore.cli.common import load, run, with_connection
 from paycore.ops import maintain, reconcile, webhooks
 from paycore.outbox import audit
@@ -79,10 +80,18 @@ def cmd_webhooks(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------- reconcile
+async def _reconcile(cfg: Any, args: argparse.Namespace) -> reconcile.Report:
+    if args.no_store:
+        return await reconcile.run(cfg, args.channel, args.date, save=False)
+    # a stored run acts on what it found (late money, attention items) through an engine
+    async with engine_for(cfg) as eng:
+        return await reconcile.run(cfg, args.channel, args.date, engine=eng)
+
+
 def cmd_reconcile(args: argparse.Namespace) -> int:
     cfg = load(args)
     try:
-        rep = run(reconcile.run(cfg, args.channel, args.date, save=not args.no_store))
+        rep = run(_reconcile(cfg, args))
     except LookupError as e:
         print(str(e), file=sys.stderr)
         return 2

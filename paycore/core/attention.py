@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from paycore.core import calls
 from paycore.metrics import ATTENTION_KINDS
 
 LATE_SUCCESS = "late_success"
@@ -84,6 +85,22 @@ async def record_only(conn: Any, kind: str, payment_id: str, refund_id: str | No
         kind, payment_id, refund_id, merchant_id, channel, evidence)
 
 
+async def record_unlinked(conn: Any, kind: str, channel: str, evidence: str) -> int:
+    """An item that names no payment of ours (money a statement shows for an order paycore
+    never made): only ``acknowledge`` resolves it. The merchant is unknown: ``merchant_id`` ''."""
+    return await conn.fetchval(
+        "insert into attention_items (kind, payment_id, refund_id, merchant_id, channel, evidence) "
+        "values ($1, null, null, '', $2, $3::text::jsonb) returning id", kind, channel, evidence)
+
+
+async def acknowledge_unlinked(conn: Any, item_id: int, actor: str, reason: str) -> bool:
+    """Resolve an item naming no payment (there is no journal to write it in): False if not OPEN."""
+    return bool(await conn.fetchval(
+        "update attention_items set status = 'RESOLVED', resolved_at = now(), resolved_by = $2, "
+        "resolution = 'acknowledge', reason = $3 where id = $1 and status = 'OPEN' and payment_id is null "
+        "returning id", int(item_id), actor, reason))
+
+
 async def open_counts(conn: Any) -> dict[str, int]:
     """Open items by kind (every kind, 0 when none): the gauge's values."""
     counts = dict.fromkeys(KINDS, 0)
@@ -95,7 +112,8 @@ async def open_counts(conn: Any) -> dict[str, int]:
 async def payment_detail(conn: Any, payment_id: str) -> dict | None:
     """Everything an operator needs about one payment: the row, its refunds, its
     events in ``seq`` order (each state change and what the channel said), its
-    attention items and merchant webhooks."""
+    attention items, merchant webhooks and each provider call (flow, outcome,
+    answer, code, HTTP status, latency; never the bodies)."""
     row = await conn.fetchrow("select * from payments where id = $1", payment_id)
     if row is None:
         return None
@@ -106,4 +124,5 @@ async def payment_detail(conn: Any, payment_id: str) -> dict | None:
     hooks = await conn.fetch("select id, event_id, status, attempts, last_status, last_error, delivered_at "
                              "from webhooks where payment_id = $1 order by id", payment_id)
     return {"payment": dict(row), "refunds": [dict(r) for r in refunds], "events": [dict(e) for e in events],
-            "attention": [_row(r) for r in items], "webhooks": [dict(h) for h in hooks]}
+            "attention": [_row(r) for r in items], "webhooks": [dict(h) for h in hooks],
+            "channel_calls": await calls.for_payment(conn, payment_id)}

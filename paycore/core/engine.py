@@ -28,9 +28,11 @@ from paycore.errors import (AmountLimitExceeded, ChannelFault, ChannelUnavailabl
                             InvalidRequest, InvalidState, NotFound, RefundExceedsAmount, Stale, Unavailable,
                             UnsupportedMethod)
 from paycore.core import attention
+from paycore.core.calls import CallLog
 from paycore.core.decisions import PayVerdict, RefundVerdict, cancel_outcome, payment_verdict, refund_verdict, target_of
 from paycore.core.journal import (DB_DOWN, AlreadyResolved, Change, Journal, RichChange, commit_rich, load_payment,
-                                  load_payment_by_order, load_refund, load_refund_by_no, open_attention_exists)
+                                  load_payment_by_order, load_refund, load_refund_by_no, open_attention_exists,
+                                  settled)
 from paycore.core.models import Payment, Refund, RefundState, Status, dumps, event_payload, new_id, now
 from paycore.core.routing import Router
 from paycore.core.validation import CreatePayment, CreateRefund
@@ -81,6 +83,7 @@ class Engine:
         self.breakers = breakers
         self.router = router
         self.notify_base = cfg.server.public_base_url.rstrip("/")
+        self.calls = CallLog(pool)      # each provider call of a payment, written off the request path
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._poller: asyncio.Task | None = None
         # profit sharing (issue 16, paycore.core.splits): set by the app; takes shares back before a
@@ -197,7 +200,11 @@ class Engine:
             except asyncpg.UniqueViolationError:
                 ok, drop_open = False, True     # the same item was opened concurrently
             except DB_DOWN as e:
-                raise Unavailable("database unavailable") from e
+                # its COMMIT may have reached Postgres before the answer was lost: look
+                got = await settled(self.pool, [(new, events[0][0])])
+                if not (got and got[0]):
+                    raise Unavailable("database unavailable") from e
+                ok = True
             if ok:
                 self._wake(new.id)
                 for _, kind, _, _ in opened:
@@ -297,7 +304,9 @@ class Engine:
         self.metrics.payments_created.labels(channel, str(req.method)).inc()
         pay_req = self._pay_request(p, req)
         try:
-            result = await adapter.pay(pay_req)
+            async with self.calls.call(p.id, channel, "pay") as c:
+                result = await adapter.pay(pay_req)
+                c.answered(result)
         except ChannelError as e:
             if e.caller:
                 raise await self._refused(merchant, p, e) from e
@@ -348,7 +357,9 @@ class Engine:
         order) so that an identical retry gets the code the first answer lost."""
         adapter = self.adapter_for(p.channel)
         try:
-            result = await adapter.pay(self._pay_request(p, req))
+            async with self.calls.call(p.id, p.channel, "pay") as c:
+                result = await adapter.pay(self._pay_request(p, req))
+                c.answered(result)
         except (ChannelError, UnsupportedFlow):
             return p
         return await self.apply_result(p, result)
@@ -649,7 +660,9 @@ class Engine:
     async def _call(self, adapter: ChannelAdapter, flow: Flow, fn, arg, *, missing: TradeStatus | None = None):
         """Call one channel flow; faults become API errors and count for the breaker."""
         try:
-            result = await fn(arg)
+            async with self.calls.call(arg.out_trade_no, adapter.name, str(flow)) as c:
+                result = await fn(arg)
+                c.answered(result)
         except UnsupportedFlow:
             self.metrics.unsupported_flows.labels(adapter.name, str(flow)).inc()
             if missing is not None:
@@ -721,7 +734,9 @@ class Engine:
         accepted": a database hiccup leaves the PROCESSING refund to recovery."""
         adapter = self.adapter_for(p.channel)
         try:
-            result = await adapter.refund(self.refund_request(p, refund))
+            async with self.calls.call(p.id, p.channel, "refund", refund.id) as c:
+                result = await adapter.refund(self.refund_request(p, refund))
+                c.answered(result)
         except ChannelError as e:
             self.metrics.channel_errors.labels(p.channel, "refund", e.kind).inc()
             if e.retriable:
@@ -911,7 +926,16 @@ class Engine:
         if not actor.strip() or not reason.strip():
             raise InvalidRequest("who resolves it and why are required", field="reason")
         if item["payment_id"] is None:
-            raise InvalidState("this item names no payment; resolve it where it was raised")
+            # money a statement showed for an order paycore never made: no payment, no journal;
+            # the operator's check is recorded on the item itself
+            if action != "acknowledge":
+                raise InvalidState("an item that names no payment can only be acknowledged", field="action")
+            if not await self._db(attention.acknowledge_unlinked(self.pool, item_id, actor, reason)):
+                raise InvalidState("this attention item is already resolved")
+            self.metrics.attention_resolved.labels(item["kind"], action).inc()
+            out = await self._db(attention.get_item(self.pool, item_id))
+            assert out is not None
+            return out
         p = await self._db(load_payment(self.pool, item["payment_id"]))
         if p is None:
             raise NotFound("no such payment")

@@ -173,10 +173,23 @@ class Journal:
         try:
             results = await self._write(batch)
         except DB_DOWN as e:
-            log.warning("journal: database unavailable (%s)", type(e).__name__)
-            for c in batch:
+            # The statement may have committed before its answer was lost (the connection
+            # dropped after COMMIT reached Postgres, or our command timeout fired while it
+            # ran): "nothing accepted" would then be false. Ask the database what it holds.
+            log.warning("journal: database unavailable (%s); re-reading what was written", type(e).__name__)
+            results = await settled(self.pool, [(c.payment, c.event[0] if c.event else None) for c in batch])
+            if results is None:
+                for c in batch:
+                    if c.future and not c.future.done():
+                        c.future.set_exception(Unavailable("database unavailable"))
+                return
+            self.metrics.events_written.inc(sum(1 for c, good in zip(batch, results) if good and c.event))
+            for c, ok in zip(batch, results):
                 if c.future and not c.future.done():
-                    c.future.set_exception(Unavailable("database unavailable"))
+                    if ok:
+                        c.future.set_result(True)
+                    else:
+                        c.future.set_exception(Unavailable("database unavailable"))
             return
         except asyncpg.PostgresError:
             if len(batch) == 1:
@@ -231,6 +244,36 @@ class Journal:
         ok = [c.payment.id in applied for c in batch]
         self.metrics.events_written.inc(sum(1 for c, good in zip(batch, ok) if good and c.event is not None))
         return ok
+
+
+#: when the outcome of a write is unknown: how long to keep asking the database (seconds between tries)
+REREAD_PAUSES = (0.2, 0.4, 0.8)
+
+
+async def settled(pool: Any, changes: list[tuple[Payment, str | None]]) -> list[bool] | None:
+    """After a write whose outcome is unknown: which of ``changes`` (the payment row
+    written, the event id or None) are in the database. A change with an event is
+    there when its event is (event ids are unique); one without, when the row
+    equals what was written. None when the database cannot be read. A change not
+    found is asked again for a while, since the lost statement may still be running
+    (its backend has not yet noticed that its client is gone)."""
+    found: list[bool] | None = None
+    for pause in REREAD_PAUSES:
+        await asyncio.sleep(pause)
+        try:
+            async with pool.acquire() as conn:
+                eids = [e for _, e in changes if e is not None]
+                have = {r[0] for r in await conn.fetch(
+                    "select event_id from events where event_id = any($1::text[])", eids)} if eids else set()
+                plain = [p.id for p, e in changes if e is None]
+                rows = {r["id"]: Payment.from_record(r) for r in await conn.fetch(
+                    f"select {_PAY_COLS} from payments where id = any($1::text[])", plain)} if plain else {}
+        except DB_DOWN:
+            continue
+        found = [(e in have) if e is not None else rows.get(p.id) == p for p, e in changes]
+        if all(found):
+            return found
+    return found
 
 
 async def load_payment(conn: Any, payment_id: str) -> Payment | None:

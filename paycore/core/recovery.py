@@ -103,7 +103,9 @@ class Recovery(Loop):
     async def _query(self, p: Payment) -> ChannelResult | None:
         adapter = self.engine.adapters[p.channel]
         try:
-            res = await adapter.query(self.engine.trade_ref(p))
+            async with self.engine.calls.call(p.id, p.channel, "query") as c:
+                res = await adapter.query(self.engine.trade_ref(p))
+                c.answered(res)
         except UnsupportedFlow:
             return None
         except ChannelError as e:
@@ -167,7 +169,9 @@ class Recovery(Loop):
         req = eng.refund_request(p, r)
         res: RefundResult | None
         try:
-            res = await adapter.query_refund(req)
+            async with eng.calls.call(p.id, p.channel, "refund_query", r.id) as c:
+                res = await adapter.query_refund(req)
+                c.answered(res)
         except UnsupportedFlow:
             res = RefundResult(RefundStatus.NOT_FOUND)   # nothing to ask: the same number again is safe
         except ChannelError as e:
@@ -177,7 +181,9 @@ class Recovery(Loop):
         if res is not None and res.status is RefundStatus.NOT_FOUND and not past:
             self.metrics.recovery_actions.labels(p.channel, "refund_resend").inc()
             try:
-                sent = await adapter.refund(req)
+                async with eng.calls.call(p.id, p.channel, "refund", r.id) as c:
+                    sent = await adapter.refund(req)
+                    c.answered(sent)
             except (UnsupportedFlow, ChannelError):
                 sent = None
             # a re-send that is refused as a repeat, or not yet done, proves nothing: keep checking

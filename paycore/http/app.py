@@ -195,6 +195,7 @@ def create_app(cfg: Config, *, run_relay: bool = True, run_recovery: bool = True
         yield
         for task in background:
             await task.stop()
+        await engine.calls.close()
         await journal.stop()
         for a in adapters.values():
             await a.aclose()

@@ -607,7 +607,8 @@ def _ops_paths() -> dict[str, Any]:
                                   "content": _json(_ref("Error409"))}}}},
         "/ops/payments/{id}": {"get": {
             "operationId": "opsPaymentDetail", "tags": ["operations"], "security": sec, "parameters": [pay_id],
-            "summary": "A payment with its refunds, events, attention items and webhooks",
+            "summary": "A payment with its refunds, events, attention items, webhooks and channel calls "
+                       "(flow, outcome, answer, code, HTTP status, latency; never the bodies)",
             "responses": {"200": {"description": "the detail", "content": _json({"type": "object"})}, **errs}}},
         "/ops/payments/{id}/requery": {"post": {
             "operationId": "opsRequeryPayment", "tags": ["operations"], "security": sec, "parameters": [pay_id],

@@ -9,30 +9,38 @@ import asyncpg
 from paycore.merchants.auth import MERCHANT_RE, SecretBox
 
 
+#: what happens to money a provider reports for a payment paycore had already ended
+#: (merchants.late_payment_action): refund it at once, or hold it for an operator
+LATE_PAYMENT_ACTIONS = ("refund", "hold")
+
+
 def new_secret() -> str:
     return secrets.token_urlsafe(32)
 
 
 async def add(conn: asyncpg.Connection, box: SecretBox, merchant_id: str, name: str, *, secret: str | None = None,
               max_amount: int | None = None, sub_merchants: dict[str, str] | None = None,
-              rate_limit: float | None = None, upsert: bool = False) -> str:
+              rate_limit: float | None = None, upsert: bool = False, late_payment: str = "refund") -> str:
     if not MERCHANT_RE.match(merchant_id):
         raise ValueError("merchant id must be 1-64 characters [A-Za-z0-9_-]")
+    if late_payment not in LATE_PAYMENT_ACTIONS:
+        raise ValueError(f"late payment action must be one of {', '.join(LATE_PAYMENT_ACTIONS)}")
     secret = secret or new_secret()
-    sql = ("insert into merchants (id, name, secret_enc, max_amount, sub_merchants, rate_limit) "
-           "values ($1, $2, $3, $4, $5, $6)")
+    sql = ("insert into merchants (id, name, secret_enc, max_amount, sub_merchants, rate_limit, late_payment_action) "
+           "values ($1, $2, $3, $4, $5, $6, $7)")
     if upsert:
         sql += (" on conflict (id) do update set name = excluded.name, secret_enc = excluded.secret_enc, "
                 "max_amount = excluded.max_amount, sub_merchants = excluded.sub_merchants, "
-                "rate_limit = excluded.rate_limit, status = 'active', updated_at = now()")
+                "rate_limit = excluded.rate_limit, late_payment_action = excluded.late_payment_action, "
+                "status = 'active', updated_at = now()")
     await conn.execute(sql, merchant_id, name, box.seal(merchant_id, secret), max_amount, sub_merchants or {},
-                       rate_limit)
+                       rate_limit, late_payment)
     return secret
 
 
 async def listing(conn: asyncpg.Connection) -> list[dict[str, Any]]:
-    rows = await conn.fetch("select id, name, status, max_amount, sub_merchants, rate_limit, created_at "
-                            "from merchants order by id")
+    rows = await conn.fetch("select id, name, status, max_amount, sub_merchants, rate_limit, late_payment_action, "
+                            "created_at from merchants order by id")
     return [dict(r) for r in rows]
 
 
@@ -74,3 +82,13 @@ async def update(conn: asyncpg.Connection, merchant_id: str, *, name: str, max_a
     if row is None:
         raise LookupError(f"no merchant {merchant_id}")
     return dict(row)
+
+
+async def set_late_payment(conn: asyncpg.Connection, merchant_id: str, action: str) -> None:
+    """Refund late money at once (``refund``, the default) or hold it for an operator (``hold``)."""
+    if action not in LATE_PAYMENT_ACTIONS:
+        raise ValueError(f"late payment action must be one of {', '.join(LATE_PAYMENT_ACTIONS)}")
+    r = await conn.execute("update merchants set late_payment_action = $2, updated_at = now() where id = $1",
+                           merchant_id, action)
+    if r.endswith(" 0"):
+        raise LookupError(f"no merchant {merchant_id}")

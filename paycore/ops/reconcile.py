@@ -23,7 +23,12 @@ folded into its payment's status.
 
 The run and each discrepancy are stored (``reconciliation_runs`` /
 ``reconciliation_items``); the API processes export the latest run per
-channel as ``paycore_reconciliation_lines{channel,result}``. Exit status: 0
+channel as ``paycore_reconciliation_lines{channel,result}``. A stored run
+then turns each discrepancy into a state (:func:`act`): money the statement
+shows for a payment paycore had CLOSED, FAILED or REVERSED is late money,
+exactly as a late notification (``payment.late_succeeded``, a ``late_success``
+item and, by default, its refund); every other discrepancy opens a
+``reconciliation_discrepancy`` attention item (once while it is open). Exit status: 0
 clean, 1 discrepancies found, 2 the statement could not be fetched.
 """
 from __future__ import annotations
@@ -36,10 +41,15 @@ from typing import Any
 import aiohttp
 import asyncpg
 
-from channels.base import ChannelError, StatementLine, UnsupportedFlow
+from channels.base import ChannelError, ChannelResult, StatementLine, TradeStatus, UnsupportedFlow
 from channels.http import ChannelHttp
 from channels.registry import ADAPTERS
 from paycore.bizday import Calendar
+from paycore.core import attention
+from paycore.core.decisions import PayVerdict, payment_verdict
+from paycore.core.engine import Engine
+from paycore.core.journal import load_payment, load_refund
+from paycore.core.models import dumps
 from paycore.storage.db import init_connection
 from paycore.textfmt import render_table
 
@@ -234,6 +244,63 @@ async def latest_runs(conn: Any, day: date) -> dict[str, dict[str, Any]]:
     return {r["channel"]: dict(r) for r in rows}
 
 
+# ------------------------------------------------------------------ acting
+async def act(engine: Engine, rep: Report) -> dict[str, int]:
+    """Turn each discrepancy of a stored run into a state, through the engine:
+    late money for a payment paycore had ended without it (source "statement"),
+    else a ``reconciliation_discrepancy`` item on the payment (or, for money of
+    an order paycore never made, an item naming no payment). Returns how many
+    of each were opened (a finding still open from an earlier run opens nothing)."""
+    done = {"late_money": 0, "attention": 0}
+    for i in rep.items:
+        p = await load_payment(engine.pool, i.out_trade_no)
+        if p is not None and p.channel != rep.channel:
+            p = None
+        evidence = {"source": "statement", "run_id": rep.run_id, "day": rep.day.isoformat(), "result": i.result,
+                    "kind": i.kind, "out_trade_no": i.out_trade_no, "out_refund_no": i.out_refund_no,
+                    "channel_trade_no": i.channel_trade_no, "our_amount": i.our_amount,
+                    "channel_amount": i.channel_amount, "our_status": i.our_status,
+                    "channel_status": i.channel_status}
+        if p is not None and i.kind == "payment" and i.channel_status == "SUCCEEDED" and i.result != "amount_mismatch":
+            verdict = payment_verdict(p, TradeStatus.SUCCEEDED, i.channel_amount)
+            if verdict is PayVerdict.LATE_SUCCESS:
+                await engine.apply_result(p, ChannelResult(TradeStatus.SUCCEEDED, channel_trade_no=i.channel_trade_no,
+                                                           amount=i.channel_amount), source="statement")
+                done["late_money"] += 1
+                continue
+            if p.late_paid_at is not None:
+                continue      # late money already recorded (by a notification or an earlier run)
+        if p is None:
+            if await _open_unlinked(engine, rep.channel, evidence):
+                done["attention"] += 1
+            continue
+        refund_id = None
+        if i.kind == "refund" and i.out_refund_no:
+            r = await load_refund(engine.pool, i.out_refund_no)
+            refund_id = r.id if r is not None and r.payment_id == p.id else None
+        if await _open_on(engine, p, evidence, refund_id):
+            done["attention"] += 1
+    return done
+
+
+async def _open_on(engine: Engine, p: Any, evidence: dict[str, Any], refund_id: str | None) -> bool:
+    # flag() opens an item once: the same payment back while it is open (True: opened now)
+    return await engine.flag(p, attention.RECON_DISCREPANCY, evidence, refund_id=refund_id) is not p
+
+
+async def _open_unlinked(engine: Engine, channel: str, evidence: dict[str, Any]) -> bool:
+    """Money at the provider for an order paycore never made: an item naming no payment (an
+    operator acknowledges it once checked), once per open (channel, order, refund)."""
+    if await engine.pool.fetchval(
+            "select 1 from attention_items where kind = $1 and channel = $2 and status = 'OPEN' and payment_id is null "
+            "and evidence->>'out_trade_no' = $3 and coalesce(evidence->>'out_refund_no', '') = $4",
+            attention.RECON_DISCREPANCY, channel, evidence["out_trade_no"], evidence["out_refund_no"] or ""):
+        return False
+    await attention.record_unlinked(engine.pool, attention.RECON_DISCREPANCY, channel, dumps(evidence).decode())
+    engine.metrics.attention_opened.labels(channel, attention.RECON_DISCREPANCY).inc()
+    return True
+
+
 # ---------------------------------------------------------------------- showing
 def render(rep: Report) -> str:
     c = rep.counts
@@ -259,8 +326,9 @@ def _side(amount: int | None, status: str | None) -> str | None:
 
 
 # ------------------------------------------------------------------- a run
-async def run(cfg: Any, channel: str, day: date, *, save: bool = True) -> Report:
-    """Fetch the statement, match, store. Raises ChannelError/UnsupportedFlow if no statement."""
+async def run(cfg: Any, channel: str, day: date, *, save: bool = True, engine: Engine | None = None) -> Report:
+    """Fetch the statement, match, store and (with ``engine``, when stored) act on each
+    discrepancy. Raises ChannelError/UnsupportedFlow if no statement."""
     settings = cfg.channels.get(channel)
     if settings is None or channel not in ADAPTERS:
         raise LookupError(f"channel {channel} is not configured")
@@ -281,6 +349,9 @@ async def run(cfg: Any, channel: str, day: date, *, save: bool = True) -> Report
         rep = await match(conn, channel, day, lines, cfg.settlement.calendar())
         if save:
             await store(conn, rep, started)
+            if engine is not None:
+                acted = await act(engine, rep)
+                log.info("reconciliation of %s %s: %s", channel, day, acted)
         return rep
     finally:
         await conn.close()

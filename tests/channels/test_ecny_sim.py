@@ -77,7 +77,7 @@ async def test_forged_and_stale_notifications_are_rejected(keys_dir: Path) -> No
         assert orjson.loads(pair.adapter.ack(True).body) == {"code": "SUCCESS", "message": "执行成功"}
 
 
-async def test_query_of_an_unknown_refund_fails_with_300004(keys_dir: Path) -> None:
+async def test_query_of_an_unknown_refund_is_not_found_with_300004(keys_dir: Path) -> None:
     async with SimPair.start("ecny", keys_dir) as pair:
         part, _ = await barcode(pair, 901, CODE)
         assert (await pair.adapter.refund(refund_req(pair, part, 1, reason="r"))).status is RefundStatus.SUCCEEDED

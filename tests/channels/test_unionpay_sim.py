@@ -288,6 +288,7 @@ async def test_refund_declined(pair):
     req, res = await barcode(pair, 1018)
     r = await pair.adapter.refund(refund_req(pair, req, res.channel_trade_no, 100))
     assert (r.status, r.failure_code) == (RefundStatus.FAILED, "01")
+    # a refund UnionPay never saw answers 34: not proof of anything (issue 11), paycore re-sends it
     never = refund_req(pair, req, res.channel_trade_no, 100, 2)
     assert (await pair.adapter.query_refund(never)).status is RefundStatus.NOT_FOUND   # not proof of failure
 

@@ -3,7 +3,10 @@ through the public API against the simulators' real behaviours (scenarios
 21–25 of simulators/kit.py), and the operators' queue that catches the rest."""
 from __future__ import annotations
 
+import asyncio
 import json
+
+import pytest
 
 from tests.support.helpers import amount, auth_code, sim_order
 from tests.support.ops import eventually, paycore_cli
@@ -18,9 +21,9 @@ async def _types(stack, payment_id: str) -> list[str]:
     return [e["type"] for e in await stack.events(payment_id)]
 
 
-async def _refund_final(stack, refund_id: str) -> dict:
+async def _refund_final(stack, refund_id: str, **who: str) -> dict:
     async def final():
-        r = (await stack.api("GET", f"/v1/refunds/{refund_id}")).body
+        r = (await stack.api("GET", f"/v1/refunds/{refund_id}", **who)).body
         return r if r["status"] != "PROCESSING" else None
     return await eventually(final, timeout=30, what=f"refund {refund_id} final")
 
@@ -87,11 +90,21 @@ async def test_qr_paid_after_close_is_late_money_journaled_refunded_and_queued(s
     assert shown.rc == 0 and "payment.late_succeeded" in shown.out and '"RESOLVED"' in shown.out
 
 
-async def test_refund_done_after_its_timeout_is_not_failed_and_cannot_be_repeated(stack):
+async def _calls(stack, payment_id: str, n: int = 1) -> list[dict]:
+    """The payment's provider calls as an operator reads them (ops API), once ``n`` are recorded."""
+    async def got():
+        d = await stack.ops("GET", f"/ops/payments/{payment_id}")
+        assert d.status == 200, d.body
+        return d.body["channel_calls"] if len(d.body["channel_calls"]) >= n else None
+    return await eventually(got, what=f"{n} channel calls of {payment_id}")
+
+
+@pytest.mark.parametrize("ch", ["alipay", "wechatpay", "unionpay"])
+async def test_refund_done_after_its_timeout_is_not_failed_and_cannot_be_repeated(stack, ch):
     """Case 2: the refund's answer is lost and queries see nothing for a while. 'Not found' is not
     proof: the refund stays PROCESSING (its amount reserved), the same number is re-sent, and it
     ends SUCCEEDED; a second refund with a new number is refused instead of refunding twice."""
-    r = await stack.pay(amount=amount(22), method="barcode", auth_code=auth_code("alipay"))
+    r = await stack.pay(amount=amount(22), method="barcode", auth_code=auth_code(ch))
     pid, total = r.body["id"], r.body["amount"]
     assert r.body["status"] == "SUCCEEDED"
     first = await stack.api("POST", f"/v1/payments/{pid}/refunds", {"refund_no": "r1", "amount": total})
@@ -104,8 +117,15 @@ async def test_refund_done_after_its_timeout_is_not_failed_and_cannot_be_repeate
     second = await stack.api("POST", f"/v1/payments/{pid}/refunds", {"refund_no": "r2", "amount": total})
     assert second.status == 422 and second.body["error"]["code"] == "REFUND_EXCEEDS_AMOUNT"
     assert (await _refund_final(stack, first.body["id"]))["status"] == "SUCCEEDED"
-    assert sim_order(stack, "alipay", pid).refunded == total
+    assert sim_order(stack, ch, pid).refunded == total
     assert (await stack.api("GET", f"/v1/payments/{pid}")).body["refunded_amount"] == total
+    # the operator sees each provider call: the pay, the refund whose answer was lost, its queries
+    calls = await _calls(stack, pid, 3)
+    assert calls[0]["flow"] == "pay" and (calls[0]["outcome"], calls[0]["answer"]) == ("ok", "SUCCEEDED")
+    sent = [c for c in calls if c["flow"] == "refund"]
+    assert sent[0]["outcome"] == "error" and sent[0]["refund_id"] == first.body["id"], calls
+    assert any(c["flow"] == "refund_query" and c["answer"] == "NOT_FOUND" for c in calls), calls
+    assert all(isinstance(c["latency_ms"], int) and c["at"] for c in calls)
 
 
 async def test_reverse_that_failed_is_retried_until_done(stack):
@@ -132,9 +152,10 @@ async def test_reverse_that_failed_is_retried_until_done(stack):
     assert str(sim_order(stack, "alipay", pid).state) == "REVOKED"
 
 
-async def test_amount_that_differs_in_a_query_is_an_attention_item_not_a_success(stack):
+@pytest.mark.parametrize("ch", ["alipay", "wechatpay", "unionpay"])
+async def test_amount_that_differs_in_a_query_is_an_attention_item_not_a_success(stack, ch):
     """Case 5: a query reports the payment paid with another amount: no SUCCEEDED, an amount_mismatch item."""
-    r = await stack.pay(amount=amount(25), method="barcode", auth_code=auth_code("alipay"))
+    r = await stack.pay(amount=amount(25), method="barcode", auth_code=auth_code(ch))
     pid = r.body["id"]
     assert r.body["status"] == "PROCESSING"
     items = await eventually(lambda: _items(stack, pid, "amount_mismatch"), what="amount_mismatch item")
@@ -170,3 +191,77 @@ async def test_refund_of_a_channel_without_refund_query_goes_to_attention_then_o
     assert (await stack.api("GET", f"/v1/refunds/{rf.body['id']}")).body["status"] == "FAILED"
     assert (await _types(stack, pid))[-2:] == ["refund.failed", "attention.resolved"]
     assert sim_order(stack, "bestpay", pid).refunded == 0
+
+
+async def test_breaker_probe_that_ends_in_an_unexpected_exception_is_released(stack):
+    """Case 6: the channel fails until the breaker opens; its half-open probe then meets an answer
+    the adapter cannot even parse (JSON nested 100,000 deep: Alipay's parser raises RecursionError,
+    not a ChannelError). The probe is released, so the channel serves again once it is healthy
+    instead of answering CHANNEL_UNAVAILABLE until the worker restarts."""
+    ch = "alipay"
+    await stack.sim(ch, "POST", "/_sim/fault", {"mode": "http500"})
+    try:
+        for _ in range(40):    # the test stack's breaker: 6 calls, half failing, opens it for 1 s
+            r = await stack.pay(amount=amount(), method="barcode", auth_code=auth_code(ch))
+            if r.status == 503:
+                break
+        assert r.status == 503 and r.error == "CHANNEL_UNAVAILABLE", r.body
+        await stack.sim(ch, "POST", "/_sim/fault", {"mode": "deep_json"})
+        await asyncio.sleep(1.2)     # past open_seconds: the next payment is the probe
+        probe = await stack.pay(amount=amount(), method="barcode", auth_code=auth_code(ch))
+        assert probe.status == 201 and probe.body["status"] == "PROCESSING", probe.body   # outcome unknown
+    finally:
+        await stack.sim(ch, "POST", "/_sim/fault", {"mode": None})
+    (call,) = await _calls(stack, probe.body["id"])
+    assert (call["flow"], call["outcome"], call["code"], call["http_status"]) == ("pay", "error", "unexpected", 200)
+
+    async def serves():
+        again = await stack.pay(amount=amount(), method="barcode", auth_code=auth_code(ch))
+        assert again.status in (201, 503), again.body
+        return again if again.status == 201 else None
+    again = await eventually(serves, timeout=10, interval=0.3, what="the channel to serve again")
+    assert again.body["status"] == "SUCCEEDED"
+
+
+async def test_merchant_late_payment_setting_holds_late_money_for_an_operator(stack):
+    """`paycore merchant set-late-payment ID hold`: late money is journaled and queued but not
+    refunded until an operator decides; `refund` (the default) refunds it at once."""
+    added = await paycore_cli(stack, "merchant", "add", "m_late", "--late-payment", "hold")
+    assert added.rc == 0, added.err
+    secret = json.loads(added.out)["secret"]
+    listed = await paycore_cli(stack, "merchant", "list")
+    mine = next(json.loads(line) for line in listed.out.splitlines() if json.loads(line)["id"] == "m_late")
+    assert mine["late_payment_action"] == "hold"
+    for bad in (("m_late", "later"), ("m_nobody", "hold")):
+        out = await paycore_cli(stack, "merchant", "set-late-payment", *bad)
+        assert out.rc != 0 and out.err, out
+    assert await stack.pool.fetchval("select late_payment_action from merchants where id = 'm_late'") == "hold"
+
+    async def late_paid(order_no: str) -> str:
+        body = {"merchant_order_no": order_no, "amount": amount(21), "currency": "CNY", "method": "qr",
+                "channel": "wechatpay", "subject": "late"}
+        r = await stack.api("POST", "/v1/payments", body, merchant="m_late", secret=secret)
+        assert r.status == 201, r.body
+        c = await stack.api("POST", f"/v1/payments/{r.body['id']}/cancel", merchant="m_late", secret=secret)
+        assert c.body["status"] == "CLOSED", c.body
+        assert (await stack.customer_pays("wechatpay", qr_code=r.body["qr_code"])).get("state") == "SUCCESS"
+        await eventually(lambda: _items(stack, r.body["id"], "late_success"), what="late_success item")
+        return r.body["id"]
+
+    held = await late_paid("late-hold")
+    (item,) = await _items(stack, held, "late_success")
+    assert item["evidence"]["held"] is True and item["refund_id"] is None
+    assert await stack.pool.fetchval("select count(*) from refunds where payment_id = $1", held) == 0
+    res = await paycore_cli(stack, "attention", "resolve", str(item["id"]), "refund", "--actor", "ops",
+                            "--reason", "customer asked for it back")
+    assert res.rc == 0, res.err
+    refund_id = await stack.pool.fetchval("select id from refunds where payment_id = $1", held)
+    assert (await _refund_final(stack, refund_id, merchant="m_late", secret=secret))["status"] == "SUCCEEDED"
+    assert sim_order(stack, "wechatpay", held).refunded == item["evidence"]["amount"]
+
+    switched = await paycore_cli(stack, "merchant", "set-late-payment", "m_late", "refund")
+    assert switched.rc == 0 and json.loads(switched.out)["late_payment_action"] == "refund", switched.err
+    refunded = await late_paid("late-refund")
+    (item,) = await _items(stack, refunded, "late_success")
+    assert item["evidence"]["held"] is False and item["refund_id"]
+    assert (await _refund_final(stack, item["refund_id"], merchant="m_late", secret=secret))["status"] == "SUCCEEDED"

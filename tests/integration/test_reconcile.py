@@ -104,6 +104,39 @@ async def test_seeded_discrepancies_are_each_found_and_stored(stack):
     assert items[ours_only] == "missing_channel" and items[theirs_only] == "missing_ours"
     assert items[amount_off] == "amount_mismatch" and items[status_off] == "status_mismatch"
 
+    # each discrepancy is a state, not only a report line: the payment we had FAILED that the
+    # statement shows paid is late money exactly like a late notification; the others are items
+    assert "payment.late_succeeded" in [e["type"] for e in await stack.events(status_off)]
+    (late,) = await stack.pool.fetch("select * from attention_items where payment_id = $1", status_off)
+    assert late["kind"] == "late_success" and late["evidence"]["source"] == "statement" and late["refund_id"]
+    refund = await eventually(lambda: stack.pool.fetchrow("select * from refunds where id = $1 and "
+                                                          "status = 'SUCCEEDED'", late["refund_id"]),
+                              what="the late money refunded")
+    assert refund["amount"] == declined.body["amount"]
+    for pid, result in ((ours_only, "missing_channel"), (amount_off, "amount_mismatch")):
+        (item,) = await stack.pool.fetch("select * from attention_items where payment_id = $1", pid)
+        assert item["kind"] == "reconciliation_discrepancy" and item["evidence"]["result"] == result, dict(item)
+        assert item["evidence"]["run_id"] == report["run_id"]
+        assert "attention.opened" in [e["type"] for e in await stack.events(pid)]
+    (unknown,) = await stack.pool.fetch("select * from attention_items where payment_id is null and "
+                                        "evidence->>'out_trade_no' = $1", theirs_only)
+    assert unknown["kind"] == "reconciliation_discrepancy" and unknown["evidence"]["channel_amount"] == 4321
+    bad = await stack.ops("POST", f"/ops/attention/{unknown['id']}/resolve",
+                          {"action": "requery", "actor": "ana", "reason": "x"})
+    assert bad.status == 409, bad.body
+    ok = await stack.ops("POST", f"/ops/attention/{unknown['id']}/resolve",
+                         {"action": "acknowledge", "actor": "ana", "reason": "a test order placed past paycore"})
+    assert ok.status == 200 and ok.body["status"] == "RESOLVED" and ok.body["resolved_by"] == "ana", ok.body
+    # a second stored run finds the same discrepancies and opens nothing new while they are open
+    mine = [ours_only, amount_off, status_off]
+    before = await stack.pool.fetchval("select count(*) from attention_items where payment_id = any($1::text[])",
+                                       mine)
+    again = await paycore_cli(stack, "reconcile", "--channel", ch, "--date", today(), "--json")
+    assert again.rc == 1, again.err
+    assert await stack.pool.fetchval("select count(*) from attention_items where payment_id = any($1::text[])",
+                                     mine) == before
+    assert await stack.pool.fetchval("select count(*) from refunds where payment_id = $1", status_off) == 1
+
     # the readable table names each of them with its result
     table = await paycore_cli(stack, "reconcile", "--channel", ch, "--date", today(), "--no-store")
     assert table.rc == 1
