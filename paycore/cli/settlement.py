@@ -116,12 +116,12 @@ def _render_show(v: dict[str, Any]) -> str:
         for c in d["by_channel"]:
             rows.append({"merchant": d["merchant_id"], "channel": c["channel"], "count": c["count"],
                          "gross": _yuan(c["gross"]), "refunds": _yuan(c["refunds"]), "fees": _yuan(c["fees"]),
-                         "net": _yuan(c["net"]), "reconciliation": v["reconciliation"].get(c["channel"], "")})
+                         "shares": _yuan(c["shares"]), "payouts": _yuan(c["payouts"]), "net": _yuan(c["net"]), "reconciliation": v["reconciliation"].get(c["channel"], "")})
         rows.append({"merchant": d["merchant_id"], "channel": "(total)", "count": d["count"],
                      "gross": _yuan(d["gross"]), "refunds": _yuan(d["refunds"]), "fees": _yuan(d["fees"]),
-                     "net": f"{_yuan(d['net'])} (adj {_yuan(d['adjustments'])})", "reconciliation": ""})
-    out.append(render_table(rows, ("merchant", "channel", "count", "gross", "refunds", "fees", "net",
-                                   "reconciliation")) if rows else "no lines")
+                     "shares": _yuan(d["shares"]), "payouts": _yuan(d["payouts"]), "net": f"{_yuan(d['net'])} (adj {_yuan(d['adjustments'])})", "reconciliation": ""})
+    out.append(render_table(rows, ("merchant", "channel", "count", "gross", "refunds", "fees", "shares",
+                                   "payouts", "net", "reconciliation")) if rows else "no lines")
     if v["flagged_channels"]:
         out.append("FLAGGED: reconciliation not clean for " + ", ".join(
             f"{ch} ({v['reconciliation'][ch]})" for ch in v["flagged_channels"]))

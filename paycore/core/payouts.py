@@ -74,7 +74,8 @@ class Payout:
                 "updated_at": self.updated_at}
 
     def event_body(self) -> dict[str, Any]:
-        return {"payout": dict(self.to_api(), currency=self.currency,
+        # merchant_id: the settlement consumer puts the payout on its merchant's statement
+        return {"payout": dict(self.to_api(), merchant_id=self.merchant_id, currency=self.currency,
                                destination={"type": self.destination_type, "value": self.destination,
                                             "name": self.name_masked})}
 

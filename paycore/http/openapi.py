@@ -300,10 +300,13 @@ def _schemas() -> dict[str, Any]:
     }
     money = {"type": "integer", "format": "int64", "description": "fen"}
     day = {"type": "string", "format": "date", "pattern": r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"}
-    sums = {"count": {"type": "integer", "minimum": 0}, "gross": money, "refunds": money, "fees": money}
+    sums = {"count": {"type": "integer", "minimum": 0}, "gross": money, "refunds": money, "fees": money,
+            "shares": money, "payouts": money}
     s["Settlement"] = {
         "type": "object", "additionalProperties": False,
-        "description": "A merchant's business day (Asia/Shanghai): net = gross - refunds - fees + adjustments. "
+        "description": "A merchant's business day (Asia/Shanghai): net = gross - refunds - fees - shares - payouts "
+                       "+ adjustments (shares: profit sharing that left the merchant, net of returned shares; "
+                       "payouts: transfers that left it, net of returned ones). "
                        "An OPEN day's totals still grow and it has no digest; a CLOSED day's never change.",
         "properties": {
             "merchant_id": {"type": "string"}, "date": day,
@@ -311,15 +314,18 @@ def _schemas() -> dict[str, Any]:
             **sums, "adjustments": money, "net": money,
             "by_channel": {"type": "array", "items": {
                 "type": "object", "additionalProperties": False,
-                "required": ["channel", "count", "gross", "refunds", "fees", "net"],
+                "required": ["channel", "count", "gross", "refunds", "fees", "shares", "payouts", "net"],
                 "properties": {"channel": {"type": "string"}, **sums, "net": money}}},
             "file_sha256": {"type": ["string", "null"], "pattern": "^[0-9a-f]{64}$",
                             "description": "SHA-256 (hex) of the statement file; null while the day is OPEN."},
         },
     }
     s["Settlement"]["required"] = list(s["Settlement"]["properties"])
-    line = {"kind": {"type": "string", "enum": ["payment", "refund", "adjustment"]},
-            "id": {"type": "string", "description": "pay_… or rfd_… (a reversal: the payment's id)"},
+    line = {"kind": {"type": "string", "enum": ["payment", "refund", "adjustment", "split", "payout"],
+                     "description": "split: shares made (negative) or a share returned (positive); payout: a "
+                                    "payout made (negative) or returned (positive)"},
+            "id": {"type": "string", "description": "pay_… or rfd_… (a reversal: the payment's id); split: spl_… "
+                                                    "or spr_… (a returned share); payout: po_…"},
             "channel": {"type": "string"}, "amount": money, "fee": money, "net": money, "occurred_at": _DT,
             "original_date": dict(day, description="adjustments: the closed day the event belongs to")}
     s["SettlementLines"] = {

@@ -7,7 +7,11 @@ merchant's statement (docs/settlement.md): ``payment.succeeded`` (and
 ``payment.late_succeeded``) a payment line with the fee fixed on the
 payment; ``payment.reversed`` of a payment that had been paid, and
 ``refund.succeeded``, a refund line that returns the fee by the channel's
-policy. Other events change no money and are skipped.
+policy; ``split.succeeded`` a split line (the shares the receivers got leave
+the merchant's money) and ``split.returned`` one that brings a returned share
+back; ``payout.succeeded`` a payout line (the money left) and
+``payout.returned`` one that brings it back. Other events change no money and
+are skipped.
 
 The line's day is the business day (``[settlement] timezone``) of the
 event. If that day is already closed, the line goes to the next open day as
@@ -73,7 +77,7 @@ class Line:
     event_id: str
     merchant_id: str
     day: date                   # the business day of the event
-    kind: str                   # payment | refund (an adjustment is decided when it is written)
+    kind: str                   # payment | refund | split | payout (an adjustment is decided when it is written)
     type: str
     id: str
     payment_id: str
@@ -86,7 +90,46 @@ class Line:
 
 
 _PAID = ("payment.succeeded", "payment.late_succeeded")
-_MONEY = frozenset(_PAID + ("payment.reversed", "refund.succeeded"))
+_SPLIT = frozenset(("split.succeeded", "split.returned"))
+_PAYOUT = frozenset(("payout.succeeded", "payout.returned"))
+_MONEY = frozenset(_PAID + ("payment.reversed", "refund.succeeded")) | _SPLIT | _PAYOUT
+
+
+def _split_line(ev: dict[str, Any], cal: Calendar) -> Line | None:
+    """Shares leave the merchant's money when the channel says they were made (only the receivers' lines
+    that succeeded moved); a share returned before a refund comes back. No fee either way."""
+    p, s = ev["payment"], ev["split"]
+    if ev["type"] == "split.succeeded":
+        ref, moved = str(s["id"]), -sum(int(r["amount"]) for r in s["receivers"] if r["status"] == "SUCCEEDED")
+    else:
+        ret = ev["split_return"]
+        ref, moved = str(ret["id"]), int(ret["amount"])
+    if moved == 0:
+        return None
+    at = datetime.fromisoformat(ev["occurred_at"])
+    return Line(event_id=str(ev["event_id"]), merchant_id=str(p["merchant_id"]), day=cal.day_of(at), kind="split",
+                type=ev["type"], id=ref, payment_id=str(p["id"]), merchant_order_no=str(p["merchant_order_no"]),
+                channel=str(p["channel"]), method=str(p["method"]), amount=moved, fee=0, occurred_at=at)
+
+
+def _payout_line(ev: dict[str, Any], cal: Calendar) -> Line | None:
+    """A payout's money leaves on SUCCEEDED and comes back on RETURNED (退票). A payout can also go
+    straight from PROCESSING to RETURNED (credited and bounced before we heard of a success): nothing
+    was counted as gone, so nothing comes back. Its seq tells which: created is 1, each final status
+    one more, so a RETURNED after a SUCCEEDED is seq 3 (paycore.core.payouts.apply_result)."""
+    po = ev["payout"]
+    amount = int(po["amount"])
+    if ev["type"] == "payout.succeeded":
+        moved = -amount
+    elif int(ev["seq"]) > 2:
+        moved = amount
+    else:
+        return None
+    at = datetime.fromisoformat(ev["occurred_at"])
+    return Line(event_id=str(ev["event_id"]), merchant_id=str(po["merchant_id"]), day=cal.day_of(at),
+                kind="payout", type=ev["type"], id=str(po["id"]), payment_id=str(po["id"]),
+                merchant_order_no=str(po["payout_no"]), channel=str(po["channel"]),
+                method=str(po["destination"]["type"]), amount=moved, fee=0, occurred_at=at)
 
 
 def line_of(ev: dict[str, Any], cal: Calendar, settings: SettlementConfig) -> Line | None:
@@ -94,6 +137,10 @@ def line_of(ev: dict[str, Any], cal: Calendar, settings: SettlementConfig) -> Li
     etype = ev.get("type", "")
     if etype not in _MONEY:
         return None
+    if etype in _SPLIT:
+        return _split_line(ev, cal)
+    if etype in _PAYOUT:
+        return _payout_line(ev, cal)
     p = ev["payment"]
     amount, fee = int(p["amount"]), int(p.get("fee") or 0)
     if etype == "payment.reversed":

@@ -12,8 +12,10 @@ Totals of a merchant's day, all in fen (docs/settlement.md):
     gross       = Σ amount of payment lines
     refunds     = −Σ amount of refund lines (refunds and reversals; a positive number)
     fees        = Σ fee of payment and refund lines (refund lines give fees back: negative)
+    shares      = −Σ amount of split lines (shares made minus shares returned; positive when money left)
+    payouts     = −Σ amount of payout lines (paid out minus returned; positive when money left)
     adjustments = Σ net of adjustment lines (late events of closed days, signed)
-    net         = gross − refunds − fees + adjustments = Σ net of every line
+    net         = gross − refunds − fees − shares − payouts + adjustments = Σ net of every line
 
 Closing a day stores each merchant's summary and file (never rewritten: the
 table refuses updates) and writes a ``settlement.closed`` event (journal,
@@ -58,6 +60,8 @@ class Sums:
     gross: int = 0
     refunds: int = 0
     fees: int = 0
+    shares: int = 0
+    payouts: int = 0
     adjustments: int = 0
     net: int = 0
 
@@ -70,6 +74,10 @@ class Sums:
         elif kind == "refund":
             self.refunds -= amount
             self.fees += fee
+        elif kind == "split":
+            self.shares -= amount
+        elif kind == "payout":
+            self.payouts -= amount
         else:
             self.adjustments += net
 
@@ -86,11 +94,19 @@ class Totals:
     def summary(self, merchant_id: str, day: date, status: str, sha256: str | None) -> dict[str, Any]:
         t = self.total
         return {"merchant_id": merchant_id, "date": day.isoformat(), "status": status, "count": t.count,
-                "gross": t.gross, "refunds": t.refunds, "fees": t.fees, "adjustments": t.adjustments,
-                "net": t.net,
+                "gross": t.gross, "refunds": t.refunds, "fees": t.fees, "shares": t.shares, "payouts": t.payouts,
+                "adjustments": t.adjustments, "net": t.net,
                 "by_channel": [{"channel": ch, "count": s.count, "gross": s.gross, "refunds": s.refunds,
-                                "fees": s.fees, "net": s.net} for ch, s in sorted(self.channels.items())],
+                                "fees": s.fees, "shares": s.shares, "payouts": s.payouts, "net": s.net}
+                               for ch, s in sorted(self.channels.items())],
                 "file_sha256": sha256}
+
+
+def _with_after(summary: dict[str, Any]) -> dict[str, Any]:
+    """A summary stored before shares and payouts were counted had none: zero, not missing."""
+    out = {"shares": 0, "payouts": 0, **summary}
+    out["by_channel"] = [{"shares": 0, "payouts": 0, **c} for c in summary.get("by_channel", [])]
+    return out
 
 
 def totals_of(lines: list[Any]) -> Totals:
@@ -144,7 +160,7 @@ async def settlement(conn: Any, merchant_id: str, day: date) -> dict[str, Any]:
     its running totals, without a digest (its file is not final)."""
     stored = await _stored(conn, merchant_id, day)
     if stored is not None:
-        return stored["summary"]
+        return _with_after(stored["summary"])
     closed = await is_closed(conn, day)
     rows = await conn.fetch("select channel, kind, count(*) as n, sum(amount)::bigint as amount, "
                             "sum(fee)::bigint as fee, sum(net)::bigint as net from settlement_lines where merchant_id = $1 and day = $2 "
@@ -302,8 +318,10 @@ select merchant_id, channel,
        count(*) filter (where type = any($2)) as payments,
        coalesce(sum(amount) filter (where type = any($2)), 0)::bigint as gross,
        coalesce(sum(fee) filter (where type = any($2)), 0)::bigint as payment_fees,
-       coalesce(-sum(amount) filter (where not type = any($2)), 0)::bigint as refunds
-from settlement_lines where coalesce(original_date, day) = $1 group by 1, 2"""
+       coalesce(-sum(amount) filter (where type in ('refund.succeeded', 'payment.reversed')), 0)::bigint as refunds
+from settlement_lines where coalesce(original_date, day) = $1
+  and (type = any($2) or type in ('refund.succeeded', 'payment.reversed'))
+group by 1, 2"""
 
 CHECK_FIELDS = ("payments", "gross", "payment_fees", "refunds")
 

@@ -100,6 +100,81 @@ async def settling(stack):
         await stop(proc, signal.SIGKILL)
 
 
+async def settled(m: Merchant, path: str) -> dict:
+    async def final():
+        r = await m.api("GET", path)
+        assert r.status == 200, r.body
+        return r.body if r.body["status"] != "PROCESSING" else None
+    return await eventually(final, timeout=30, what=f"{path} final")
+
+
+async def test_shares_and_payouts_are_lines_of_the_day_once(stack, settling):
+    """A split and a payout leave the merchant's money: lines of kind split and payout on the day's
+    statement (API, CSV), counted in shares/payouts and the net; a redelivered event adds nothing.
+    (First in this file: the next test closes today.)"""
+    m = await new_merchant(stack)
+    rcv = await m.api("POST", "/v1/receivers", {"receiver_no": "rcv" + secrets.token_hex(4), "channel": "wechatpay",
+                                                "type": "openid", "account": "o" + secrets.token_hex(12)})
+    assert rcv.status == 201, rcv.body
+    r = await m.api("POST", "/v1/payments", {
+        "merchant_order_no": "s" + secrets.token_hex(8), "amount": 10000, "currency": "CNY", "method": "qr",
+        "channel": "wechatpay", "subject": "shared", "profit_sharing": True})
+    assert r.status == 201, r.body
+    await stack.customer_pays("wechatpay", out_trade_no=r.body["id"])
+    p = await eventually(lambda: _paid(m, r.body["id"]), timeout=30, what="the payment to succeed")
+    s = await m.api("POST", f"/v1/payments/{p['id']}/splits", {"split_no": "s" + secrets.token_hex(4), "finish": False,
+                    "receivers": [{"receiver_id": rcv.body["id"], "amount": 2500, "description": "平台佣金"}]})
+    assert s.status == 201, s.body
+    assert (await settled(m, f"/v1/splits/{s.body['id']}"))["status"] == "SUCCEEDED"
+    po = await m.api("POST", "/v1/payouts", {
+        "payout_no": "po" + secrets.token_hex(4), "amount": 3000, "currency": "CNY", "channel": "wechatpay",
+        "destination": {"type": "openid", "value": "o" + secrets.token_hex(12), "name": "张三丰"}})
+    assert po.status == 201, po.body
+    assert (await settled(m, f"/v1/payouts/{po.body['id']}"))["status"] == "SUCCEEDED"
+
+    moved = {e["type"]: e for e in await stack.events(p["id"]) + await stack.events(po.body["id"])}
+    days = {CAL.day_of(datetime.fromisoformat(moved[t]["occurred_at"].replace("Z", "+00:00")))
+            for t in ("payment.succeeded", "split.succeeded", "payout.succeeded")}
+
+    async def counted():
+        got = [ln for d in sorted(days) for ln in await m.lines(d)]
+        return got if len(got) == 3 else None
+    lines = await eventually(counted, timeout=60, what="the consumer to settle the payment, split and payout")
+    assert {(ln["kind"], ln["id"], ln["channel"], ln["amount"], ln["fee"], ln["net"]) for ln in lines} == {
+        ("payment", p["id"], "wechatpay", 10000, 0, 10000), ("split", s.body["id"], "wechatpay", -2500, 0, -2500),
+        ("payout", po.body["id"], "wechatpay", -3000, 0, -3000)}
+    totals = [await m.day(d) for d in sorted(days)]
+    assert [sum(t[k] for t in totals) for k in ("count", "gross", "refunds", "fees", "shares", "payouts", "net")] \
+        == [3, 10000, 0, 0, 2500, 3000, 10000 - 2500 - 3000]
+    for t in totals:
+        assert t["net"] == t["gross"] - t["refunds"] - t["fees"] - t["shares"] - t["payouts"] + t["adjustments"]
+        assert [(c["shares"], c["payouts"], c["net"]) for c in t["by_channel"]] == [(t["shares"], t["payouts"],
+                                                                                     t["net"])]
+    rows = []
+    for d in sorted(days):
+        f = await m.api("GET", f"/v1/settlements/{d.isoformat()}.csv")
+        assert f.status == 200 and f.headers["X-Paycore-Statement"] == "provisional"
+        got = list(csv.DictReader(io.StringIO(f.body.decode("utf-8-sig"), newline="")))
+        assert got[-1]["kind"] == "total"
+        rows += got[:-1]
+    assert sorted((x["kind"], x["id"], x["payment_id"], x["merchant_order_no"], int(x["amount"]), int(x["net"]))
+                  for x in rows) == sorted([
+        ("payment", p["id"], p["id"], p["merchant_order_no"], 10000, 10000),
+        ("payout", po.body["id"], po.body["id"], po.body["payout_no"], -3000, -3000),
+        ("split", s.body["id"], p["id"], p["merchant_order_no"], -2500, -2500)])
+
+    # Kafka delivers at least once: the same events again change nothing
+    again = [orjson.dumps(moved[t]) for t in ("split.succeeded", "payout.succeeded")]
+    assert await apply(stack.pool, again, SettlementMetrics(), CAL, SettlementConfig()) == (0, 2)
+    assert [await m.day(d) for d in sorted(days)] == totals
+    assert len([ln for d in sorted(days) for ln in await m.lines(d)]) == 3
+
+
+async def _paid(m: Merchant, payment_id: str) -> dict | None:
+    r = await m.api("GET", f"/v1/payments/{payment_id}")
+    return r.body if r.body["status"] == "SUCCEEDED" else None
+
+
 async def test_fees_statements_close_and_late_adjustment(stack, settling, receiver):
     m = await new_merchant(stack)
     assert (await paycore_cli(stack, "settlement", "webhook", m.id, receiver.url("stl"))).rc == 0

@@ -270,6 +270,8 @@ class SettlementChannel(_Model):
     gross: int
     refunds: int
     fees: int
+    shares: int
+    payouts: int
     net: int
 
 
@@ -282,6 +284,8 @@ class Settlement(_Model):
     gross: int
     refunds: int
     fees: int
+    shares: int
+    payouts: int
     adjustments: int
     net: int
     by_channel: list[SettlementChannel] = field(default_factory=list)
@@ -290,7 +294,7 @@ class Settlement(_Model):
 
 @dataclass(frozen=True)
 class SettlementLine(_Model):
-    kind: Literal["payment", "refund", "adjustment"]
+    kind: Literal["payment", "refund", "adjustment", "split", "payout"]
     id: str
     channel: str
     amount: int

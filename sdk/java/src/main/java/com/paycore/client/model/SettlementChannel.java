@@ -6,4 +6,5 @@ import com.fasterxml.jackson.annotation.JsonProperty;
 @JsonIgnoreProperties(ignoreUnknown = true)
 public record SettlementChannel(@JsonProperty("channel") String channel, @JsonProperty("count") long count,
                                 @JsonProperty("gross") long gross, @JsonProperty("refunds") long refunds,
-                                @JsonProperty("fees") long fees, @JsonProperty("net") long net) {}
+                                @JsonProperty("fees") long fees, @JsonProperty("shares") long shares,
+                                @JsonProperty("payouts") long payouts, @JsonProperty("net") long net) {}

@@ -4,6 +4,7 @@ import com.fasterxml.jackson.annotation.JsonIgnoreProperties;
 import com.fasterxml.jackson.annotation.JsonProperty;
 import java.time.OffsetDateTime;
 
+/** One statement line; kind: payment | refund | adjustment | split | payout. */
 @JsonIgnoreProperties(ignoreUnknown = true)
 public record SettlementLine(@JsonProperty("kind") String kind, @JsonProperty("id") String id,
                              @JsonProperty("channel") String channel, @JsonProperty("amount") long amount,
