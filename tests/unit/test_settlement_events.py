@@ -87,3 +87,32 @@ async def test_malformed_events_are_skipped_without_touching_the_database(caplog
            b'{"amount": 100, "refunded_amount": 500, "channel": "alipay"}, "refund": {"amount": 50}}']
     assert await apply(None, bad, SettlementMetrics(), CAL, SETTINGS) == (0, 0)
     assert len([r for r in caplog.records if "malformed" in r.getMessage()]) == 4
+
+
+def test_shares_made_leave_the_merchant_and_a_returned_share_comes_back():
+    ev = dict(event("split.succeeded", at="2025-01-31T16:30:00+00:00"),
+              split={"id": "spl_1", "receivers": [{"receiver_id": "rcv_1", "amount": 2000, "status": "SUCCEEDED"},
+                                                  {"receiver_id": "rcv_2", "amount": 500, "status": "FAILED"}]})
+    ln = line_of(ev, CAL, SETTINGS)   # only the line the channel made moved money; Beijing's next day
+    assert (ln.kind, ln.id, ln.payment_id, ln.amount, ln.fee, ln.day) == (
+        "split", "spl_1", "pay_1", -2000, 0, date(2025, 2, 1))
+    failed = dict(ev, split={"id": "spl_2", "receivers": [{"receiver_id": "rcv_1", "amount": 9, "status": "FAILED"}]})
+    assert line_of(failed, CAL, SETTINGS) is None
+    back = dict(event("split.returned"), split={"id": "spl_1", "receivers": []},
+                split_return={"id": "spr_1", "amount": 700})
+    assert (lambda x: (x.kind, x.id, x.amount))(line_of(back, CAL, SETTINGS)) == ("split", "spr_1", 700)
+    assert line_of(dict(event("split.created"), split={"id": "spl_1", "receivers": []}), CAL, SETTINGS) is None
+
+
+def test_a_payout_leaves_on_success_and_comes_back_only_if_it_had_left():
+    def po(etype: str, seq: int) -> dict:
+        return {"event_id": f"evt_{seq}", "type": etype, "seq": seq, "occurred_at": "2025-01-31T10:30:00+00:00",
+                "payout": {"id": "po_1", "merchant_id": "m_demo", "payout_no": "p-1", "amount": 3000,
+                           "channel": "wechatpay", "destination": {"type": "openid", "value": "o1"}}}
+    out = line_of(po("payout.succeeded", 2), CAL, SETTINGS)
+    assert (out.kind, out.id, out.merchant_id, out.merchant_order_no, out.method, out.amount, out.fee) == (
+        "payout", "po_1", "m_demo", "p-1", "openid", -3000, 0)
+    assert line_of(po("payout.returned", 3), CAL, SETTINGS).amount == 3000   # 退票 after the success
+    assert line_of(po("payout.returned", 2), CAL, SETTINGS) is None          # never counted as gone
+    assert line_of(po("payout.failed", 2), CAL, SETTINGS) is None
+    assert line_of(po("payout.created", 1), CAL, SETTINGS) is None
