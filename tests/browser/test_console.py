@@ -345,3 +345,77 @@ async def test_every_operator_page_and_the_audit_log(stack, admin, people, conso
         await stack.pool.execute("delete from console_audit where id = $1", upd["id"])
     with pytest.raises(Exception, match="append-only"):
         await stack.pool.execute("update console_audit set actor = 'someone' where id = $1", upd["id"])
+
+
+async def _final(stack, path: str, **auth) -> dict:
+    async def done():
+        r = await stack.api("GET", path, **auth)
+        assert r.status == 200, r.body
+        return r.body if r.body["status"] != "PROCESSING" else None
+    return await eventually(done, timeout=30, what=f"{path} final")
+
+
+async def _payout(stack, amount: int, account: str, **auth) -> dict:
+    r = await stack.api("POST", "/v1/payouts", {
+        "payout_no": "po-" + os.urandom(4).hex(), "amount": amount, "currency": "CNY", "channel": "wechatpay",
+        "destination": {"type": "openid", "value": account, "name": "张三丰"}}, **auth)
+    assert r.status == 201, r.body
+    return await _final(stack, f"/v1/payouts/{r.body['id']}", **auth)
+
+
+async def test_splits_on_the_payment_page_and_payouts_in_both_areas(stack, browser, admin, people, console_shots):
+    """Issue 16: a payment's splits with each receiver's status on its detail page; payouts searched by
+    merchant and status, and their detail, for operators; a merchant user sees its own only."""
+    rcv = await stack.api("POST", "/v1/receivers", {"receiver_no": "rcv-" + os.urandom(4).hex(), "channel": "wechatpay",
+                                                    "type": "openid", "account": "o" + os.urandom(12).hex()})
+    assert rcv.status == 201, rcv.body
+    r = await stack.pay(amount=10000, method="qr", channel="wechatpay", profit_sharing=True)
+    assert r.status == 201, r.body
+    await stack.customer_pays("wechatpay", out_trade_no=r.body["id"])
+    assert (await stack.wait_final(r.body["id"]))["status"] == "SUCCEEDED"
+    pid = r.body["id"]
+    s = await stack.api("POST", f"/v1/payments/{pid}/splits", {"split_no": "s-" + os.urandom(4).hex(), "finish": False,
+                        "receivers": [{"receiver_id": rcv.body["id"], "amount": 2500, "description": "平台佣金"}]})
+    assert s.status == 201, s.body
+    assert (await _final(stack, f"/v1/splits/{s.body['id']}"))["status"] == "SUCCEEDED"
+    ok = await _payout(stack, 3000, "o" + os.urandom(12).hex())
+    bad = await _payout(stack, 4000, "o_frozen_" + os.urandom(4).hex())
+    theirs = await _payout(stack, 500, "o" + os.urandom(12).hex(), merchant="m_other", secret=people.other_secret)
+    assert (ok["status"], bad["status"], theirs["status"]) == ("SUCCEEDED", "FAILED", "SUCCEEDED")
+
+    async with admin_page(admin) as page:
+        await page.goto(f"{stack.base}/console/payments/{pid}")
+        splits = await page.text_content("#splits")
+        assert s.body["id"] in splits and rcv.body["receiver_no"] in splits and "25.00" in splits
+        assert await page.text_content(f"tr[data-split='{s.body['id']}'] .receiver-status") == "ACTIVE"
+        await page.screenshot(path=console_shots / "40-payment-splits.png", full_page=True)
+        await page.goto(f"{stack.base}/console/payouts")
+        await page.fill("#payout-merchant", "m_test")
+        await page.select_option("#payout-status", "FAILED")
+        await page.click("#payout-search")
+        await page.wait_for_url(re.compile(r".*status=FAILED.*"))
+        listed = await page.text_content("#payouts")
+        assert bad["id"] in listed and ok["id"] not in listed and theirs["id"] not in listed
+        await page.screenshot(path=console_shots / "41-payouts-failed.png", full_page=True)
+        await page.click(f"a[href='/console/payouts/{bad['id']}']")
+        assert await page.text_content("#payout-status") == "FAILED"
+        assert "PAYOUT_FAILED" in await page.text_content("#payout-failure")
+        assert "payout.failed" in await page.text_content("#timeline")
+        assert "张三丰" not in await page.content()     # the payee's name is shown masked only
+        await page.screenshot(path=console_shots / "42-payout-detail.png", full_page=True)
+
+    async with browser_page(browser, locale="zh-CN") as page:
+        await login(page, stack, "portal", "shop_test", None)
+        await page.wait_for_url(re.compile(r".*/portal/payments$"))
+        await page.goto(f"{stack.base}/portal/payouts?merchant_id=m_other")   # the filter cannot widen the scope
+        listed = await page.text_content("#payouts")
+        assert ok["id"] in listed and bad["id"] in listed and theirs["id"] not in listed
+        await page.screenshot(path=console_shots / "43-portal-payouts.png", full_page=True)
+        assert (await page.goto(f"{stack.base}/portal/payouts/{theirs['id']}")).status == 404
+        assert (await page.goto(f"{stack.base}/portal/payouts/{ok['id']}")).status == 200
+        assert "payout.succeeded" in await page.text_content("#timeline")
+        await page.goto(f"{stack.base}/portal/payments/{pid}")
+        assert s.body["id"] in await page.text_content("#splits")
+        await page.screenshot(path=console_shots / "44-portal-payment-splits.png", full_page=True)
+    (denied,) = await audit_rows(stack, action="access.denied", target=theirs["id"])
+    assert denied["actor"] == "shop_test" and denied["outcome"] == "denied"

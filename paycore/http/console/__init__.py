@@ -94,6 +94,8 @@ def _shared(r: web.UrlDispatcher, area: Area) -> None:
     r.add_get(p + "/payments.csv", page(area, "payments.export")(views.payments_csv))
     r.add_get(p + "/payments/{id}", page(area, "payments.read")(views.payment))
     r.add_post(p + "/payments/{id}/refund", page(area, "payments.refund")(views.refund))
+    r.add_get(p + "/payouts", page(area, "payments.read")(views.payouts))
+    r.add_get(p + "/payouts/{id}", page(area, "payments.read")(views.payout))
     r.add_get(p + "/codes", page(area, "codes.read")(views.code_list))
     r.add_get(p + "/codes/{code}.{kind:png|pdf}", page(area, "codes.read")(views.code_qr))
     r.add_get(p + "/webhooks", page(area, "webhooks.read")(views.webhook_list))

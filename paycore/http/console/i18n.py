@@ -52,6 +52,12 @@ ZH: dict[str, str] = {
     "Terminal": "终端", "Refundable": "可退金额", "Expires": "过期时间", "Updated": "更新时间",
     "Refund created.": "退款已提交。", "Payment cancelled.": "订单已撤销。",
     "Nothing yet.": "暂无。",
+    # splits and payouts
+    "Splits": "分账", "Split": "分账单", "Split no": "分账单号", "Receiver": "分账接收方", "Account": "账号",
+    "Receiver status": "接收方状态", "Share status": "分账结果", "Returned": "已回退", "Release the rest": "解冻剩余资金",
+    "yes": "是", "no": "否", "Payouts": "转账 / 代付", "Payout": "转账 / 代付单", "Payout no": "转账单号",
+    "Destination": "收款方", "Payee name": "收款人姓名", "Remark": "备注", "Channel payout no": "渠道转账单号",
+    "No payouts match.": "没有匹配的转账单。", "Business day": "业务日期",
     # attention
     "Kind": "类型", "Evidence": "证据", "Resolve": "处理", "Action": "处理方式", "Resolved": "已处理",
     "Open": "待处理", "Item resolved.": "事项已处理。", "No open items.": "没有待处理事项。",

@@ -93,17 +93,77 @@ async def scoped_payment(ctx: Ctx, payment_id: str) -> Payment:
     return p
 
 
+async def _splits(conn: Any, payment_id: str) -> tuple[list[Any], dict[str, Any]]:
+    """The payment's splits (each receiver's line with its status) and the receivers they name."""
+    rows = await conn.fetch("select id, split_no, status, amount, finish, returned, receivers, failure, created_at, "
+                            "updated_at from splits where payment_id = $1 order by created_at, id", payment_id)
+    ids = sorted({line["receiver_id"] for r in rows for line in r["receivers"]})
+    named = await conn.fetch("select id, receiver_no, type, account, name_masked, status from receivers "
+                             "where id = any($1)", ids) if ids else []
+    return rows, {r["id"]: r for r in named}
+
+
 async def payment(request: web.Request, ctx: Ctx) -> web.Response:
     p = await scoped_payment(ctx, request.match_info["id"])
     async with ctx.pool.acquire() as conn:
         hist = await search.history(conn, p.id)
         hooks = await webhooks.listing(conn, payment_id=p.id, limit=100)
+        splits, receivers = await _splits(conn, p.id)
     return ctx.render("console/payment.html", p=p, events=hist["events"], refunds=hist["refunds"], hooks=hooks,
+                      splits=splits, receivers=receivers, masked=masked_account,
                       refund_no="cs" + secrets.token_hex(12), refundable=p.amount - p.refund_reserved,
                       can_refund=ctx.user.can("payments.refund") and p.status is Status.SUCCEEDED
                       and p.amount > p.refund_reserved,
                       # the engine decides (a SUCCEEDED barcode payment may still be reversed the same day)
                       can_cancel=ctx.user.can("payments.cancel") and p.status in CANCELLABLE)
+
+
+# ------------------------------------------------------------------- payouts
+PAYOUT_STATUSES = ("PROCESSING", "SUCCEEDED", "FAILED", "RETURNED")
+PAYOUT_PAGE = 100
+_PAYOUT_LIST = ("select id, merchant_id, payout_no, amount, channel, destination_type, destination, name_masked, "
+                "status, failure, created_at, updated_at from payouts "
+                "where ($1::text is null or merchant_id = $1) and ($2::text is null or status = $2) "
+                "and ($3::text is null or payout_no = $3) and ($4::text is null or id < $4) "
+                "order by id desc limit $5")
+
+
+def masked_account(value: str) -> str:
+    """An account or openid shown by its ends only: enough to tell two apart, not to reuse one."""
+    return value if len(value) <= 8 else f"{value[:4]}…{value[-4:]}"
+
+
+async def payouts(request: web.Request, ctx: Ctx) -> web.Response:
+    """Payouts, newest first (ids grow with time), by merchant (operators), status and payout_no."""
+    q = request.query
+    status = q.get("status") or None
+    if status and status not in PAYOUT_STATUSES:
+        raise InvalidRequest("unknown status", field="status")
+    merchant = ctx.scope or (q.get("merchant_id") or None)   # a merchant user's filter cannot widen its scope
+    async with ctx.pool.acquire() as conn:
+        rows = await conn.fetch(_PAYOUT_LIST, merchant, status, q.get("payout_no") or None, q.get("before") or None,
+                                PAYOUT_PAGE)
+    filt = {k: q.get(k) for k in ("status", "payout_no", "merchant_id") if q.get(k)}
+    return ctx.render("console/payouts.html", rows=rows, statuses=PAYOUT_STATUSES, query=q, filt=filt,
+                      next=rows[-1]["id"] if len(rows) == PAYOUT_PAGE else None, masked=masked_account)
+
+
+async def payout(request: web.Request, ctx: Ctx) -> web.Response:
+    payout_id = request.match_info["id"]
+    async with ctx.pool.acquire() as conn:
+        po = await conn.fetchrow("select id, merchant_id, payout_no, amount, currency, channel, destination_type, "
+                                 "destination, name_masked, remark, status, channel_payout_no, failure, "
+                                 "business_day, created_at, updated_at, next_check_at, checks from payouts "
+                                 "where id = $1", payout_id)
+        if po is None or (ctx.scope is not None and po["merchant_id"] != ctx.scope):
+            if po is not None:
+                await ctx.audit("access.denied", target=payout_id[:100], outcome="denied", merchant_id=ctx.scope,
+                                reason="payout not found for this merchant")
+            raise NotFound("no such payout")
+        events = await conn.fetch("select seq, type, occurred_at from events where payment_id = $1 order by seq",
+                                  po["id"])
+        hooks = await webhooks.listing(conn, payment_id=po["id"], limit=100)
+    return ctx.render("console/payout.html", po=po, events=events, hooks=hooks, masked=masked_account)
 
 
 def _money_state(p: Payment) -> dict[str, Any]:
