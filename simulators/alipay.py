@@ -49,6 +49,7 @@ days are UTC days here (simkit's), Beijing days at Alipay.
 """
 from __future__ import annotations
 
+import asyncio
 import html
 import itertools
 import json

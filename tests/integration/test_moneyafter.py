@@ -242,7 +242,7 @@ async def test_payout_notification_is_verified_and_applied_once(stack):
     forged = body.replace(b'"summary":"', b'"summary":"forged ')       # valid JSON, no longer WeChat's bytes
     assert forged != body
     async with stack.session.post(url, data=forged, headers=headers) as r:
-        assert r.status == 500 and (await r.json())["code"] == "FAIL"
+        assert r.status == 400 and (await r.json())["code"] == "FAIL"
     assert (await stack.api("GET", f"/v1/payouts/{po['id']}")).body["status"] == "PROCESSING"
     applied = metric(await metrics_text(stack), "paycore_notifications_total", channel=CH, kind="payout",
                      result="applied")
