@@ -29,6 +29,8 @@ from channels.secrets import Secret
 
 if TYPE_CHECKING:   # the adapters' transport; channels.http imports this module
     from channels.http import ChannelHttp
+    from channels.transfers import (BindResult, PayoutNotice, PayoutRequest, PayoutResult, ReceiverSpec, ShareRequest,
+                                    ShareResult, ShareReturnRequest, ShareReturnResult)
 
 
 class Method(enum.StrEnum):
@@ -51,6 +53,8 @@ class Flow(enum.StrEnum):
     CLOSE = "close"
     NOTIFY = "notify"
     STATEMENT = "statement"
+    SHARE = "share"            # profit sharing (分账): bind receivers, share, query, release, return
+    PAYOUT = "payout"          # transfers to a person or account (转账/代付)
 
 
 class TradeStatus(enum.StrEnum):
@@ -124,6 +128,10 @@ class PayRequest:
     terminal_id: str | None = None
     client_ip: str = "127.0.0.1"
     created_at: datetime | None = None
+    profit_sharing: bool = False          # hold the funds for profit sharing (分账) where the channel needs it
+    #: where the provider's H5 cashier sends the customer's browser back after paying (h5
+    #: only; JD's ``callbackUrl``); None: the provider's default
+    return_url: str | None = None
 
 
 @dataclass(slots=True)
@@ -367,6 +375,35 @@ class ChannelAdapter:
         """Fetch and parse the provider's daily statement for ``day``."""
         raise UnsupportedFlow(self.name, Flow.STATEMENT)
 
+    # -- money after the payment (channels.transfers) ------------------------------
+    async def add_receiver(self, spec: "ReceiverSpec") -> "BindResult":
+        """Bind a profit-sharing receiver to the merchant (idempotent at the providers)."""
+        raise UnsupportedFlow(self.name, Flow.SHARE)
+
+    async def share(self, req: "ShareRequest") -> "ShareResult":
+        raise UnsupportedFlow(self.name, Flow.SHARE)
+
+    async def query_share(self, req: "ShareRequest") -> "ShareResult":
+        raise UnsupportedFlow(self.name, Flow.SHARE)
+
+    async def return_share(self, req: "ShareReturnRequest") -> "ShareReturnResult":
+        """Take a share back from its receiver (only where refunds of shared payments need it)."""
+        raise UnsupportedFlow(self.name, Flow.SHARE)
+
+    async def query_share_return(self, req: "ShareReturnRequest") -> "ShareReturnResult":
+        raise UnsupportedFlow(self.name, Flow.SHARE)
+
+    async def payout(self, req: "PayoutRequest") -> "PayoutResult":
+        raise UnsupportedFlow(self.name, Flow.PAYOUT)
+
+    async def query_payout(self, req: "PayoutRequest") -> "PayoutResult":
+        raise UnsupportedFlow(self.name, Flow.PAYOUT)
+
+    async def parse_payout_notification(self, headers: Mapping[str, str], body: bytes) -> "PayoutNotice":
+        """Verify and parse a payout notification (posted to ``/notify/{channel}/payout``); answered
+        with :meth:`ack`. Raises :class:`NotificationRejected`."""
+        raise UnsupportedFlow(self.name, Flow.NOTIFY)
+
     # -- the payer's identity for jsapi, from the app's own OAuth ---------------------
     #: True where a jsapi order needs the payer's id at this provider (openid / user_id),
     #: which only the app's OAuth can tell
@@ -386,6 +423,21 @@ class ChannelAdapter:
         query, exchanged server-side. ChannelError when the provider refuses the code
         (``kind="rejected"``) or cannot be reached."""
         raise UnsupportedFlow(self.name, "payer_auth")
+
+    # -- the app's JS SDK on paycore's page -------------------------------------------
+    #: True where the app's JS SDK pays only after the page has configured it with a
+    #: configuration signed server-side (云闪付's ``upsdk.config`` before ``upsdk.pay``)
+    web_sdk: ClassVar[bool] = False
+
+    def web_sdk_ready(self) -> bool:
+        """Whether what the SDK's configuration needs is configured (app id and secret)."""
+        return not self.web_sdk
+
+    async def web_sdk_config(self, page_url: str) -> dict[str, Any]:
+        """The signed configuration the page hands to the app's JS SDK, for the page at
+        ``page_url`` (the address the customer's web view shows, without a fragment).
+        ChannelError when the provider's token service refuses or cannot be reached."""
+        raise UnsupportedFlow(self.name, "web_sdk_config")
 
     async def aclose(self) -> None:
         return None

@@ -18,6 +18,7 @@ from paycore.http.app import AppRunner, create_app
 from paycore.logs import setup
 from paycore.merchants import codes
 from paycore.merchants import store as merchants
+from paycore.merchants import users
 from paycore.merchants.auth import SecretBox
 from paycore.storage import db
 from simulators import devkeys
@@ -42,6 +43,20 @@ def _secret_file(path: Path, make) -> str:
         path.write_text(make())
         os.chmod(path, 0o600)
     return path.read_text().strip()
+
+
+async def demo_users(conn, box: SecretBox, var: Path) -> dict[str, str]:
+    """A demo operator (admin, with TOTP) and a demo merchant user of m_demo, made once and kept in ``var``."""
+    password = _secret_file(var / "demo_password", lambda: secrets.token_urlsafe(12))
+    totp_file = var / "demo_operator_totp"
+    if await users.get_user(conn, "demo_admin") is None:
+        _, uri = await users.add_user(conn, box, "demo_admin", "admin", password)
+        totp_file.write_text(uri or "")
+        os.chmod(totp_file, 0o600)
+    if await users.get_user(conn, "demo_shop") is None:
+        await users.add_user(conn, box, "demo_shop", "merchant", password, merchant_id="m_demo")
+    return {"password": password, "totp_uri": totp_file.read_text().strip() if totp_file.exists() else "(reset it: "
+            "paycore user reset-totp demo_admin)"}
 
 
 async def run_dev(args: argparse.Namespace) -> int:
@@ -72,6 +87,8 @@ async def run_dev(args: argparse.Namespace) -> int:
     master = os.environ.get("PAYCORE_MASTER_KEY") or _secret_file(var / "master_key", lambda: secrets.token_hex(32))
     overrides = devstack.dev_overrides(db_url, kafka, channel_cfg, host=host, port=port)
     overrides["security"] = {"master_key": master}
+    # make run only: a desktop browser can pay a one-code page through the simulators
+    overrides["onecode"] = {"desktop_pay_url": devstack.SIM_DESKTOP_PAY_URL}
     (var / "paycore.toml").write_text(devstack.toml_dump({k: v for k, v in overrides.items() if k != "security"}))
     cfg = config_mod.load(None, overrides=overrides)
     await db.migrate(cfg.database.url)
@@ -82,6 +99,7 @@ async def run_dev(args: argparse.Namespace) -> int:
     await merchants.add(conn, SecretBox(cfg.security.master_key), "m_demo", "Demo merchant", secret=demo_secret,
                         upsert=True)
     demo_code = (await codes.ensure_code(conn, "m_demo")).code
+    logins = await demo_users(conn, SecretBox(cfg.security.master_key), var)
     await conn.close()
 
     simulators = await devstack.Simulators(sims).start()
@@ -91,7 +109,8 @@ async def run_dev(args: argparse.Namespace) -> int:
     await web.TCPSite(runner, host, port).start()
 
     print(BANNER.format(base=base, secret=demo_secret, code=demo_code, n=len(sims), sims=", ".join(
-        f"{n}:{s.port}" for n, s in sims.items()), var=var, example=EXAMPLE.format(secret=demo_secret, base=base)))
+        f"{n}:{s.port}" for n, s in sims.items()), var=var, example=EXAMPLE.format(secret=demo_secret, base=base),
+        **logins))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -114,7 +133,11 @@ BANNER = """
    simulators {n}: {sims}
    state      {var}
    docs       {base}/openapi.json   metrics {base}/metrics   ready {base}/readyz
-   one-code   {base}/c/{code}   (open it with an app's User-Agent, e.g. MicroMessenger/8.0)
+   one-code   {base}/c/{code}   (an app's User-Agent, e.g. MicroMessenger/8.0; a desktop
+              browser picks an app and confirms in that simulator)
+   console    {base}/console/   operator demo_admin / {password} + TOTP from
+              {totp_uri}
+   portal     {base}/portal/    merchant user demo_shop / {password}
 
  A first payment (copy into python3):
 --------------------------------------------------------------------------------

@@ -167,6 +167,11 @@ def channel_ports(base: int | None = None, channels: tuple[str, ...] | None = No
     return {n: free_port() for n in names}
 
 
+#: ``onecode.desktop_pay_url`` for development: a desktop browser opening a one-code URL
+#: chooses an app and confirms in that simulator's app page, which then goes to the result
+SIM_DESKTOP_PAY_URL = "{base_url}/_sim/app/confirm?out_trade_no={payment_id}&return_url={return_url}"
+
+
 def dev_overrides(db_url: str, kafka: str, channel_cfg: dict[str, dict[str, Any]], *, host: str, port: int,
                   timeout: float | None = None, recovery: dict[str, float] | None = None) -> dict[str, Any]:
     """Config overrides wiring paycore to a dev stack (merged over config/default.toml)."""

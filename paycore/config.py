@@ -12,9 +12,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
 
+from zoneinfo import ZoneInfoNotFoundError
+
 from channels.base import ChannelSettings, RecoveryRule
 from channels.registry import ADAPTERS   # adapters carry their default recovery rules
 from channels.secrets import Secret
+from paycore.bizday import Calendar, parse_cutoff
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = REPO_ROOT / "config" / "default.toml"
@@ -89,6 +92,8 @@ class PaymentsConfig:
     long_poll_max: int = 30
     recovery_interval: float = 0.5           # how often the recovery loop looks for due work
     recovery_batch: int = 200
+    payout_max_amount: int = 50_000_00        # fen per payout (转账/代付)
+    payout_daily_limit: int = 200_000_00      # fen per merchant per Asia/Shanghai day, payouts not FAILED
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +129,56 @@ class OnecodeConfig:
     code_pay_rate: float = 20.0        # payment attempts per second on one code, all clients together
     code_pay_burst: float = 200.0
     payer_days: int = 30               # how long the payer id from the app's OAuth is remembered (cookie)
+    #: development only, never in production: where a browser that is none of the apps pays as
+    #: one of them, e.g. the simulators' confirm page (devstack sets it for ``make run``).
+    #: Placeholders ``{base_url}`` (the channel's), ``{payment_id}``, ``{return_url}`` (escaped).
+    #: Empty (the default): such a browser only gets the list of apps that work.
+    desktop_pay_url: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SettlementConfig:
+    """Business days, closing and fees (docs/settlement.md).
+
+    ``timezone``: the business day's zone. ``cutoff``: "HH:MM" after the
+    day's end before ``paycore settlement close`` may close it. ``fee_refund``:
+    per channel, ``proportional`` (a refund returns its share of the fee) or
+    ``kept`` (the fee stays charged); ``fee_refund_default`` for the others.
+    ``fee_rule_lead``: a new fee rule takes effect at least this many seconds
+    after it is added, and every server reloads its rules more often than
+    that, so each payment gets exactly the rule in effect when it succeeded."""
+    timezone: str = "Asia/Shanghai"
+    cutoff: str = "02:00"
+    fee_refund_default: str = "proportional"
+    fee_refund: Mapping[str, str] = field(default_factory=dict)
+    fee_rule_lead: float = 60.0
+
+    def __post_init__(self) -> None:
+        for ch, policy in {"*": self.fee_refund_default, **self.fee_refund}.items():
+            if policy not in ("proportional", "kept"):
+                raise ValueError(f"settlement.fee_refund for {ch} must be proportional or kept, not {policy!r}")
+        if self.fee_rule_lead < 1:
+            raise ValueError("settlement.fee_rule_lead must be at least 1 second")
+        self.calendar()   # an unknown zone or a malformed cut-off fails at start-up
+
+    def calendar(self) -> Calendar:
+        try:
+            return Calendar.of(self.timezone, parse_cutoff(self.cutoff))
+        except (ZoneInfoNotFoundError, ValueError) as e:
+            raise ValueError(f"settlement: {e}") from None
+
+    def fee_refund_policy(self, channel: str) -> str:
+        return self.fee_refund.get(channel, self.fee_refund_default)
+
+
+@dataclass(frozen=True, slots=True)
+class ConsoleConfig:
+    """The operations console and merchant portal (paycore.http.console)."""
+    idle_timeout: int = 15 * 60           # seconds without a request before a session ends
+    absolute_timeout: int = 8 * 3600      # seconds after login when a session ends regardless
+    max_failures: int = 5                 # failed logins in a row before the account locks
+    lockout_seconds: int = 15 * 60
+    secure_cookies: bool | None = None    # None: Secure when public_base_url is https
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +201,8 @@ class Config:
     webhooks: WebhooksConfig = WebhooksConfig()
     metrics: MetricsConfig = MetricsConfig()
     onecode: OnecodeConfig = OnecodeConfig()
+    settlement: SettlementConfig = SettlementConfig()
+    console: ConsoleConfig = ConsoleConfig()
 
 
 def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
@@ -247,4 +304,6 @@ def from_dict(data: Mapping[str, Any], env: Mapping[str, str] | None = None) -> 
                                            for k, v in (data.get("webhooks") or {}).items()}),
         metrics=_section(MetricsConfig, data.get("metrics")),
         onecode=_section(OnecodeConfig, onecode),
+        settlement=_section(SettlementConfig, data.get("settlement")),
+        console=_section(ConsoleConfig, data.get("console")),
     )

@@ -29,6 +29,18 @@ and the gateway method ``alipay.system.oauth.token`` (grant_type
 authorization_code: the code → ``user_id``; a spent or unknown code is an
 ``error_response`` 40002 ``isv.code-invalid``).
 
+Profit sharing (royalty.relation.bind, order.settle in async mode,
+order.settle.query) and transfers (fund.trans.uni.transfer, common.query) play
+:mod:`simulators.sharekit`'s book: a trade paid with ``royalty_freeze`` can be
+shared up to ``extra.max_share_percent`` (default 30 %, the contract's ratio) of
+its amount, above that ACQ.ALLOC_AMOUNT_VALIDATE_ERROR; a receiver never bound →
+ACQ.ROYALTY_RECEIVER_INVALID; a receiver amount ending in 14 → recorded, answered
+20000. Shares finish ``extra.settle_delay`` seconds later (default 0.05).
+Transfers are instant: to an account containing ``frozen`` →
+PAYEE_ACCOUNT_STATUS_ERROR, a name ``不符`` → PAYEE_USERINFO_ERROR, amount 13 →
+PAYER_BALANCE_NOT_ENOUGH; 14 → done, answered 20000; 19 → failed, answered
+SYSTEM_ERROR; 15 → answered late.
+
 Trade states: unpaid → WAIT_BUYER_PAY; paid → TRADE_SUCCESS; fully refunded
 → TRADE_CLOSED with ``send_pay_date``; closed, declined or cancelled →
 TRADE_CLOSED without it. Bills are served as Alipay serves them: a short-lived
@@ -53,7 +65,9 @@ from aiohttp import web
 
 from simulators import kit as simkit
 from channels.alipay import transformers as t
+from channels.alipay import sharing as sh
 from simulators.kit import OrderState, Scenario, SimOrder, SimRefund, SimSettings, SimState
+from simulators.sharekit import BOOK_KEY, ShareBook, SimShare, SimTransfer
 
 #: what Alipay's barcode (付款码) looks like; anything else is ACQ.PAYMENT_AUTH_CODE_INVALID
 AUTH_CODE_RE = re.compile(r"^(2[5-9]|30)[0-9]{14,22}\Z")
@@ -95,7 +109,11 @@ class AlipaySim:
             t.WAP_PAY: self.open_order, t.APP_PAY: self.open_order, t.QUERY: self.query,
             t.CANCEL: self.cancel, t.CLOSE: self.close, t.REFUND: self.refund,
             t.REFUND_QUERY: self.refund_query, t.BILL_URL: self.bill_url, t.OAUTH_TOKEN: self.oauth_token,
+            sh.RELATION_BIND: self.relation_bind, sh.SETTLE: self.settle, sh.SETTLE_QUERY: self.settle_query,
+            sh.TRANSFER: self.transfer, sh.TRANSFER_QUERY: self.transfer_query,
         }
+        self.book = ShareBook(int(settings.extra.get("max_share_percent", 30)))
+        self.settle_delay = float(settings.extra.get("settle_delay", 0.05))
         # a user id: 2088 and twelve digits, like Alipay's
         self.oauth = simkit.OAuthServer(settings, lambda: "2088" + "".join(secrets.choice("0123456789")
                                                                              for _ in range(12)))
@@ -180,7 +198,8 @@ class AlipaySim:
                          mch_id=self.settings.mch_id, auth_code=biz.get("auth_code"))
         order.extra.update(subject=str(biz["subject"]), sub_merchant=biz.get("sub_merchant"),
                            app_auth_token=params.get("app_auth_token"), store_id=biz.get("store_id"),
-                           terminal_id=biz.get("terminal_id"), buyer_id=biz.get("buyer_id"))
+                           terminal_id=biz.get("terminal_id"), buyer_id=biz.get("buyer_id"),
+                           profit_sharing=(biz.get("extend_params") or {}).get("royalty_freeze") == "true")
         return order
 
     def paid_fields(self, o: SimOrder) -> Body:
@@ -405,6 +424,131 @@ class AlipaySim:
                   total_amount=t.fen_to_yuan(o.amount), refund_amount=t.fen_to_yuan(r.amount),
                   refund_status="REFUND_SUCCESS", gmt_refund_pay=t.beijing_time(r.created_at))
 
+    # -- profit sharing (交易分账) --------------------------------------------------------
+    async def relation_bind(self, biz: Body, params: dict[str, str], request: web.Request) -> Body:
+        receivers = biz.get("receiver_list")
+        if not isinstance(receivers, list) or not receivers or not biz.get("out_request_no"):
+            return fail("ACQ.INVALID_PARAMETER", "参数无效: receiver_list / out_request_no")
+        for r in receivers:
+            kind, account = (r.get("type"), str(r.get("account") or "")) if isinstance(r, dict) else (None, "")
+            if kind not in ("userId", "loginName", "openId") or not account:
+                return fail("ACQ.INVALID_RECEIVER_TYPE", "分账收款方类型参数非法")
+            if kind == "loginName" and not r.get("name"):
+                return fail("ACQ.INVALID_PARAMETER", "登录号类型的接收方必须填写姓名")
+            if "invalid" in account:
+                return fail("ACQ.USER_NOT_EXIST", "分账接收方不存在")
+        self.book.receivers.update((r["type"], str(r["account"])) for r in receivers)
+        return ok(result_code="SUCCESS")
+
+    def settle_answer(self, sh_: SimShare) -> Body:
+        return ok(trade_no=sh_.order.channel_trade_no, settle_no=sh_.order_id)
+
+    async def settle(self, biz: Body, params: dict[str, str], request: web.Request) -> Body:
+        no = str(biz.get("out_request_no") or "")
+        if no in self.book.shares:
+            return self.settle_answer(self.book.shares[no])
+        order = self.state.get(channel_trade_no=biz.get("trade_no"))
+        if order is None:
+            return fail(*NOT_EXIST)
+        if order.state not in (OrderState.SUCCESS, OrderState.REFUND) or not order.extra.get("profit_sharing"):
+            return fail(t.TRADE_STATUS_ERROR, "交易状态不合法或未冻结分账资金")
+        if self.book.finished(order):
+            return fail("ACQ.TRADE_SETTLE_ERROR", "交易分账已完结")
+        raw = biz.get("royalty_parameters") or []
+        if not isinstance(raw, list) or not t.OUT_NO_RE.match(no):
+            return fail("ACQ.INVALID_PARAMETER", "参数无效: royalty_parameters / out_request_no")
+        lines = []
+        for r in raw:
+            try:
+                amount = t.yuan_to_fen(str(r.get("amount", ""))) if isinstance(r, dict) else 0
+            except ValueError:
+                amount = 0
+            if amount <= 0:
+                return fail("ACQ.INVALID_PARAMETER", "参数无效: amount")
+            if (r.get("trans_in_type"), str(r.get("trans_in"))) not in self.book.receivers:
+                return fail(sh.RECEIVER_INVALID, "收入方不在分账关系内")
+            lines.append({"type": r["trans_in_type"], "account": str(r["trans_in"]), "amount": amount,
+                          "description": str(r.get("desc") or ""), "result": "PROCESSING", "fail_reason": None})
+        if sum(line["amount"] for line in lines) > self.book.shareable(order):
+            return fail(sh.ALLOC_AMOUNT_ERROR, "分账金额超过最大可分账金额")
+        finish = (biz.get("extend_params") or {}).get("royalty_finish") == "true"
+        share = SimShare(out_order_no=no, order=order, order_id=self.state.new_trade_no(), lines=lines,
+                         unfreeze=not lines, finishes=finish, state="FINISHED" if not lines else "PROCESSING")
+        self.book.shares[no] = share
+        if lines:
+            self.state.spawn(self.finish_settle(share))
+        if self.book.system_error_line(lines):
+            return dict(UNKNOWN)
+        return self.settle_answer(share)
+
+    async def finish_settle(self, share: SimShare) -> None:
+        await asyncio.sleep(self.settle_delay)
+        for line in share.lines:
+            line["result"] = "SUCCESS"
+        share.state = "FINISHED"
+
+    async def settle_query(self, biz: Body, params: dict[str, str], request: web.Request) -> Body:
+        share = self.book.shares.get(str(biz.get("out_request_no") or ""))
+        if share is None or (biz.get("trade_no") and biz["trade_no"] != share.order.channel_trade_no):
+            return fail(sh.SETTLE_NOT_EXIST, "分账请求不存在")
+        return ok(out_request_no=share.out_order_no, operation_dt=t.beijing_time(datetime.now(timezone.utc)),
+                  royalty_detail_list=[{"operation_type": "transfer", "trans_in": line["account"],
+                                        "trans_in_type": line["type"], "amount": t.fen_to_yuan(line["amount"]),
+                                        "state": line["result"]} for line in share.lines])
+
+    # -- transfers (单笔转账) --------------------------------------------------------------
+    def transfer_answer(self, tr: SimTransfer) -> Body:
+        return ok(out_biz_no=tr.out_no, order_id=tr.bill_no, pay_fund_order_id=tr.bill_no, status=tr.state,
+                  trans_date=t.beijing_time(tr.created_at))
+
+    async def transfer(self, biz: Body, params: dict[str, str], request: web.Request) -> Body:
+        self.book.transfer_calls += 1
+        no, payee = str(biz.get("out_biz_no") or ""), biz.get("payee_info")
+        if no in self.book.transfers:
+            return self.transfer_answer(self.book.transfers[no])
+        if (biz.get("product_code") != sh.PRODUCT_CODE or biz.get("biz_scene") != sh.BIZ_SCENE
+                or not isinstance(payee, dict) or not payee.get("identity") or not t.OUT_NO_RE.match(no)):
+            return fail("INVALID_PARAMETER", "参数有误")
+        if payee.get("identity_type") not in ("ALIPAY_USER_ID", "ALIPAY_LOGON_ID"):
+            return fail("INVALID_PARAMETER", "参数有误: identity_type")
+        if payee["identity_type"] == "ALIPAY_LOGON_ID" and not payee.get("name"):
+            return fail("PAYEE_NAME_EMPTY", "登录号收款必须填写收款方姓名")
+        try:
+            amount = t.yuan_to_fen(str(biz.get("trans_amount", "")))
+        except ValueError:
+            return fail("INVALID_PARAMETER", "参数有误: trans_amount")
+        sc = Scenario.for_amount(amount)
+        if sc is Scenario.DECLINED:
+            return fail("PAYER_BALANCE_NOT_ENOUGH", "付款方余额不足")
+        if "frozen" in str(payee["identity"]):
+            return fail("PAYEE_ACCOUNT_STATUS_ERROR", "收款方账户状态异常")
+        if payee.get("name") == "不符":
+            return fail("PAYEE_USERINFO_ERROR", "收款方姓名与账户不一致")
+        tr = SimTransfer(out_no=no, amount=amount, account=str(payee["identity"]), bill_no=self.state.new_trade_no(),
+                         name=payee.get("name"))
+        self.book.transfer_outcome(tr)
+        self.book.complete(tr)                # to an Alipay account: instant
+        self.book.transfers[no] = tr
+        await simkit.slow_if(sc, self.settings)
+        if sc is Scenario.SYSTEM_ERROR:
+            return dict(UNKNOWN)
+        if sc is Scenario.SYSTEM_ERROR_THEN_FAILED:
+            return fail("SYSTEM_ERROR", "系统繁忙")
+        return self.transfer_answer(tr)
+
+    async def transfer_query(self, biz: Body, params: dict[str, str], request: web.Request) -> Body:
+        tr = self.book.transfers.get(str(biz.get("out_biz_no") or ""))
+        if biz.get("product_code") != sh.PRODUCT_CODE or biz.get("biz_scene") != sh.BIZ_SCENE:
+            return fail("INVALID_PARAMETER", "参数有误: product_code / biz_scene")
+        if tr is None:
+            return fail(sh.ORDER_NOT_EXIST, "转账订单不存在")
+        tr.queries += 1
+        body = ok(order_id=tr.bill_no, pay_fund_order_id=tr.bill_no, out_biz_no=tr.out_no,
+                  trans_amount=t.fen_to_yuan(tr.amount), status=tr.state, pay_date=t.beijing_time(tr.created_at))
+        if tr.fail_reason:
+            body.update(error_code=tr.fail_reason, fail_reason="转账失败")
+        return body
+
     # -- notifications -----------------------------------------------------------------
     def notice(self, o: SimOrder, refund: SimRefund | None) -> tuple[str, dict[str, str], bytes]:
         """One trade_status_sync form, signed over all but sign/sign_type. Retries of one
@@ -486,6 +630,7 @@ class AlipaySim:
 def create_app(settings: SimSettings) -> web.Application:
     app, state = simkit.base_app(settings)
     sim = AlipaySim(settings, state)
+    app[BOOK_KEY] = sim.book
     app.router.add_get(t.GATEWAY_PATH, sim.gateway)
     app.router.add_post(t.GATEWAY_PATH, sim.gateway)
     app.router.add_get("/downloadBillFile.resource", sim.download_bill)

@@ -5,6 +5,15 @@ nonce (no reuse within the window) and refuses a failure with an unsigned 401;
 signs every other answer, its notifications and its statement the same way.
 The amount's last two digits choose the behaviour
 (:class:`simulators.kit.Scenario`).
+
+Splits and payouts are synchronous, on :mod:`simulators.sharekit`'s book: a
+split of a paid order may share what is left of it (its amount less refunds
+and earlier splits, else INSUFFICIENT_SHAREABLE) to bound receivers only
+(else RECEIVER_NOT_BOUND); a receiver amount ending in 14 is recorded and
+answered SYSTEM_ERROR. Payouts: to an account containing ``frozen`` →
+FAILED ACCOUNT_FROZEN, a name ``不符`` → NAME_MISMATCH, amount 13 →
+INSUFFICIENT_BALANCE, 14 → done and 19 → failed, both answered SYSTEM_ERROR,
+15 → answered late; a final payout is notified to its notify_url.
 """
 from __future__ import annotations
 
@@ -17,7 +26,8 @@ from aiohttp import web
 
 from simulators import walletkit
 from channels.bankwallet import transformers as tf
-from simulators.kit import OrderState, SimOrder, SimRefund, SimSettings, base_app, slow_if
+from simulators.kit import OrderState, Scenario, SimOrder, SimRefund, SimSettings, base_app, slow_if
+from simulators.sharekit import BOOK_KEY, ShareBook, SimShare, SimTransfer
 
 Answer = tuple[int, dict[str, Any]]
 
@@ -196,10 +206,119 @@ def create_app(settings: SimSettings) -> web.Application:
         return url, tf.signed_headers(key, str(int(time.time())), secrets.token_hex(16), body,
                                       "application/json"), body
 
+    # -- profit sharing and payouts --------------------------------------------------
+    book = app[BOOK_KEY] = ShareBook(max_share_percent=100)
+
+    def split_obj(sp: SimShare) -> dict[str, Any]:
+        status = "FAILED" if sp.lines and all(x["result"] == "FAILED" for x in sp.lines) else "SUCCESS"
+        return {"out_split_no": sp.out_order_no, "split_no": sp.order_id, "out_trade_no": sp.order.out_trade_no,
+                "status": status, "receivers": [{"account": x["account"], "amount": x["amount"], "status": x["result"]}
+                                                for x in sp.lines]}
+
+    def split_declined(d: dict[str, Any], code: str, message: str) -> Answer:
+        return 200, {"out_split_no": d.get("out_split_no"), "status": "FAILED", "receivers": [], "error_code": code,
+                     "error_message": message}
+
+    async def bind(d: dict[str, Any]) -> Answer:
+        account = d.get("account")
+        if not isinstance(account, str) or not account:
+            return _error(400, "INVALID_REQUEST", "account is required")
+        if "invalid" in account:
+            return _error(404, "ACCOUNT_NOT_FOUND", "no such wallet account")
+        book.receivers.add(("account", account))
+        return 200, {"account": account, "status": "BOUND"}
+
+    async def split(d: dict[str, Any]) -> Answer:
+        no, raw = d.get("out_split_no"), d.get("receivers")
+        if not isinstance(no, str) or not no or not isinstance(raw, list):
+            return _error(400, "INVALID_REQUEST", "out_split_no and receivers are required")
+        if no in book.shares:
+            return 200, split_obj(book.shares[no])
+        order = find(d)
+        if order is None:
+            return _error(404, tf.ORDER_NOT_FOUND, "no such payment")
+        if order.state not in (OrderState.SUCCESS, OrderState.REFUND):
+            return split_declined(d, "ORDER_NOT_PAID", "the payment holds no money")
+        if book.finished(order):
+            return split_declined(d, "SPLIT_FINISHED", "sharing of this payment is finished")
+        lines = []
+        for r in raw:
+            amount = r.get("amount") if isinstance(r, dict) else None
+            if not isinstance(amount, int) or isinstance(amount, bool) or amount <= 0:
+                return _error(400, "INVALID_REQUEST", "each receiver needs an amount")
+            if ("account", str(r.get("account"))) not in book.receivers:
+                return split_declined(d, "RECEIVER_NOT_BOUND", f"{r.get('account')} is not a bound receiver")
+            lines.append({"type": "account", "account": str(r["account"]), "amount": amount,
+                          "description": str(r.get("description") or ""), "result": "SUCCESS", "fail_reason": None})
+        if sum(x["amount"] for x in lines) > book.shareable(order):
+            return split_declined(d, "INSUFFICIENT_SHAREABLE", "more than what is left to share")
+        sp = book.shares[no] = SimShare(out_order_no=no, order=order, order_id=state.new_trade_no("BWS"), lines=lines,
+                                        unfreeze=not lines, finishes=bool(d.get("finish")), state="FINISHED")
+        if book.system_error_line(lines):
+            return _error(500, tf.SYSTEM_ERROR, "system error, query the split")
+        return 200, split_obj(sp)
+
+    async def split_query(d: dict[str, Any]) -> Answer:
+        sp = book.shares.get(str(d.get("out_split_no", "")))
+        if sp is None:
+            return _error(404, tf.SPLIT_NOT_FOUND, "no such split")
+        return 200, split_obj(sp)
+
+    def payout_obj(t: SimTransfer) -> dict[str, Any]:
+        d: dict[str, Any] = {"merchant_id": settings.mch_id, "out_payout_no": t.out_no, "payout_no": t.bill_no,
+                             "amount": t.amount, "account": t.account, "status": t.state}
+        if t.fail_reason:
+            d.update(error_code=t.fail_reason, error_message="the payout was refused")
+        return d
+
+    def payout_notice(t: SimTransfer) -> tuple[str, dict[str, str], bytes]:
+        body = tf.encode({"event": "payout", "notify_id": t.extra.setdefault("notify_id", "N" + secrets.token_hex(12)),
+                          "payout": payout_obj(t)})
+        return str(t.notify_url), tf.signed_headers(key, str(int(time.time())), secrets.token_hex(16), body,
+                                                    "application/json"), body
+
+    async def payout(d: dict[str, Any]) -> Answer:
+        book.transfer_calls += 1
+        no, amount, account = d.get("out_payout_no"), d.get("amount"), d.get("account")
+        if (not isinstance(no, str) or not no or not isinstance(account, str) or not account
+                or not isinstance(amount, int) or isinstance(amount, bool) or amount <= 0):
+            return _error(400, "INVALID_REQUEST", "out_payout_no, amount and account are required")
+        if no in book.transfers:
+            return 200, payout_obj(book.transfers[no])
+        t = SimTransfer(out_no=no, amount=amount, account=account, bill_no=state.new_trade_no("BWP"),
+                        name=d.get("name"), notify_url=d.get("notify_url") or None)
+        sc = Scenario.for_amount(amount)
+        if sc is Scenario.DECLINED:
+            t.extra["ends"] = ("FAILED", "INSUFFICIENT_BALANCE")
+        elif "frozen" in account:
+            t.extra["ends"] = ("FAILED", "ACCOUNT_FROZEN")
+        elif t.name == "不符":
+            t.extra["ends"] = ("FAILED", "NAME_MISMATCH")
+        else:
+            t.extra["ends"] = ("FAILED", "ACCOUNT_ABNORMAL") if sc is Scenario.SYSTEM_ERROR_THEN_FAILED \
+                else ("SUCCESS", None)
+        book.complete(t)
+        book.transfers[no] = t
+        if t.notify_url and book.notify_transfers:
+            state.spawn(state.deliver(lambda: payout_notice(t), no))
+        await slow_if(sc, settings)
+        if sc in (Scenario.SYSTEM_ERROR, Scenario.SYSTEM_ERROR_THEN_FAILED):
+            return _error(500, tf.SYSTEM_ERROR, "system error, query the payout")
+        return 200, payout_obj(t)
+
+    async def payout_query(d: dict[str, Any]) -> Answer:
+        t = book.transfers.get(str(d.get("out_payout_no", "")))
+        if t is None:
+            return _error(404, tf.PAYOUT_NOT_FOUND, "no such payout")
+        t.queries += 1
+        return 200, payout_obj(t)
+
     state.notify_builder = notify
     state.refund_notify_builder = notify
     for call, handler in (("pay", pay), ("query", query), ("reverse", reverse), ("close", close),
-                          ("refund", refund), ("refund_query", refund_query)):
+                          ("refund", refund), ("refund_query", refund_query), ("receiver_bind", bind),
+                          ("split", split), ("split_query", split_query), ("payout", payout),
+                          ("payout_query", payout_query)):
         app.router.add_post(tf.PATHS[call], endpoint(handler))
     app.router.add_post(tf.PATHS["statement"], statement)
     return app

@@ -25,7 +25,8 @@ from channels.secrets import Secret
 DEV_IDS: dict[str, dict[str, str]] = {
     "wechatpay": {"mch_id": "1900000109", "app_id": "wxd678efh567hg6787"},
     "alipay": {"mch_id": "2088102147948060", "app_id": "2016091200494382"},
-    "unionpay": {"mch_id": "777290058110048", "app_id": ""},
+    # app_id: the 云闪付 open platform's appId (its upsdk/frontToken), not an ACP field
+    "unionpay": {"mch_id": "777290058110048", "app_id": "5e5b2c1d7a4f4e0c9b3d8a6f1c2e4b7d"},
     "ecny": {"mch_id": "EC0000000000001", "app_id": "ecnyacq01"},
     "jdpay": {"mch_id": "110226843002", "app_id": ""},
     "bestpay": {"mch_id": "043101180050000", "app_id": ""},
@@ -39,14 +40,16 @@ DEV_IDS: dict[str, dict[str, str]] = {
 
 CHANNELS: tuple[str, ...] = tuple(DEV_IDS)
 
-#: channels whose payer id comes from an app's OAuth with an app secret (WeChat's official
-#: account AppSecret, Douyin's client_secret); Alipay's OAuth is signed with its RSA key
-APP_SECRET_CHANNELS = frozenset({"wechatpay", "douyinpay"})
+#: channels with an app secret: WeChat's official account AppSecret and Douyin's client_secret
+#: (their OAuth for the payer id; Alipay's OAuth is signed with its RSA key), and the 云闪付
+#: open platform's secret (the frontToken behind upsdk.config)
+APP_SECRET_CHANNELS = frozenset({"wechatpay", "douyinpay", "unionpay"})
 
 
 def _dev_extra(name: str, base_url: str) -> dict[str, str]:
-    """Where the customer's side lives besides the API: the apps' OAuth pages and JD's
-    H5 cashier are on the simulator too (in production they are the providers' hosts)."""
+    """Where the customer's side lives besides the API: the apps' OAuth pages, JD's H5
+    cashier and 云闪付's open platform (frontToken) are on the simulator too (in
+    production they are the providers' hosts)."""
     match name:
         case "wechatpay" | "douyinpay":
             return {"oauth_authorize_url": base_url + ("/connect/oauth2/authorize" if name == "wechatpay"
@@ -54,6 +57,8 @@ def _dev_extra(name: str, base_url: str) -> dict[str, str]:
                     "oauth_api_url": base_url}
         case "alipay":
             return {"oauth_authorize_url": base_url + "/oauth2/publicAppAuthorize.htm"}
+        case "unionpay":
+            return {"open_api_url": base_url + "/open/access/1.0"}
         case "jdpay":
             return {"h5_pay_url": base_url + "/jdpay/cashier?merchant={merchant}&orderId={orderId}&tradeNum={tradeNum}"}
     return {}

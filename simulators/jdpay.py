@@ -8,7 +8,9 @@ result codes and status values are the adapter's documented choices.
 
 ``GET /jdpay/cashier?merchant=…&orderId=…&tradeNum=…`` plays JD's H5 cashier
 (the adapter's ``extra.h5_pay_url`` points here in dev and tests): the order's
-amount, Pay and Cancel; either goes back to the page that opened it.
+amount, Pay and Cancel. After paying it sends the browser to the uniorder's
+``callbackUrl`` (only an http(s) one), else back to the page that opened it;
+Cancel goes back.
 """
 from __future__ import annotations
 
@@ -128,6 +130,9 @@ class JdGateway:
         order = SimOrder(out_trade_no=tf.from_trade_num(trade_num), amount=amount, method=method,
                          notify_url=f.get("notifyUrl") or None, channel_trade_no=self.state.new_trade_no("JD"),
                          scenario=Scenario.for_amount(amount), mch_id=self.merchant, pay_calls=1)
+        callback = f.get("callbackUrl") or ""
+        if callback.startswith(("http://", "https://")):
+            order.extra["callback_url"] = callback
         return order
 
     async def fkm_pay(self, request: web.Request) -> web.Response:
@@ -260,12 +265,13 @@ button{{display:block;width:calc(100% - 32px);margin:12px 16px;padding:14px;font
 #jd-pay{{background:#e1251b;color:#fff}}</style></head><body><header>京东支付收银台 (simulated)</header>
 <div class="amt" id="jd-amount">¥{amount}</div><button id="jd-pay" type="button">立即支付 Pay</button>
 <button id="jd-cancel" type="button">取消 Cancel</button>
-<script>(function(){{var order={order};
-function done(){{history.back();}}
-document.getElementById("jd-cancel").onclick=done;
+<script>(function(){{var order={order},callback={callback};
+function back(){{history.back();}}
+function paid(){{if(callback){{location.href=callback;}}else{{back();}}}}
+document.getElementById("jd-cancel").onclick=back;
 document.getElementById("jd-pay").onclick=function(){{this.disabled=true;
 var x=new XMLHttpRequest();x.open("POST","/_sim/app/bridge");x.setRequestHeader("Content-Type","application/json");
-x.onload=done;x.send(JSON.stringify({{channel_trade_no:order,action:"pay"}}));}};}})();</script></body></html>"""
+x.onload=paid;x.send(JSON.stringify({{channel_trade_no:order,action:"pay"}}));}};}})();</script></body></html>"""
 
 
 async def cashier(request: web.Request) -> web.Response:
@@ -274,7 +280,8 @@ async def cashier(request: web.Request) -> web.Response:
     if order is None:
         return web.Response(status=404, text="订单不存在", content_type="text/plain")
     page = _CASHIER.format(amount=f"{order.amount // 100}.{order.amount % 100:02d}",
-                           order=json.dumps(order.channel_trade_no).replace("<", "\\u003c"))
+                           order=json.dumps(order.channel_trade_no).replace("<", "\\u003c"),
+                           callback=json.dumps(order.extra.get("callback_url", "")).replace("<", "\\u003c"))
     return web.Response(text=page, content_type="text/html", charset="utf-8")
 
 

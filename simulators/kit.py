@@ -21,7 +21,7 @@ import random
 import secrets
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Awaitable, Callable
 from urllib.parse import urlencode
 
@@ -31,6 +31,8 @@ from aiohttp import web
 
 from channels.secrets import Secret
 
+
+CHINA = timezone(timedelta(hours=8), "Asia/Shanghai")   # no daylight saving since 1991
 log = logging.getLogger("paycore.simulator")
 
 
@@ -202,6 +204,8 @@ class SimState:
         self.fault: str | None = None         # None | "http500" | "hang" | "garbage" | "reset"
         self.notify_builder: NotifyBuilder | None = None
         self.refund_notify_builder: NotifyBuilder | None = None
+        #: the app's check of a JS bridge call (/_sim/app/bridge's body): why it refuses, or None
+        self.bridge_check: Callable[[dict[str, Any]], str | None] | None = None
         self.notifications_sent = 0
         self.session: aiohttp.ClientSession | None = None
         self._seq = itertools.count(1)
@@ -279,34 +283,43 @@ class SimState:
 
     async def _deliver(self, builder: NotifyBuilder, order: SimOrder, refund: SimRefund | None,
                        delay: float) -> None:
+        await self.deliver(lambda: builder(order, refund), order.out_trade_no, delay)
+
+    async def deliver(self, build: Callable[[], "tuple[str, dict[str, str], bytes]"], what: str,
+                      delay: float = 0.0) -> int | None:
+        """Post ``build()`` until it is acknowledged (2xx) or the retries run out; the last HTTP
+        status, None when nothing answered. Rebuilt each attempt: a fresh timestamp and nonce,
+        as providers do."""
         if delay:
             await asyncio.sleep(delay)
-        attempts = 1 + self.settings.notify_retries
-        for attempt in range(attempts):
-            # rebuilt each attempt: a fresh timestamp/nonce, as providers do
-            url, headers, body = builder(order, refund)
+        status: int | None = None
+        for attempt in range(1 + self.settings.notify_retries):
+            url, headers, body = build()
             try:
                 assert self.session is not None
                 async with self.session.post(url, data=body, headers=headers,
                                              timeout=aiohttp.ClientTimeout(total=5)) as resp:
                     await resp.read()
+                    status = resp.status
                     if resp.status < 300:
                         self.notifications_sent += 1
-                        return
+                        return status
             except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
                 pass
             await asyncio.sleep(self.settings.notify_retry_delay * (2 ** attempt))
-        log.warning("%s: gave up notifying %s", self.settings.name, order.out_trade_no)
+        log.warning("%s: gave up notifying %s", self.settings.name, what)
+        return status
 
     # -- statement rows -------------------------------------------------
     def statement_rows(self, day: str) -> list[tuple[str, SimOrder, SimRefund | None]]:
-        """("payment"|"refund", order, refund) for every money movement on ``day`` (YYYY-MM-DD, UTC)."""
+        """("payment"|"refund", order, refund) for every money movement on ``day`` (YYYY-MM-DD, China
+        time: the providers' statements count days from midnight in Beijing)."""
         rows: list[tuple[str, SimOrder, SimRefund | None]] = []
         for o in self.orders.values():
-            if o.paid_at and o.paid_at.date().isoformat() == day:
+            if o.paid_at and o.paid_at.astimezone(CHINA).date().isoformat() == day:
                 rows.append(("payment", o, None))
             for r in o.refunds.values():
-                if r.status == "SUCCESS" and r.created_at.date().isoformat() == day:
+                if r.status == "SUCCESS" and r.created_at.astimezone(CHINA).date().isoformat() == day:
                     rows.append(("refund", o, r))
         return rows
 
@@ -550,12 +563,21 @@ class OAuthServer:
 # -- the customer's app: its JS bridge, played by the simulator's page ------------------
 async def bridge_pay(request: web.Request) -> web.Response:
     """``POST /_sim/app/bridge`` ``{"out_trade_no"|"prepay_id"|"channel_trade_no": …, "action":
-    "pay"|"cancel"|"fail"}``: what the app does when its JS bridge is invoked (tests inject
-    a bridge into the page that calls this). ``pay`` pays (or declines, by scenario) as
-    the customer's confirmation does; ``cancel`` / ``fail`` leave the order unpaid.
-    Answers ``{"result": "paid"|"declined"|"cancelled"|"failed", "order": …}``."""
+    "pay"|"cancel"|"fail"|"config"}``: what the app does when its JS bridge is invoked (tests
+    inject a bridge into the page that calls this). ``pay`` pays (or declines, by scenario)
+    as the customer's confirmation does; ``cancel`` / ``fail`` leave the order unpaid.
+    Answers ``{"result": "paid"|"declined"|"cancelled"|"failed", "order": …}``. Where the
+    app checks what the page configured its SDK with (``SimState.bridge_check``, 云闪付's
+    upsdk.config), a configuration it refuses is ``{"result": "refused", "error": …}``
+    whatever the action; ``config`` only asks for that check (``{"result": "ok"}``)."""
     state = request.app[STATE_KEY]
     data = await request.json(loads=orjson.loads)
+    if state.bridge_check is not None:     # the app checks the page's SDK configuration first
+        refused = state.bridge_check(data)
+        if refused:
+            return web.json_response({"result": "refused", "error": refused})
+    if data.get("action") == "config":
+        return web.json_response({"result": "ok"})
     order = find_order(state, data)
     if order is None:
         return web.json_response({"error": "no such order"}, status=404)

@@ -18,6 +18,15 @@ A query of a cancelled consume answers origRespCode 01 (failed) — a
 simplification: ACP reports the consume itself, and paycore learns the
 cancellation from the 撤销 answer.
 
+云闪付's open platform: ``POST /open/access/1.0/frontToken`` issues the frontToken
+(the request signed with the app secret, as UnionPay checks it; a bad one is
+answered resp BC0025 验签失败), valid for ``expiresIn`` 7200 s; the app's side of
+``upsdk.config`` is the bridge check: every ``/_sim/app/bridge`` call must carry
+``upsdk_config`` and ``url`` (the page's address), and a configuration that is not
+signed over a live frontToken, this appId and that url is refused, as 云闪付
+refuses ``upsdk.pay`` on a page whose config failed. ``GET /_sim/upsdk`` says how
+many tokens were issued.
+
 The order book is keyed by paycore's id (orderId mapped back), so the
 ``/_sim`` routes take the same ids on every channel; ``txnTime`` is
 format-checked but an order is found by orderId alone (paycore's ids are
@@ -27,8 +36,11 @@ from __future__ import annotations
 
 import re
 import secrets
+import time
 from datetime import datetime, timezone
-from typing import Awaitable, Callable, ClassVar
+from typing import Any, Awaitable, Callable, ClassVar
+
+import orjson
 
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPublicKey
@@ -46,6 +58,9 @@ ECHOED = ("version", "encoding", "signMethod", "txnType", "txnSubType", "bizType
 REQUIRED = ("version", "encoding", "signMethod", "certId", "txnType", "txnSubType", "bizType", "accessType",
             "merId", "txnTime")
 
+
+OPEN_PREFIX = "/open/access/1.0"
+FRONT_TOKEN_TTL = 7200.0
 
 #: the token ranges this network issues (UnionPay cards and DPANs start 62 or 81)
 UNIONPAY_TOKEN_BINS = ("62", "81")
@@ -93,6 +108,46 @@ class UnionPaySimulator:
         self.app.router.add_post(t.APP_TRANS_PATH, self._endpoint({(t.TXN_CONSUME, t.SUB_CONSUME): self._app}))
         self.app.router.add_post(t.QUERY_PATH, self._endpoint({(t.TXN_QUERY, None): self._query}))
         self.app.router.add_post(t.FILE_TRANS_PATH, self._endpoint({(t.TXN_FILE, None): self._file}))
+        self._front_tokens: dict[str, float] = {}   # issued frontToken → when it expires (monotonic)
+        self.front_tokens_issued = 0
+        if self.wallet is None:                      # 云闪付 itself; the phone makers' wallets have no web SDK
+            self.app.router.add_post(OPEN_PREFIX + t.FRONT_TOKEN_PATH, self._front_token)
+            self.app.router.add_get("/_sim/upsdk", self._upsdk_stats)
+            self.state.bridge_check = self._check_upsdk_config
+
+    # -- 云闪付 open platform and the app's check of upsdk.config -------------------------
+    async def _front_token(self, request: web.Request) -> web.Response:
+        try:
+            body = orjson.loads(await request.read())
+        except orjson.JSONDecodeError:
+            body = None
+        if not isinstance(body, dict):
+            return web.json_response({"resp": "N62100", "msg": "报文格式错误", "params": {}})
+        problem = t.check_front_token_request(body, self.settings.app_id,
+                                              str(self.settings.extra.get("app_secret", "")))
+        if problem is not None:
+            code = {"signature": "BC0025", "unknown appId": "BC2126"}.get(problem, "N62104")
+            return web.json_response({"resp": code, "msg": problem, "params": {}})
+        token = secrets.token_urlsafe(18)
+        now = time.monotonic()
+        self._front_tokens = {k: v for k, v in self._front_tokens.items() if v > now}
+        self._front_tokens[token] = now + FRONT_TOKEN_TTL
+        self.front_tokens_issued += 1
+        return web.json_response({"resp": t.OPEN_RESP_OK, "msg": "success",
+                                  "params": {"frontToken": token, "expiresIn": int(FRONT_TOKEN_TTL)}})
+
+    async def _upsdk_stats(self, request: web.Request) -> web.Response:
+        return web.json_response({"front_tokens_issued": self.front_tokens_issued})
+
+    def _check_upsdk_config(self, data: dict[str, Any]) -> str | None:
+        config, url = data.get("upsdk_config"), data.get("url")
+        if not isinstance(config, dict) or not isinstance(url, str):
+            return "upsdk.config was not called"
+        now = time.monotonic()
+        if not any(expiry > now and t.upsdk_config_valid(config, self.settings.app_id, token, url)
+                   for token, expiry in self._front_tokens.items()):
+            return "upsdk.config: signature does not verify"
+        return None
 
     @classmethod
     def create_app(cls, settings: SimSettings) -> web.Application:

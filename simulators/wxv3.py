@@ -222,6 +222,7 @@ class V3Simulator:
         order.extra.update(
             sub_mchid=data.get("sub_mchid") if partner else None, sub_appid=data.get("sub_appid"),
             description=data["description"],
+            profit_sharing=bool((data.get("settle_info") or {}).get("profit_sharing")),
             openid=payer.get("openid") or payer.get("sp_openid") or payer.get("sub_openid")
             or "o" + self.state.token(26))
         if method is Method.BARCODE:

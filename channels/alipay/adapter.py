@@ -17,6 +17,7 @@ from typing import Any, ClassVar, Mapping
 from urllib.parse import parse_qsl, urlencode
 
 from channels import oauth
+from channels.alipay import sharing as sh
 from channels.alipay import transformers as t
 from channels.base import (
     Ack,
@@ -38,6 +39,8 @@ from channels.base import (
     UnsupportedFlow,
 )
 from channels.http import ChannelHttp
+from channels.transfers import (BindResult, PayoutRequest, PayoutResult, ReceiverSpec, ShareRequest, ShareResult,
+                                ShareStatus)
 
 
 class AlipayAdapter(ChannelAdapter):
@@ -111,14 +114,26 @@ class AlipayAdapter(ChannelAdapter):
       is parsed. Payment rows give ``订单金额``, refund rows ``|商家实收|``; a
       refund row without ``退款批次号/请求号`` (a cancel's refund) is REVERSED.
       No bill for the day (isp.bill_not_exist) is an empty statement.
+    * Profit sharing and transfers (:mod:`channels.alipay.sharing` has the wire facts and which
+      answers are final): a payment created with ``profit_sharing`` is paid with
+      ``extend_params.royalty_freeze``; receivers (a user id or a logon id) are bound with
+      royalty.relation.bind (its out_request_no is derived from the receiver's type and
+      account, so a repeat is the same request); a split is order.settle in async mode
+      (``finish`` → ``royalty_finish``), its outcome read with order.settle.query. Refunds
+      of a shared trade need no share taken back first here. Payouts are uni.transfer
+      (TRANS_ACCOUNT_NO_PWD, DIRECT_TRANSFER) to a user id or a logon id, the payee's name
+      checked by Alipay when given; Alipay sends no notification for them, so an unknown
+      outcome is ended by common.query.
     """
 
     name: ClassVar[str] = "alipay"
     methods: ClassVar[frozenset[Method]] = frozenset(t.PAY_API)
     flows: ClassVar[frozenset[Flow]] = frozenset({
         Flow.PAY, Flow.QUERY, Flow.REFUND, Flow.REFUND_QUERY, Flow.REVERSE, Flow.CLOSE, Flow.NOTIFY,
-        Flow.STATEMENT,
+        Flow.STATEMENT, Flow.SHARE, Flow.PAYOUT,
     })
+    receiver_types: ClassVar[frozenset[str]] = frozenset(sh.RECEIVER_TYPES)
+    payout_types: ClassVar[frozenset[str]] = frozenset(sh.PAYOUT_TYPES)
     #: Alipay 当面付: "poll every 3–6 s for about 60 s, then cancel (valid within 24 h)"
     #: (channels.md §2, barcode rule): first query after 3 s, then every 5 s; after
     #: 60 s the still-unknown payment is cancelled (trade.cancel), repeated on retry_flag=Y.
@@ -191,7 +206,7 @@ class AlipayAdapter(ChannelAdapter):
         spec = t.pay_biz(method=req.method, out_trade_no=req.out_trade_no, amount=req.amount, subject=req.subject,
                          expire_at=req.expire_at, auth_code=req.auth_code, payer=req.payer,
                          sub_merchant_id=sub, store_id=req.store_id, terminal_id=req.terminal_id,
-                         quit_url=self._quit_url)
+                         quit_url=self._quit_url, royalty_freeze=req.profit_sharing)
         if req.method in (Method.H5, Method.APP):
             extra = {"return_url": self._return_url} if req.method is Method.H5 and self._return_url else None
             signed = self._signed(spec.api_method, spec.biz, sub_mch_id=req.sub_mch_id,
@@ -268,6 +283,36 @@ class AlipayAdapter(ChannelAdapter):
             return t.notification_from_form(params)
         except ValueError as e:
             raise NotificationRejected("malformed", str(e)) from e
+
+    # -- money after the payment ------------------------------------------------------
+    async def add_receiver(self, spec: ReceiverSpec) -> BindResult:
+        biz = sh.bind_biz(spec, sh.bind_request_no(spec))
+        code, body = await self._checked(sh.RELATION_BIND, biz, flow=Flow.SHARE, sub_mch_id=spec.sub_mch_id)
+        return sh.bind_result(code, body)
+
+    async def share(self, req: ShareRequest) -> ShareResult:
+        code, body = await self._checked(sh.SETTLE, sh.settle_biz(req), flow=Flow.SHARE, sub_mch_id=req.sub_mch_id)
+        accepted = sh.settle_result(code, body)
+        if accepted.status is not ShareStatus.PROCESSING:
+            return accepted
+        # async mode: the answer only says it was accepted; one query often already has the outcome,
+        # and one that does not find it yet is no reason to send it again
+        res = await self.query_share(req)
+        return res if res.status is not ShareStatus.NOT_FOUND else accepted
+
+    async def query_share(self, req: ShareRequest) -> ShareResult:
+        code, body = await self._checked(sh.SETTLE_QUERY, sh.settle_query_biz(req), flow=Flow.SHARE,
+                                         sub_mch_id=req.sub_mch_id)
+        return sh.settle_query_result(code, body, req)
+
+    async def payout(self, req: PayoutRequest) -> PayoutResult:
+        code, body = await self._checked(sh.TRANSFER, sh.transfer_biz(req), flow=Flow.PAYOUT, sub_mch_id=None)
+        return sh.transfer_result(code, body)
+
+    async def query_payout(self, req: PayoutRequest) -> PayoutResult:
+        code, body = await self._checked(sh.TRANSFER_QUERY, sh.transfer_query_biz(req), flow=Flow.PAYOUT,
+                                         sub_mch_id=None)
+        return sh.transfer_result(code, body, query=True)
 
     def ack(self, ok: bool) -> Ack:
         # anything but "success" makes Alipay deliver again; a refusal is the sender's fault: a 4xx, never a 5xx

@@ -233,8 +233,10 @@ class PayBiz:
 def pay_biz(*, method: Method, out_trade_no: str, amount: int, subject: str, expire_at: datetime,
             auth_code: str | None = None, payer: Mapping[str, str] | None = None,
             sub_merchant_id: str | None = None, store_id: str | None = None,
-            terminal_id: str | None = None, quit_url: str | None = None) -> PayBiz:
+            terminal_id: str | None = None, quit_url: str | None = None, royalty_freeze: bool = False) -> PayBiz:
     """biz_content of the pay call for ``method``.
+
+    ``royalty_freeze`` holds the funds for profit sharing (交易分账: ``extend_params.royalty_freeze``).
 
     ``sub_merchant_id`` is the ISV sub-merchant (``sub_merchant.merchant_id``);
     the app_auth_token variant of ISV mode is a common parameter, not biz.
@@ -273,6 +275,8 @@ def pay_biz(*, method: Method, out_trade_no: str, amount: int, subject: str, exp
         biz["store_id"] = store_id
     if terminal_id:
         biz["terminal_id"] = terminal_id
+    if royalty_freeze:
+        biz["extend_params"] = {"royalty_freeze": "true"}
     return PayBiz(api, biz)
 
 

@@ -22,6 +22,14 @@ Choices (the core is ours to define; see transformers for the wire):
   are ``stale``.
 * Refunds are synchronous in the core (SUCCESS or FAILED at once); a refund
   notification follows.
+* Splits and payouts (wire in transformers) are synchronous in the core too:
+  SUCCESS / FAILED (with the decline's ``error_code``) / RETURNED are final, a
+  PROCESSING answer, a SYSTEM_ERROR or no answer leaves the outcome to recovery's
+  query (404 SPLIT_NOT_FOUND / PAYOUT_NOT_FOUND: the same request is sent again;
+  the core dedupes on out_split_no / out_payout_no). Receivers and payees are
+  wallet accounts (``account``); a final payout is also notified to
+  ``/notify/bankwallet/payout``. Nothing is taken back from receivers before a
+  refund: the core refunds from the merchant's wallet.
 
 Recovery (our own core, so tighter than the card schemes): the first query
 2 s after an unknown outcome, then every 5 s; still unknown 30 s after
@@ -46,6 +54,8 @@ from channels.base import (Ack, ChannelAdapter, ChannelError, ChannelResult, Cha
 from channels.bankwallet import common
 from channels.bankwallet import transformers as tf
 from channels.http import ChannelHttp, HttpReply
+from channels.transfers import (BindResult, PayoutNotice, PayoutRequest, PayoutResult, ReceiverSpec, ShareRequest,
+                                ShareResult)
 
 _OK_ACK = Ack(status=200, body=b'{"result":"OK"}', content_type="application/json")
 _FAIL_ACK = Ack(status=400, body=b'{"result":"FAIL"}', content_type="application/json")
@@ -55,7 +65,9 @@ class BankWalletAdapter(ChannelAdapter):
     name = "bankwallet"
     methods = frozenset({Method.BARCODE, Method.WALLET, Method.QR})
     flows = frozenset({Flow.PAY, Flow.QUERY, Flow.REVERSE, Flow.CLOSE, Flow.REFUND, Flow.REFUND_QUERY,
-                       Flow.NOTIFY, Flow.STATEMENT})
+                       Flow.NOTIFY, Flow.STATEMENT, Flow.SHARE, Flow.PAYOUT})
+    receiver_types = frozenset({"account"})
+    payout_types = frozenset({"account"})
     #: our own wallet core: query 2 s after an unknown outcome, every 5 s, give up (reverse) at 30 s
     default_recovery = RecoveryRule(first_delay=2.0, interval=5.0, give_up_after=30.0, final_action="reverse")
 
@@ -141,6 +153,38 @@ class BankWalletAdapter(ChannelAdapter):
 
     def ack(self, ok: bool) -> Ack:
         return _OK_ACK if ok else _FAIL_ACK
+
+    # -- money after the payment ------------------------------------------------------
+    async def add_receiver(self, spec: ReceiverSpec) -> BindResult:
+        d = await self._call("receiver_bind", Flow.SHARE, tf.bind_payload(spec, self._merchant_id))
+        if d.get("status") == "BOUND":
+            return BindResult(ok=True)
+        return BindResult(ok=False, failure_code=d.get("error_code") or "NOT_BOUND",
+                          failure_message=d.get("error_message") or None)
+
+    async def share(self, req: ShareRequest) -> ShareResult:
+        return tf.split_result(await self._call("split", Flow.SHARE, tf.split_payload(req, self._merchant_id)))
+
+    async def query_share(self, req: ShareRequest) -> ShareResult:
+        return tf.split_result(await self._call("split_query", Flow.SHARE,
+                                                tf.split_query_payload(req, self._merchant_id)))
+
+    async def payout(self, req: PayoutRequest) -> PayoutResult:
+        return tf.payout_result(await self._call("payout", Flow.PAYOUT, tf.payout_payload(req, self._merchant_id)))
+
+    async def query_payout(self, req: PayoutRequest) -> PayoutResult:
+        return tf.payout_result(await self._call("payout_query", Flow.PAYOUT,
+                                                 tf.payout_query_payload(req, self._merchant_id)))
+
+    async def parse_payout_notification(self, headers: Mapping[str, str], body: bytes) -> PayoutNotice:
+        if not tf.verify_headers(self._key, headers, body):
+            raise NotificationRejected("bad_signature")
+        if not tf.fresh(headers.get(tf.TS_HEADER), time.time(), self._window):
+            raise NotificationRejected("stale")
+        try:
+            return tf.payout_notification(orjson.loads(body))
+        except ValueError as e:            # orjson.JSONDecodeError is a ValueError
+            raise NotificationRejected("malformed", str(e)) from None
 
     async def statement(self, day: date) -> list[StatementLine]:
         reply = await self._post("statement", Flow.STATEMENT, tf.statement_payload(day, self._merchant_id))

@@ -30,6 +30,23 @@ own system; there is no outside spec):
   duplicates of one event share ``notify_id``.
 * Statement: ``/api/v1/statements {merchant_id, date}`` answers a signed
   ``text/csv``: ``type,time,trade_no,out_trade_no,refund_no,out_refund_no,amount,status``.
+* Profit sharing: ``/api/v1/receivers {merchant_id, account, name?}`` binds a
+  wallet account as a receiver (``200 {account, status: BOUND}``; 404
+  ACCOUNT_NOT_FOUND). ``/api/v1/splits {merchant_id, out_trade_no, out_split_no,
+  receivers: [{account, amount, description}], finish}`` and ``/api/v1/splits/query
+  {merchant_id, out_split_no}`` answer the split object ``{out_split_no, split_no,
+  out_trade_no, status: PROCESSING | SUCCESS | FAILED, receivers: [{account, amount,
+  status, error_code}], error_code, error_message}``; a decline is ``FAILED`` with
+  ``error_code`` (INSUFFICIENT_SHAREABLE, RECEIVER_NOT_BOUND, ORDER_NOT_PAID,
+  SPLIT_FINISHED); an unknown split is 404 SPLIT_NOT_FOUND. ``finish`` releases the
+  rest to the merchant; no receivers and ``finish`` only releases.
+* Payouts: ``/api/v1/payouts {merchant_id, out_payout_no, amount, account, name?,
+  remark, notify_url}`` and ``/api/v1/payouts/query {merchant_id, out_payout_no}``
+  answer ``{out_payout_no, payout_no, amount, account, status: PROCESSING | SUCCESS |
+  FAILED | RETURNED, error_code, error_message}`` (a decline: ``FAILED`` with
+  ACCOUNT_FROZEN, NAME_MISMATCH, INSUFFICIENT_BALANCE…; 404 PAYOUT_NOT_FOUND). The
+  name, when given, is checked against the account. A final payout is notified
+  ``{event: "payout", notify_id, payout}`` to its notify_url.
 """
 from __future__ import annotations
 
@@ -43,6 +60,8 @@ import orjson
 
 from channels.bankwallet import common
 from channels.formats import csv_text
+from channels.transfers import (LineResult, PayoutNotice, PayoutRequest, PayoutResult, PayoutStatus, ReceiverSpec,
+                                ShareRequest, ShareResult, ShareStatus)
 from channels.base import (by_status, ChannelError, ChannelResult, Method, Notification, PayRequest, RefundRequest,
                            RefundResult, RefundStatus, StatementLine, TradeRef, TradeStatus)
 
@@ -54,6 +73,11 @@ PATHS = {
     "refund": "/api/v1/refunds",
     "refund_query": "/api/v1/refunds/query",
     "statement": "/api/v1/statements",
+    "receiver_bind": "/api/v1/receivers",
+    "split": "/api/v1/splits",
+    "split_query": "/api/v1/splits/query",
+    "payout": "/api/v1/payouts",
+    "payout_query": "/api/v1/payouts/query",
 }
 
 TS_HEADER, NONCE_HEADER, SIG_HEADER = "X-Timestamp", "X-Nonce", "X-Signature"
@@ -62,12 +86,18 @@ REPLAY_WINDOW = 300
 SYSTEM_ERROR = "SYSTEM_ERROR"
 ORDER_NOT_FOUND = "ORDER_NOT_FOUND"
 REFUND_NOT_FOUND = "REFUND_NOT_FOUND"
+SPLIT_NOT_FOUND = "SPLIT_NOT_FOUND"
+PAYOUT_NOT_FOUND = "PAYOUT_NOT_FOUND"
 
 STATUSES: dict[str, TradeStatus] = by_status(
     TradeStatus, pending="PENDING", processing="PAYING", failed="FAILED", closed="CLOSED", reversed="REVERSED",
     succeeded=("SUCCESS", "REFUNDED"))   # REFUNDED: paid, then (partly) refunded
 REFUND_STATUSES: dict[str, RefundStatus] = by_status(
     RefundStatus, succeeded="SUCCESS", processing="PROCESSING", failed="FAILED")
+SPLIT_STATUSES: dict[str, ShareStatus] = by_status(
+    ShareStatus, processing="PROCESSING", succeeded="SUCCESS", failed="FAILED")
+PAYOUT_STATUSES: dict[str, PayoutStatus] = by_status(
+    PayoutStatus, processing="PROCESSING", succeeded="SUCCESS", failed="FAILED", returned="RETURNED")
 STATEMENT_COLUMNS = ("type", "time", "trade_no", "out_trade_no", "refund_no", "out_refund_no", "amount", "status")
 
 
@@ -240,3 +270,82 @@ def parse_statement(text: str) -> list[StatementLine]:
                                    channel_trade_no=row["trade_no"] or None, amount=int(row["amount"]),
                                    status=status, out_refund_no=row["out_refund_no"] or None if refund else None))
     return lines
+
+
+# -- profit sharing and payouts ----------------------------------------------------
+
+def bind_payload(spec: ReceiverSpec, merchant_id: str) -> dict[str, Any]:
+    payload: dict[str, Any] = {"merchant_id": merchant_id, "account": spec.account}
+    if spec.name:
+        payload["name"] = spec.name
+    return payload
+
+
+def split_payload(req: ShareRequest, merchant_id: str) -> dict[str, Any]:
+    return {"merchant_id": merchant_id, "out_trade_no": req.out_trade_no, "out_split_no": req.out_order_no,
+            "receivers": [{"account": line.account, "amount": line.amount, "description": line.description}
+                          for line in req.lines], "finish": req.finish}
+
+
+def split_query_payload(req: ShareRequest, merchant_id: str) -> dict[str, Any]:
+    return {"merchant_id": merchant_id, "out_split_no": req.out_order_no}
+
+
+def split_result(d: Mapping[str, Any]) -> ShareResult:
+    """A split object → ShareResult (a 404 SPLIT_NOT_FOUND answer → NOT_FOUND)."""
+    if d.get("error_code") == SPLIT_NOT_FOUND and "status" not in d:
+        return ShareResult(ShareStatus.NOT_FOUND, failure_code=SPLIT_NOT_FOUND)
+    status = SPLIT_STATUSES.get(d.get("status"))  # type: ignore[arg-type]
+    receivers = d.get("receivers") or []
+    if status is None or not isinstance(receivers, list):
+        raise ChannelError(f"bankwallet: unknown split status {d.get('status')!r}", retriable=True, kind="garbage")
+    lines = []
+    for r in receivers:
+        line_status = SPLIT_STATUSES.get(r.get("status")) if isinstance(r, dict) else None
+        if line_status is None or _int(r.get("amount")) is None:
+            raise ChannelError("bankwallet: split receiver without status or amount", retriable=True, kind="garbage")
+        lines.append(LineResult(account=str(r.get("account", "")), amount=r["amount"], status=line_status,
+                                failure_code=r.get("error_code") or None))
+    return ShareResult(status, channel_order_no=d.get("split_no") or None, lines=lines,
+                       failure_code=(d.get("error_code") or "FAILED") if status is ShareStatus.FAILED else None,
+                       failure_message=d.get("error_message") or None)
+
+
+def payout_payload(req: PayoutRequest, merchant_id: str) -> dict[str, Any]:
+    payload: dict[str, Any] = {"merchant_id": merchant_id, "out_payout_no": req.out_no, "amount": req.amount,
+                               "currency": "CNY", "account": req.account, "remark": req.remark,
+                               "notify_url": req.notify_url}
+    if req.name:
+        payload["name"] = req.name
+    return payload
+
+
+def payout_query_payload(req: PayoutRequest, merchant_id: str) -> dict[str, Any]:
+    return {"merchant_id": merchant_id, "out_payout_no": req.out_no}
+
+
+def payout_result(d: Mapping[str, Any]) -> PayoutResult:
+    """A payout object → PayoutResult (a 404 PAYOUT_NOT_FOUND answer → NOT_FOUND)."""
+    if d.get("error_code") == PAYOUT_NOT_FOUND and "status" not in d:
+        return PayoutResult(PayoutStatus.NOT_FOUND, failure_code=PAYOUT_NOT_FOUND)
+    status = PAYOUT_STATUSES.get(d.get("status"))  # type: ignore[arg-type]
+    if status is None:
+        raise ChannelError(f"bankwallet: unknown payout status {d.get('status')!r}", retriable=True, kind="garbage")
+    failed = status in (PayoutStatus.FAILED, PayoutStatus.RETURNED)
+    return PayoutResult(status, channel_payout_no=d.get("payout_no") or None,
+                        failure_code=(d.get("error_code") or str(d["status"])) if failed else None,
+                        failure_message=(d.get("error_message") or None) if failed else None)
+
+
+def payout_notification(d: Any) -> PayoutNotice:
+    """A verified payout notification body → PayoutNotice (ValueError if it is not one)."""
+    payout = d.get("payout") if isinstance(d, dict) else None
+    if not isinstance(d, dict) or d.get("event") != "payout" or not isinstance(payout, dict) \
+            or not payout.get("out_payout_no"):
+        raise ValueError("not a bankwallet payout notification")
+    try:
+        result = payout_result(payout)
+    except ChannelError as e:
+        raise ValueError(str(e)) from None
+    return PayoutNotice(out_no=str(payout["out_payout_no"]), merchant_ref=payout.get("merchant_id"),
+                        amount=_int(payout.get("amount")), result=result, notification_id=d.get("notify_id") or None)

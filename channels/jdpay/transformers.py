@@ -374,12 +374,16 @@ def fkmpay_request(req: PayRequest, merchant: str, now: datetime) -> list[tuple[
 
 
 def uniorder_request(req: PayRequest, merchant: str, now: datetime, trade_type: str) -> list[tuple[str, Value]]:
-    """``trade_type`` QR (answer carries qrCode) or GEN (answer carries orderId for the H5 cashier)."""
+    """``trade_type`` QR (answer carries qrCode) or GEN (answer carries orderId for the H5 cashier).
+    ``callbackUrl``: where the H5 cashier sends the customer's browser after paying (GEN with a
+    ``PayRequest.return_url`` only; the uniorder field public SDKs name, next to the
+    server-to-server ``notifyUrl``)."""
     expire = max(int((req.expire_at - now).total_seconds()), 60)
+    callback = req.return_url if trade_type == "GEN" else None
     return _head(merchant) + [
         ("device", req.terminal_id), ("tradeNum", to_trade_num(req.out_trade_no)), ("tradeName", req.subject),
         ("tradeTime", jd_time(now)), ("amount", fen_to_wire(req.amount)), ("orderType", "1"),
-        ("currency", CURRENCY), ("notifyUrl", req.notify_url), ("ip", req.client_ip),
+        ("currency", CURRENCY), ("callbackUrl", callback), ("notifyUrl", req.notify_url), ("ip", req.client_ip),
         ("tradeType", trade_type), ("expireTime", str(expire)),
     ]
 

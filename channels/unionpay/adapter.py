@@ -7,10 +7,14 @@ retry or finds nothing.
 """
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import json
 import logging
+import secrets
+import time
 from datetime import date, datetime, timezone
-from typing import ClassVar, Mapping
+from typing import Any, ClassVar, Mapping
 
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_private_key, load_pem_public_key
@@ -119,6 +123,16 @@ class UnionPayAdapter(ChannelAdapter):
       (accessType 0, merId = ``mch_id``).
     * Statement: see :data:`channels.unionpay.transformers.FILE_COLUMNS`;
       respCode 98 (no file for that day) is an empty statement.
+
+    云闪付's web view pays a ``tn`` with its JS SDK (upsdk), which works only after the
+    page has called ``upsdk.config`` with a configuration signed over the open
+    platform's frontToken (:meth:`web_sdk_config`). The open platform's appId and
+    secret are ``app_id`` and ``app_secret`` (not ACP's merId and certificate); its
+    host is ``extra.open_api_url`` (default ``https://open.95516.com/open/access/1.0``).
+    The frontToken is fetched once and kept until shortly before its ``expiresIn``
+    (per worker process); a refusal (resp other than 00: wrong appId or secret) raises
+    ChannelError(retriable=False), a 5xx or an unreadable answer a retriable one;
+    either way nothing is cached and the next page asks again.
     """
 
     name: ClassVar[str] = "unionpay"
@@ -132,6 +146,10 @@ class UnionPayAdapter(ChannelAdapter):
     #: and, still unknown after about 60 s, cancel it (撤销, txnType 31).
     default_recovery: ClassVar[RecoveryRule] = RecoveryRule(
         first_delay=5.0, interval=10.0, give_up_after=60.0, final_action="reverse")
+    web_sdk: ClassVar[bool] = True
+    #: the frontToken is renewed this long before UnionPay says it expires, so that a
+    #: page's configuration never carries a token that dies while the customer types
+    FRONT_TOKEN_MARGIN: ClassVar[float] = 300.0
     #: the wallet this channel is (Apple/Huawei/Samsung Pay subclasses), None for plain UnionPay
     wallet: ClassVar[str | None] = None
     #: ACP seType marking an in-app payment for a phone maker's wallet (Huawei 04, Samsung 02)
@@ -160,6 +178,34 @@ class UnionPayAdapter(ChannelAdapter):
         }
         self._app_biz_type = str(extra.get("app_biz_type") or t.APP_BIZ_TYPE)
         self._cancel_back_url = str(extra.get("cancel_back_url") or "")
+        self._open_api_url = str(extra.get("open_api_url") or t.OPEN_API_URL).rstrip("/")
+        self._front_token: tuple[str, float] | None = None   # (token, monotonic time to renew it)
+        self._front_token_lock = asyncio.Lock()
+
+    # -- 云闪付's JS SDK on the one-code page --------------------------------------
+    def web_sdk_ready(self) -> bool:
+        return bool(self.settings.app_id and self.settings.app_secret)
+
+    async def _current_front_token(self) -> str:
+        async with self._front_token_lock:     # concurrent pages wait for one fetch
+            cached = self._front_token
+            if cached is not None and time.monotonic() < cached[1]:
+                return cached[0]
+            body = t.front_token_request(self.settings.app_id, self.settings.app_secret.get_bytes().decode(),
+                                         secrets.token_hex(8), int(time.time()))
+            reply = await self.http.request("POST", self._open_api_url + t.FRONT_TOKEN_PATH, flow="web_sdk",
+                                            data=json.dumps(body).encode(),
+                                            headers={"Content-Type": "application/json"})
+            token, expires_in = t.front_token_result(reply.status, reply.body)
+            # a short-lived token is renewed at half its life rather than never being cached
+            keep = max(expires_in - self.FRONT_TOKEN_MARGIN, expires_in / 2)
+            self._front_token = (token, time.monotonic() + keep)
+            log.debug("%s frontToken fetched (expiresIn=%s)", self.name, expires_in)
+            return token
+
+    async def web_sdk_config(self, page_url: str) -> dict[str, Any]:
+        token = await self._current_front_token()
+        return t.upsdk_config(self.settings.app_id, token, page_url, secrets.token_hex(8), int(time.time()))
 
     # -- transport -----------------------------------------------------------
     async def _call(self, path: str, fields: t.Fields, flow: Flow) -> t.Fields:

@@ -19,7 +19,9 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import hmac
 import io
+import json
 import re
 import zipfile
 import zlib
@@ -670,3 +672,97 @@ def parse_statement(file_content: str, mer_id: str, day: date) -> list[Statement
             lines.append(StatementLine("refund", from_order_id(r["origOrderId"]), r["origQryId"] or None, amount,
                                        "REFUNDED", out_refund_no=from_order_id(r["orderId"])))
     return lines
+
+
+# -- 云闪付 open platform: the frontToken and the page's upsdk.config ----------------------
+# 《云闪付开放平台技术对接文档》 (v3.0): JSON bodies; a server call's ``signature`` is the hex
+# SHA-256 of ``k=v&…`` over its fields *and* ``secret``, sorted by name (the secret itself
+# is never sent); answers are ``{"resp", "msg", "params"}`` with resp "00" for success.
+# ``POST …/frontToken`` {appId, nonceStr, timestamp, signature} → params {frontToken,
+# expiresIn (seconds, 7200 today)}: the token behind UPSDK's page configuration, to be
+# cached and renewed before it expires (fetches per day are limited). The page then calls
+# ``upsdk.config({appId, timestamp, nonceStr, signature, debug})`` whose signature is the
+# hex SHA-256 of ``appId=…&frontToken=…&nonceStr=…&timestamp=…&url=…`` (no secret; the
+# url is the page's own address); ``upsdk.ready``/``upsdk.error`` say whether the app
+# accepted it, and only then does ``upsdk.pay({tn})`` work.
+OPEN_API_URL = "https://open.95516.com/open/access/1.0"
+FRONT_TOKEN_PATH = "/frontToken"
+OPEN_RESP_OK = "00"
+#: "the frontToken is invalid or expired": fetch a new one
+OPEN_RESP_BAD_FRONT_TOKEN = "a20"
+_NONCE_RE = re.compile(r"^[0-9A-Za-z]{1,32}$")
+_FRONT_TOKEN_RE = re.compile(r"^[0-9A-Za-z+/=_\-]{1,256}$")
+
+
+def open_signature(fields: Mapping[str, str]) -> str:
+    """The open platform's SHA-256 signature: hex of ``k=v&…`` sorted by field name."""
+    return hashlib.sha256("&".join(f"{k}={fields[k]}" for k in sorted(fields)).encode("utf-8")).hexdigest()
+
+
+def front_token_request(app_id: str, secret: str, nonce: str, timestamp: int) -> dict[str, str]:
+    """The JSON body of ``POST …/frontToken``, signed over the fields and the secret."""
+    if not _NONCE_RE.match(nonce):
+        raise ValueError("nonceStr must be 1-32 letters or digits")
+    body = {"appId": app_id, "nonceStr": nonce, "timestamp": str(timestamp)}
+    return {**body, "signature": open_signature({**body, "secret": secret})}
+
+
+def check_front_token_request(body: Mapping[str, object], app_id: str, secret: str) -> str | None:
+    """What is wrong with a frontToken request (the provider's side), or None."""
+    fields = {k: body.get(k) for k in ("appId", "nonceStr", "timestamp")}
+    if not all(isinstance(v, str) and v for v in fields.values()):
+        return "missing field"
+    if fields["appId"] != app_id:
+        return "unknown appId"
+    expected = open_signature({**fields, "secret": secret})   # type: ignore[dict-item]
+    given = body.get("signature")
+    return None if isinstance(given, str) and hmac.compare_digest(given.encode(), expected.encode()) \
+        else "signature"
+
+
+def front_token_result(status: int, body: bytes) -> tuple[str, int]:
+    """``(frontToken, expiresIn seconds)`` from the answer; ChannelError otherwise (a refusal,
+    resp other than 00, is not retriable: the app id or secret is wrong)."""
+    if status >= 500:
+        raise ChannelError(f"unionpay frontToken: HTTP {status}", retriable=True, kind="http_5xx")
+    try:
+        data = json.loads(body)
+    except ValueError:
+        data = None
+    if status != 200 or not isinstance(data, dict):
+        raise ChannelError(f"unionpay frontToken: unreadable answer (HTTP {status})", retriable=True,
+                           kind="garbage")
+    resp = str(data.get("resp", ""))
+    if resp != OPEN_RESP_OK:
+        raise ChannelError(f"unionpay frontToken: refused ({resp[:16]} {str(data.get('msg', ''))[:80]})",
+                           retriable=False, kind="rejected")
+    params = data.get("params")
+    token = params.get("frontToken") if isinstance(params, dict) else None
+    expires = params.get("expiresIn") if isinstance(params, dict) else None
+    try:
+        expires_in = int(expires)   # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        expires_in = 0
+    if not isinstance(token, str) or not _FRONT_TOKEN_RE.match(token) or expires_in <= 0:
+        raise ChannelError("unionpay frontToken: answer without a usable token", retriable=True, kind="garbage")
+    return token, expires_in
+
+
+def upsdk_config(app_id: str, front_token: str, page_url: str, nonce: str, timestamp: int) -> dict[str, object]:
+    """What the page hands to ``upsdk.config``: appId, timestamp, nonceStr and the signature
+    over them, the frontToken and the page's url (the token and url are not handed over)."""
+    if not _NONCE_RE.match(nonce):
+        raise ValueError("nonceStr must be 1-32 letters or digits")
+    fields = {"appId": app_id, "nonceStr": nonce, "timestamp": str(timestamp)}
+    signature = open_signature({**fields, "frontToken": front_token, "url": page_url})
+    return {**fields, "signature": signature, "debug": False}
+
+
+def upsdk_config_valid(config: Mapping[str, object], app_id: str, front_token: str, page_url: str) -> bool:
+    """Whether ``config`` is a valid upsdk.config for this app, token and page (the app's side)."""
+    fields = {k: config.get(k) for k in ("appId", "nonceStr", "timestamp")}
+    if not all(isinstance(v, str) and v for v in fields.values()) or fields["appId"] != app_id:
+        return False
+    expected = open_signature({**fields, "frontToken": front_token, "url": page_url})   # type: ignore[dict-item]
+    given = config.get("signature")
+    return isinstance(given, str) and hmac.compare_digest(given.encode(), expected.encode())

@@ -28,6 +28,14 @@ Choices where the facts are not settled (channels.md):
   fetched from the configured base URL using the path of ``download_url``
   and checked against ``hash_type``/``hash_value``.
 
+Profit sharing and transfers (:mod:`channels.wechatpay.sharing` has the wire facts and which
+answers are final): receivers are bound with 添加分账接收方; a split is 请求分账 (``finish`` →
+``unfreeze_unsplit``), a split without receivers and ``finish`` is 解冻剩余资金; a refund of a
+shared payment first takes shares back with 请求分账回退; payouts are 商家转账 ``transfer-bills``
+to an openid under ``extra.transfer_scene_id`` (default 1005, 佣金报酬). A real name (receiver
+or payee) is sent only RSA-OAEP-encrypted under the platform key named by
+``provider_serial_no`` in ``Wechatpay-Serial``.
+
 Payer id (jsapi needs the customer's ``openid`` under ``app_id``): the
 official account's web authorisation, ``snsapi_base`` (silent), at
 ``extra.oauth_authorize_url`` (default open.weixin.qq.com's
@@ -50,8 +58,12 @@ from __future__ import annotations
 from typing import ClassVar, Mapping
 
 from channels import oauth
-from channels.base import ChannelResult, Flow, Method, PayRequest, RecoveryRule, TradeRef
+from channels.base import ChannelResult, Flow, Method, NotificationRejected, PayRequest, RecoveryRule, TradeRef
+from channels.transfers import (BindResult, PayoutNotice, PayoutRequest, PayoutResult, ReceiverSpec, ShareRequest,
+                                ShareResult, ShareReturnRequest, ShareReturnResult)
+from channels.wechatpay import sharing as S
 from channels.wechatpay import transformers as T
+from channels.wxv3 import crypto
 from channels.wxv3.adapter import V3Adapter
 
 
@@ -61,7 +73,11 @@ class WechatPayAdapter(V3Adapter):
     methods: ClassVar[frozenset[Method]] = T.PROFILE.methods
     flows: ClassVar[frozenset[Flow]] = frozenset({
         Flow.PAY, Flow.QUERY, Flow.REFUND, Flow.REFUND_QUERY, Flow.REVERSE, Flow.CLOSE, Flow.NOTIFY,
-        Flow.STATEMENT})
+        Flow.STATEMENT, Flow.SHARE, Flow.PAYOUT})
+    receiver_types: ClassVar[frozenset[str]] = frozenset(S.RECEIVER_TYPES)
+    payout_types: ClassVar[frozenset[str]] = S.PAYOUT_TYPES
+    #: a share can be taken back from a receiver before a refund (分账回退), and must be
+    shares_return_before_refund: ClassVar[bool] = True
     default_recovery: ClassVar[RecoveryRule] = RecoveryRule(
         first_delay=5.0, interval=10.0, give_up_after=30.0, final_action="reverse", reverse_retries=5)
 
@@ -94,6 +110,61 @@ class WechatPayAdapter(V3Adapter):
         reply = await self._call("POST", T.reverse_path(ref.out_trade_no, ids), flow="reverse",
                                  body=T.reverse_body(ids))
         return T.reverse_result(reply.status, reply.data)
+
+
+    # -- money after the payment ------------------------------------------------------
+    def _sensitive(self, name: str | None) -> tuple[str | None, dict[str, str]]:
+        """(the encrypted name, the header naming the key it is encrypted for)."""
+        if not name:
+            return None, {}
+        return crypto.oaep_encrypt(self._provider_key, name), {"Wechatpay-Serial": self.settings.provider_serial_no}
+
+    async def add_receiver(self, spec: ReceiverSpec) -> BindResult:
+        name, headers = self._sensitive(spec.name)
+        ids = T.V3Ids(self.settings.mch_id, self.settings.app_id, spec.sub_mch_id or None)
+        reply = await self._call("POST", S.RECEIVERS_ADD, flow="share", body=S.receiver_body(spec, ids, name),
+                                 extra_headers=headers)
+        return S.bind_result(reply.status, reply.data)
+
+    async def share(self, req: ShareRequest) -> ShareResult:
+        ids = self._ids(req)
+        if not req.lines:
+            reply = await self._call("POST", S.UNFREEZE, flow="share", body=S.unfreeze_body(req, ids))
+        else:
+            reply = await self._call("POST", S.ORDERS, flow="share", body=S.share_body(req, ids))
+        return S.share_result(reply.status, reply.data)
+
+    async def query_share(self, req: ShareRequest) -> ShareResult:
+        reply = await self._call("GET", S.share_query_path(req, self._ids(req)), flow="share")
+        return S.share_result(reply.status, reply.data)
+
+    async def return_share(self, req: ShareReturnRequest) -> ShareReturnResult:
+        reply = await self._call("POST", S.RETURNS, flow="share", body=S.return_body(req, self._ids(req)))
+        return S.return_result(reply.status, reply.data)
+
+    async def query_share_return(self, req: ShareReturnRequest) -> ShareReturnResult:
+        reply = await self._call("GET", S.return_query_path(req, self._ids(req)), flow="share")
+        return S.return_result(reply.status, reply.data)
+
+    async def payout(self, req: PayoutRequest) -> PayoutResult:
+        name, headers = self._sensitive(req.name)
+        body = S.transfer_body(req, self.settings.app_id, str(self.settings.extra.get("transfer_scene_id", "1005")),
+                               name)
+        reply = await self._call("POST", S.TRANSFER_BILLS, flow="payout", body=body, extra_headers=headers)
+        return S.transfer_result(reply.status, reply.data)
+
+    async def query_payout(self, req: PayoutRequest) -> PayoutResult:
+        reply = await self._call("GET", S.transfer_query_path(req), flow="payout")
+        return S.transfer_result(reply.status, reply.data)
+
+    async def parse_payout_notification(self, headers: Mapping[str, str], body: bytes) -> PayoutNotice:
+        """商家转账回调通知: signed and AES-GCM encrypted like every v3 notification; final states
+        (SUCCESS, FAIL, CANCELLED) are applied like a query's answer, the others change nothing."""
+        envelope, plain = self.open_notification(headers, body)
+        try:
+            return S.transfer_notification(envelope, plain)
+        except ValueError as e:
+            raise NotificationRejected("malformed", str(e)) from None
 
 
 ADAPTER = WechatPayAdapter

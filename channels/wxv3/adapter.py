@@ -96,11 +96,11 @@ class V3Adapter(ChannelAdapter):
         return None
 
     async def _call(self, method: str, path: str, *, flow: str, body: dict[str, Any] | None = None,
-                    signed_answer: bool = True) -> V3Reply:
+                    signed_answer: bool = True, extra_headers: Mapping[str, str] | None = None) -> V3Reply:
         raw = orjson.dumps(body) if body is not None else b""
         headers = {
             "Authorization": self.authorization(method, path, raw, str(int(time.time())), crypto.new_nonce()),
-            "Accept": "application/json", "User-Agent": "paycore/0.1",
+            "Accept": "application/json", "User-Agent": "paycore/0.1", **(extra_headers or {}),
         }
         if body is not None:
             headers["Content-Type"] = "application/json"
@@ -173,6 +173,12 @@ class V3Adapter(ChannelAdapter):
         return T.refund_result(reply.status, reply.data)
 
     async def parse_notification(self, kind: str, headers: Mapping[str, str], body: bytes) -> Notification:
+        envelope, plain = self.open_notification(headers, body)
+        return T.notification_from(kind, envelope, plain)
+
+    def open_notification(self, headers: Mapping[str, str], body: bytes) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(the envelope, the decrypted resource) of a notification the provider signed recently;
+        NotificationRejected otherwise (bad_signature, stale, undecryptable, malformed)."""
         reason = self.verify(headers, body)
         if reason is not None:
             raise NotificationRejected(reason)
@@ -186,7 +192,7 @@ class V3Adapter(ChannelAdapter):
             raise NotificationRejected("malformed", "resource is not JSON") from None
         if not isinstance(plain, dict):
             raise NotificationRejected("malformed", "resource is not an object")
-        return T.notification_from(kind, envelope, plain)
+        return envelope, plain
 
     def ack(self, ok: bool) -> Ack:
         if ok:

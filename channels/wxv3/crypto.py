@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 __all__ = [
     "InvalidTag", "load_private_key", "load_public_key", "rsa_sign", "rsa_verify", "request_message",
     "response_message", "new_nonce", "build_authorization", "parse_authorization", "aes_key",
-    "aes_gcm_decrypt", "aes_gcm_encrypt", "is_fresh",
+    "aes_gcm_decrypt", "aes_gcm_encrypt", "is_fresh", "oaep_encrypt", "oaep_decrypt",
 ]
 
 _ALNUM = string.ascii_letters + string.digits
@@ -142,3 +142,20 @@ def is_fresh(timestamp: str, now: float, window: float) -> bool:
     except (TypeError, ValueError):
         return False
     return abs(now - ts) <= window
+
+
+def oaep_encrypt(key: rsa.RSAPublicKey, plaintext: str) -> str:
+    """A sensitive field (a payee's real name) as the provider requires it: RSA-OAEP with SHA-1
+    and MGF1-SHA-1 under the platform certificate's public key, base64. The request names that
+    certificate in the ``Wechatpay-Serial`` header."""
+    oaep = padding.OAEP(mgf=padding.MGF1(hashes.SHA1()), algorithm=hashes.SHA1(), label=None)
+    return base64.b64encode(key.encrypt(plaintext.encode(), oaep)).decode()
+
+
+def oaep_decrypt(key: rsa.RSAPrivateKey, ciphertext_b64: str) -> str:
+    """The inverse of :func:`oaep_encrypt` (the provider's side; ValueError when it does not decrypt)."""
+    oaep = padding.OAEP(mgf=padding.MGF1(hashes.SHA1()), algorithm=hashes.SHA1(), label=None)
+    try:
+        return key.decrypt(base64.b64decode(ciphertext_b64, validate=True), oaep).decode()
+    except (binascii.Error, UnicodeDecodeError) as e:
+        raise ValueError("not an OAEP ciphertext") from e

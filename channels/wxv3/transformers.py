@@ -235,12 +235,16 @@ def _payer(req: PayRequest, ids: V3Ids) -> dict[str, str]:
 
 def common_order_fields(req: PayRequest, ids: V3Ids) -> dict[str, Any]:
     """Fields every order endpoint takes (codepay included)."""
-    return {
+    body: dict[str, Any] = {
         **merchant_fields(ids),
         "description": req.subject[:127],
         "out_trade_no": wire_out_no(req.out_trade_no),
         "amount": {"total": req.amount, "currency": "CNY"},
     }
+    if req.profit_sharing:
+        # 分账: the provider holds the funds until they are shared or released
+        body["settle_info"] = {"profit_sharing": True}
+    return body
 
 
 def order_body(req: PayRequest, ids: V3Ids) -> dict[str, Any]:

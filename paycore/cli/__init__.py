@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from paycore.cli import attention, merchant, ops, serve
+from paycore.cli import attention, merchant, moneyafter, ops, serve, settlement, user
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,6 +20,9 @@ def main(argv: list[str] | None = None) -> int:
     merchant.register(sub)   # merchant add|list|rotate-secret|disable|enable|qrcode|code
     ops.register(sub)        # channels, webhooks, reconcile, consume settlement, audit
     attention.register(sub)  # attention list|show|resolve, payment show|requery
+    settlement.register(sub)  # fee add|list, settlement close|export|show|check|webhook
+    user.register(sub)       # user add|list|disable|enable|reset-password|reset-totp (console and portal)
+    moneyafter.register(sub)  # split show|list, payout show|list|requery
     args = ap.parse_args(argv)
     return int(args.fn(args) or 0)
 

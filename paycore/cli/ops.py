@@ -114,7 +114,7 @@ def cmd_consume(args: argparse.Namespace) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         c = SettlementConsumer(cfg, pool, args.group, batch=args.batch, session_timeout_ms=args.session_timeout_ms,
-                               dedup_days=args.dedup_days, metrics=metrics)
+                               metrics=metrics)
         try:
             await c.run(stop)
         finally:
@@ -167,18 +167,18 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     s = sub.add_parser("reconcile", help="match a channel's daily statement against the journal")
     s.add_argument("--channel", required=True)
-    s.add_argument("--date", required=True, type=date.fromisoformat, help="YYYY-MM-DD (UTC day)")
+    s.add_argument("--date", required=True, type=date.fromisoformat,
+                   help="YYYY-MM-DD (business day, [settlement] timezone: Asia/Shanghai by default)")
     s.add_argument("--json", action="store_true", help="the report as JSON instead of a table")
     s.add_argument("--no-store", action="store_true", help="do not record the run in Postgres")
     s.set_defaults(fn=cmd_reconcile)
 
     s = sub.add_parser("consume", help="Kafka consumers of the journal")
     csub = s.add_subparsers(dest="consumer", required=True)
-    a = csub.add_parser("settlement", help="per-merchant, per-channel daily totals in Postgres")
+    a = csub.add_parser("settlement", help="settlement lines per merchant and business day, in Postgres")
     a.add_argument("--group", default="paycore-settlement", help="consumer group id")
     a.add_argument("--batch", type=int, default=500, help="records per fetch")
     a.add_argument("--session-timeout-ms", type=int, default=10000)
-    a.add_argument("--dedup-days", type=int, default=14, help="how long event ids are kept for dedup")
     a.add_argument("--metrics-port", type=int, default=0, help="serve /metrics on this port (0: off)")
     a.add_argument("--metrics-host", default="0.0.0.0")
     s.set_defaults(fn=cmd_consume)

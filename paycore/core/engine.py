@@ -12,7 +12,7 @@ import asyncio
 import dataclasses
 import logging
 from datetime import datetime, timedelta
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 import asyncpg
 
@@ -22,6 +22,7 @@ from channels.base import (ChannelAdapter, ChannelError, ChannelResult, Flow, Me
 from paycore.metrics import Metrics
 from paycore.merchants.auth import Merchant
 from paycore.core.breaker import Breaker
+from paycore.core.fees import FeeBook
 from paycore.config import Config
 from paycore.errors import (AmountLimitExceeded, ChannelFault, ChannelUnavailable, IdempotencyConflict,
                             InvalidRequest, InvalidState, NotFound, RefundExceedsAmount, Stale, Unavailable,
@@ -69,8 +70,10 @@ LATE_REFUND_NO = "paycore-late-payment"
 
 class Engine:
     def __init__(self, cfg: Config, pool: asyncpg.Pool, journal: Journal, adapters: dict[str, ChannelAdapter],
-                 breakers: dict[str, Breaker], router: Router, metrics: Metrics) -> None:
+                 breakers: dict[str, Breaker], router: Router, metrics: Metrics,
+                 fees: FeeBook | None = None) -> None:
         self.cfg = cfg
+        self.fees = fees
         self.metrics = metrics
         self.pool = pool
         self.journal = journal
@@ -80,6 +83,9 @@ class Engine:
         self.notify_base = cfg.server.public_base_url.rstrip("/")
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._poller: asyncio.Task | None = None
+        # profit sharing (issue 16, paycore.core.splits): set by the app; takes shares back before a
+        # refund where the channel requires it. None: no split can exist.
+        self.before_refund: Callable[[Payment, Refund], Awaitable[tuple[str, str] | None]] | None = None
 
     # ------------------------------------------------------------------ reads
     async def _db(self, coro):
@@ -117,6 +123,11 @@ class Engine:
         eid = new_id("evt")
         return (eid, etype, event_payload(eid, etype, p, at, refund), at)
 
+    async def _fee(self, p: Payment, at: datetime) -> int:
+        if self.fees is None:
+            return 0
+        return await self._db(self.fees.fee(p.merchant_id, p.channel, str(p.method), p.amount, at))
+
     async def _change(self, p: Payment, decide: Decision, attempts: int = 8) -> Payment:
         """Apply ``decide`` to a copy of ``p`` and commit; on a stale row reload and retry.
 
@@ -129,6 +140,9 @@ class Engine:
                 return p
             etype, refund, refund_insert = out
             at = new.updated_at
+            if new.status is Status.SUCCEEDED and p.status is not Status.SUCCEEDED:
+                # the fee is fixed the moment the money is taken, by the rule in effect then
+                new.fee = await self._fee(new, at)
             event = self._event(new, etype, at, refund) if etype else None
             if await self._commit(Change(new, p.seq, event, refund, refund_insert)):
                 if etype and new.status.final and etype.startswith("payment."):
@@ -260,6 +274,12 @@ class Engine:
                 return self._idempotent(existing, req)
             raise ChannelUnavailable(f"{channel} is unavailable right now; try another way to pay")
         created = self._event(p, "payment.created", at)
+        if req.profit_sharing:   # profit sharing (issue 16): held before the payment exists, so never lost
+            if Flow.SHARE not in adapter.flows:
+                breaker.release_probe()
+                raise UnsupportedMethod(f"{channel} does not support profit sharing", field="profit_sharing")
+            await self._db(self.pool.execute("insert into payment_holds (payment_id) values ($1) "
+                                             "on conflict do nothing", p.id))
         try:
             inserted = await self._commit(Change(p, None, created))
         except Unavailable:
@@ -338,7 +358,8 @@ class Engine:
             out_trade_no=p.id, amount=p.amount, method=wire_method(p.method), subject=p.subject or "payment",
             notify_url=f"{self.notify_base}/notify/{p.channel}", expire_at=p.expire_at, auth_code=req.auth_code,
             payer=req.payer, nfc=req.nfc, sub_mch_id=p.sub_mch_id, store_id=p.store_id,
-            terminal_id=p.terminal_id, created_at=p.created_at)
+            terminal_id=p.terminal_id, created_at=p.created_at, profit_sharing=req.profit_sharing,
+            return_url=req.return_url)
 
     async def _refused(self, merchant: Merchant, p: Payment, e: ChannelError) -> InvalidRequest:
         """The channel refused the request itself (malformed, not permitted): the caller's error.
@@ -685,6 +706,12 @@ class Engine:
                                               field="refund_no") from None
                 return again, False
             raise
+        if self.before_refund is not None:   # profit sharing (issue 16): shares back first where needed
+            blocked = await self.before_refund(p, refund)
+            if blocked is not None:
+                res = RefundResult(RefundStatus.FAILED, failure_code=blocked[0], failure_message=blocked[1])
+                p, refund = await self.apply_refund_result(p, refund, res)
+                return refund, True
         return await self.send_refund(p, refund), True
 
     async def send_refund(self, p: Payment, refund: Refund) -> Refund:

@@ -152,14 +152,15 @@ class Payment:
     checks: int = 0
     intent: str | None = None            # 'close' | 'reverse' committed before the provider is asked
     late_paid_at: datetime | None = None  # money reported after the payment was already final
+    fee: int | None = None       # fen, fixed when the payment succeeded (core.fees); None before
 
-    # column order of the ``payments`` table (migrations/001 + 004); the journal
+    # column order of the ``payments`` table (migrations/001, 004's intent and late_paid_at, 008's fee); the journal
     # writes rows as composite values in exactly this order
     COLUMNS = ("id", "merchant_id", "merchant_order_no", "fingerprint", "amount", "currency", "method",
                "channel", "status", "channel_trade_no", "qr_code", "pay_params", "refunded_amount",
                "refund_reserved", "failure", "subject", "store_id", "terminal_id", "notify_url", "payer",
                "nfc", "wallet", "sub_mch_id", "metadata", "expire_at", "created_at", "updated_at",
-               "paid_at", "seq", "next_check_at", "checks", "intent", "late_paid_at")
+               "paid_at", "seq", "next_check_at", "checks", "intent", "late_paid_at", "fee")
 
     def to_record(self) -> tuple[Any, ...]:
         return (self.id, self.merchant_id, self.merchant_order_no, self.fingerprint, self.amount,
@@ -168,7 +169,7 @@ class Payment:
                 self.subject, self.store_id, self.terminal_id, self.notify_url, self.payer, self.nfc,
                 self.wallet, self.sub_mch_id, self.metadata, self.expire_at, self.created_at,
                 self.updated_at, self.paid_at, self.seq, self.next_check_at, self.checks, self.intent,
-                self.late_paid_at)
+                self.late_paid_at, self.fee)
 
     @classmethod
     def from_record(cls, r: Any) -> "Payment":
@@ -183,7 +184,7 @@ class Payment:
             "amount": self.amount, "currency": self.currency, "method": str(self.method),
             "channel": self.channel, "status": str(self.status), "channel_trade_no": self.channel_trade_no,
             "qr_code": self.qr_code, "pay_params": self.pay_params, "refunded_amount": self.refunded_amount,
-            "failure": self.failure, "subject": self.subject, "store_id": self.store_id,
+            "fee": self.fee, "failure": self.failure, "subject": self.subject, "store_id": self.store_id,
             "terminal_id": self.terminal_id, "wallet": self.wallet,
             "nfc": self.nfc, "expires_at": self.expire_at, "created_at": self.created_at,
             "updated_at": self.updated_at, "paid_at": self.paid_at, "metadata": self.metadata,

@@ -40,7 +40,8 @@ CHANNELS = ("wechatpay", "alipay", "unionpay", "ecny", "jdpay", "bestpay", "qqwa
 NFC_WALLETS = ("applepay", "huaweipay", "samsungpay")
 
 PAYMENT_FIELDS = frozenset({"merchant_order_no", "amount", "currency", "method", "channel", "auth_code", "nfc",
-                            "payer", "subject", "store_id", "terminal_id", "notify_url", "expire_in", "metadata"})
+                            "payer", "subject", "store_id", "terminal_id", "notify_url", "expire_in", "metadata",
+                            "profit_sharing"})
 REFUND_FIELDS = frozenset({"refund_no", "amount", "reason"})
 
 
@@ -61,6 +62,10 @@ class CreatePayment:
     expire_in: int | None
     metadata: dict[str, Any]
     fingerprint: str
+    profit_sharing: bool = False
+    #: not a field of the API: paycore's own pages (the one-code page) set it, for the
+    #: provider's H5 cashier to send the customer back to (PayRequest.return_url)
+    return_url: str | None = None
 
 
 @dataclass(slots=True)
@@ -248,9 +253,12 @@ def create_payment(data: dict[str, Any], *, max_expire_in: int = 7 * 24 * 3600, 
         raise InvalidRequest(f"metadata is nested deeper than {MAX_METADATA_DEPTH} levels", field="metadata")
     if len(orjson.dumps(md)) > 4096:
         raise InvalidRequest("metadata must be at most 4 KiB", field="metadata")
+    profit_sharing = data.get("profit_sharing", False)
+    if not isinstance(profit_sharing, bool):
+        raise InvalidRequest("profit_sharing must be true or false", field="profit_sharing")
     assert order_no is not None and amount is not None
     return CreatePayment(order_no, amount, "CNY", method, channel, auth_code, nfc, payer, subject, store_id,
-                         terminal_id, notify_url, expire_in, md, _fingerprint(data))
+                         terminal_id, notify_url, expire_in, md, _fingerprint(data), profit_sharing)
 
 
 def create_refund(data: dict[str, Any]) -> CreateRefund:
@@ -260,3 +268,141 @@ def create_refund(data: dict[str, Any]) -> CreateRefund:
     reason = _text(data, "reason", 256)
     assert refund_no is not None and amount is not None
     return CreateRefund(refund_no, amount, reason, _fingerprint(data))
+
+
+# -- money after the payment: receivers, splits, payouts (api.md) ------------------------------
+
+RECEIVER_FIELDS = frozenset({"receiver_no", "channel", "type", "account", "name"})
+SPLIT_FIELDS = frozenset({"split_no", "receivers", "finish"})
+SPLIT_LINE_FIELDS = frozenset({"receiver_id", "amount", "description"})
+PAYOUT_FIELDS = frozenset({"payout_no", "amount", "currency", "channel", "destination", "remark", "notify_url"})
+DESTINATION_FIELDS = frozenset({"type", "value", "name"})
+RECEIVER_TYPES = ("merchant", "openid", "user_id", "account")
+DESTINATION_TYPES = ("openid", "user_id", "account")
+ACCOUNT_RE = re.compile(r"^[A-Za-z0-9_@.+-]{1,64}\Z")
+MAX_SPLIT_RECEIVERS = 50
+
+
+@dataclass(slots=True)
+class CreateReceiver:
+    receiver_no: str
+    channel: str
+    type: str
+    account: str
+    name: str | None
+    fingerprint: str
+
+    def __repr__(self) -> str:   # the name is a person's or a company's: never in a log line
+        return f"CreateReceiver({self.receiver_no!r}, {self.channel!r}, {self.type!r})"
+
+
+@dataclass(slots=True)
+class SplitLineRequest:
+    receiver_id: str
+    amount: int
+    description: str
+
+
+@dataclass(slots=True)
+class CreateSplit:
+    split_no: str
+    receivers: list[SplitLineRequest]
+    finish: bool
+    fingerprint: str
+
+
+@dataclass(slots=True)
+class CreatePayout:
+    payout_no: str
+    amount: int
+    channel: str
+    destination_type: str
+    destination: str
+    name: str | None
+    remark: str | None
+    notify_url: str | None
+    fingerprint: str
+
+    def __repr__(self) -> str:
+        return f"CreatePayout({self.payout_no!r}, {self.amount}, {self.channel!r}, {self.destination_type!r})"
+
+
+def _choice(d: dict[str, Any], name: str, options: tuple[str, ...], within: str = "") -> str:
+    v = d.get(name)
+    if v not in options:
+        raise InvalidRequest(f"{within}{name} must be one of {', '.join(options)}", field=within + name)
+    return v
+
+
+def create_receiver(data: dict[str, Any]) -> CreateReceiver:
+    _unknown(data, RECEIVER_FIELDS)
+    no = _text(data, "receiver_no", 64, required=True, pattern=ORDER_NO_RE)
+    channel = _text(data, "channel", 32, required=True)
+    if channel not in CHANNELS:
+        raise InvalidRequest("unknown channel", field="channel")
+    rtype = _choice(data, "type", RECEIVER_TYPES)
+    account = _text(data, "account", 64, required=True, pattern=ACCOUNT_RE)
+    name = _text(data, "name", 64)
+    assert no and channel and account
+    return CreateReceiver(no, channel, rtype, account, name, _fingerprint(data))
+
+
+def create_split(data: dict[str, Any]) -> CreateSplit:
+    _unknown(data, SPLIT_FIELDS)
+    no = _text(data, "split_no", 64, required=True, pattern=ORDER_NO_RE)
+    finish = data.get("finish")
+    if not isinstance(finish, bool):
+        raise InvalidRequest("finish must be true or false", field="finish")
+    raw = data.get("receivers")
+    if not isinstance(raw, list) or len(raw) > MAX_SPLIT_RECEIVERS:
+        raise InvalidRequest(f"receivers must be a list of at most {MAX_SPLIT_RECEIVERS}", field="receivers")
+    if not raw and not finish:
+        raise InvalidRequest("receivers may be empty only with finish: true (release the rest)",
+                             field="receivers")
+    lines: list[SplitLineRequest] = []
+    seen: set[str] = set()
+    for i, item in enumerate(raw):
+        where = f"receivers[{i}]."
+        if not isinstance(item, dict):
+            raise InvalidRequest("each receiver must be an object", field=f"receivers[{i}]")
+        for k in item:
+            if k not in SPLIT_LINE_FIELDS:
+                raise InvalidRequest(f"unknown field {k[:64]!r}", field=where + k[:64])
+        rid = _text(item, "receiver_id", 64, required=True, pattern=ID_RE, within=where)
+        v = item.get("amount")
+        if type(v) is not int or not 1 <= v <= MAX_AMOUNT_ABSOLUTE:
+            raise InvalidRequest(f"{where}amount must be an integer between 1 and {MAX_AMOUNT_ABSOLUTE}",
+                                 field=where + "amount")
+        desc = _text(item, "description", 80, required=True, within=where)
+        assert rid and desc
+        if rid in seen:
+            raise InvalidRequest("a receiver may appear once per split", field=where + "receiver_id")
+        seen.add(rid)
+        lines.append(SplitLineRequest(rid, v, desc))
+    assert no is not None
+    return CreateSplit(no, lines, finish, _fingerprint(data))
+
+
+def create_payout(data: dict[str, Any]) -> CreatePayout:
+    _unknown(data, PAYOUT_FIELDS)
+    no = _text(data, "payout_no", 64, required=True, pattern=ORDER_NO_RE)
+    amount = _int(data, "amount", required=True)
+    if data.get("currency") != "CNY":
+        raise InvalidRequest("currency must be \"CNY\"", field="currency")
+    channel = _text(data, "channel", 32, required=True)
+    if channel not in CHANNELS:
+        raise InvalidRequest("unknown channel", field="channel")
+    dest = data.get("destination")
+    if not isinstance(dest, dict):
+        raise InvalidRequest("destination must be an object", field="destination")
+    for k in dest:
+        if k not in DESTINATION_FIELDS:
+            raise InvalidRequest(f"unknown field {k[:64]!r}", field="destination." + k[:64])
+    dtype = _choice(dest, "type", DESTINATION_TYPES, within="destination.")
+    value = _text(dest, "value", 64, required=True, pattern=ACCOUNT_RE, within="destination.")
+    name = _text(dest, "name", 64, within="destination.")
+    remark = _text(data, "remark", 32)
+    notify_url = _url(_text(data, "notify_url", 512))
+    assert no and amount and channel and value
+    return CreatePayout(no, amount, channel, dtype, value, name, remark, notify_url,
+                        _fingerprint(data))

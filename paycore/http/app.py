@@ -1,5 +1,6 @@
 """The HTTP application: the merchant API (api.md), the providers' notification
-endpoints, operations endpoints and the one-code pages.
+endpoints, operations endpoints, the one-code pages, the operations console
+and the merchant portal.
 
 Shared resources are ``web.AppKey``s (paycore.http.common) created and torn
 down in ``cleanup_ctx``; nothing is global and nothing changes after start-up.
@@ -24,13 +25,17 @@ from channels.http import ChannelHttp
 from channels.registry import ADAPTERS
 from paycore import logs
 from paycore.config import Config
+from paycore.core.afterrecovery import AfterRecovery
 from paycore.core.breaker import Breaker
 from paycore.core.engine import Engine
+from paycore.core.fees import FeeBook
 from paycore.core.journal import Journal
+from paycore.core.payouts import Payouts
 from paycore.core.recovery import Recovery
 from paycore.core.routing import Router
+from paycore.core.splits import Splits
 from paycore.errors import PaycoreError
-from paycore.http import merchant_api, notify, onecode, ops, ops_api
+from paycore.http import console, merchant_api, moneyafter_api, notify, onecode, ops, ops_api, settlements
 from paycore.http.common import AUTH, CONFIG, ENGINE, JSON, METRICS, POOL, RELAY, error_response
 from paycore.merchants.auth import Authenticator, InFlight, Merchants, NonceStore, RateLimiter, SecretBox
 from paycore.metrics import Metrics, Sampler
@@ -149,18 +154,26 @@ def create_app(cfg: Config, *, run_relay: bool = True, run_recovery: bool = True
                                   min_calls=int(b.get("min_calls", 10)), open_seconds=float(b.get("open_seconds", 5.0)),
                                   metrics=metrics)
                     for name in adapters}
-        engine = Engine(cfg, pool, journal, adapters, breakers, Router(cfg.routing), metrics)
+        engine = Engine(cfg, pool, journal, adapters, breakers, Router(cfg.routing), metrics,
+                        FeeBook(pool, cfg.settlement.fee_rule_lead))
         app[ENGINE] = engine
         box = SecretBox(cfg.security.master_key)
         app[AUTH] = Authenticator(Merchants(pool, box), NonceStore(pool, cfg.security.replay_window),
                                   RateLimiter(cfg.security.rate_limit_per_second, cfg.security.rate_limit_burst, workers),
                                   cfg.security.replay_window, metrics=metrics,
                                   inflight=InFlight(cfg.security.merchant_concurrency, metrics))
+        # money after the payment (issue 16): splits and payouts, with their own recovery step
+        splits, payouts = Splits(engine, box), Payouts(engine, cfg, box)
+        engine.before_refund = splits.before_refund
+        app[moneyafter_api.SPLITS], app[moneyafter_api.PAYOUTS] = splits, payouts
         background: list[Any] = []
         if run_recovery:
             rec = Recovery(engine, cfg.payments.recovery_interval, cfg.payments.recovery_batch)
             rec.start()
             background.append(rec)
+            after = AfterRecovery(splits, payouts, cfg.payments.recovery_interval)
+            after.start()
+            background.append(after)
         if run_relay and cfg.kafka.bootstrap:
             relay = Relay(cfg, metrics=metrics)
             relay.start()
@@ -192,12 +205,17 @@ def create_app(cfg: Config, *, run_relay: bool = True, run_recovery: bool = True
     r.add_post("/v1/payments/{id}/cancel", merchant_api.cancel_payment)
     r.add_post("/v1/payments/{id}/refunds", merchant_api.create_refund)
     r.add_get("/v1/refunds/{id}", merchant_api.get_refund)
+    r.add_get("/v1/settlements", settlements.get_settlement)
+    r.add_get("/v1/settlements/{date}/lines", settlements.list_lines)
+    r.add_get("/v1/settlements/{date}.csv", settlements.get_file)
     r.add_post("/notify/{channel}", notify.notify)
     r.add_post("/notify/{channel}/refund", notify.notify)
     r.add_get("/healthz", ops.healthz)
     r.add_get("/readyz", ops.readyz)
     r.add_get("/metrics", ops.metrics_handler)
     r.add_get("/openapi.json", ops.openapi)
+    moneyafter_api.setup(app)   # receivers, splits, payouts
     onecode.setup(app)   # GET /c/{code}: the one-code pages
     ops_api.setup(app)   # /ops/attention, /ops/payments: the operators' API
+    console.setup(app)   # /console/ (operators) and /portal/ (merchants)
     return app

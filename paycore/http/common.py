@@ -7,6 +7,8 @@ from typing import Any
 
 from aiohttp import web
 
+from channels.base import Ack
+
 from paycore import logs
 from paycore.config import Config
 from paycore.merchants.auth import Merchant
@@ -33,6 +35,13 @@ def json_response(obj: Any, status: int = 200) -> web.Response:
 
 def error_response(err: PaycoreError) -> web.Response:
     return web.Response(body=err.body(), status=err.status, content_type=JSON, headers=err.headers())
+
+
+def ack_response(ack: Ack) -> web.Response:
+    """A channel's acknowledgement of a notification, in the provider's own format."""
+    ctype, _, charset = ack.content_type.partition(";")
+    return web.Response(status=ack.status, body=ack.body, content_type=ctype.strip(),
+                        charset=charset.split("=")[-1].strip() if charset else None)
 
 
 async def read_body(request: web.Request) -> bytes:

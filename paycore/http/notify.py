@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from paycore.http.common import ENGINE, read_body
+from paycore.http.common import ENGINE, ack_response, read_body
 
 
 async def notify(request: web.Request) -> web.Response:
@@ -12,6 +12,4 @@ async def notify(request: web.Request) -> web.Response:
     kind = "refund" if request.path.endswith("/refund") else "payment"
     body = await read_body(request)
     ack = await request.app[ENGINE].handle_notification(channel, kind, request.headers, body)
-    ctype, _, charset = ack.content_type.partition(";")
-    return web.Response(status=ack.status, body=ack.body, content_type=ctype.strip(),
-                        charset=charset.split("=")[-1].strip() if charset else None)
+    return ack_response(ack)

@@ -15,6 +15,8 @@ JS SDK, for the apps whose bridge is not built into their web view):
 * ``GET  /c/{code}/status/{payment_id}?t=…&wait=N`` – ``{"status", "final", …}``.
 * ``GET  /c/{code}/auth/{channel}?code=…&state=…`` – where the app's OAuth comes
   back: the code is exchanged server-side for the payer id, then ``/c/{code}``.
+* ``GET|POST /c/{code}/back/{form}/{mac}`` – where JD's H5 cashier sends the
+  customer back (the uniorder ``callbackUrl``): on to that form's result page.
 
 Safety. The merchant comes from the code's row on the server, never from the
 request. The amount is a yuan string parsed without floats into int fen, > 0
@@ -45,12 +47,19 @@ as paycore's API requires some payer for jsapi. UnionPay (``tn``) and JD
 The app's step is the app's own: the pay answer carries ``bridge`` and
 ``pay_params`` and the page (onecode_pay.js) calls WeixinJSBridge
 ``getBrandWCPayRequest``, AlipayJSBridge ``tradePay``, 云闪付's ``upsdk.pay``,
-QQ's ``mqq.tenpay.pay``, Douyin's bridge, or goes to JD's H5 cashier. Nothing
-here links to a simulator: against the simulators the tests play the apps.
+QQ's ``mqq.tenpay.pay``, Douyin's bridge, or goes to JD's H5 cashier. 云闪付's
+upsdk pays only on a page it has accepted ``upsdk.config`` from: the page carries
+that configuration, signed by the UnionPay adapter over the open platform's
+frontToken and the page's own address (``sdk`` in the page's config). Nothing
+here links to a simulator: against the simulators the tests play the apps. Only
+in development (``onecode.desktop_pay_url``, which devstack sets to the
+simulators' confirm page) does a desktop browser get a way to pay: it picks an
+app (``?as=<channel>``) and is sent to that page; production leaves it empty.
 """
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import hmac
 import html
@@ -63,7 +72,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 from aiohttp import web
 from cryptography.hazmat.primitives import hashes
@@ -209,6 +218,10 @@ class Tokens:
 
     def result(self, code: str, payment_id: str) -> str:
         return _b64(self.mac("result", code, payment_id)[:18])
+
+    def back(self, code: str, form_id: str) -> str:
+        """The MAC in the address JD's cashier returns to (``/c/{code}/back/{form}/{mac}``)."""
+        return _b64(self.mac("back", code, form_id)[:18])
 
     def oauth_state(self, code: str, channel: str, sid: str, now: float | None = None) -> str:
         """OAuth's ``state``: letters and digits only (WeChat allows no more), binding the
@@ -379,25 +392,32 @@ def _message_page(title: str, kind: str, icon: str, zh: str, en: str, note: str 
     return _page(title, head + _state(kind, icon, zh, en, extra), status=status)
 
 
-def _unsupported_page(code: Code, enabled: list[App]) -> web.Response:
+def _unsupported_page(code: Code, enabled: list[App], desktop: bool = False) -> web.Response:
     items = "".join(f'<li data-channel="{a.channel}"><span class="dot" style="background:{a.colour}">'
                     f'{e(a.zh[:1])}</span><div><div>{e(a.zh)}</div><div class="en">{e(a.en)}</div></div></li>'
                     for a in enabled)
     body = (_head(code.merchant_name) +
             _state("off", "?", "请使用以下应用扫码支付", "Please scan this code with one of these apps",
                    status="unsupported") +
-            f'<div class="card"><ul class="apps" id="apps">{items}</ul></div>'
-            '<p class="foot">当前浏览器无法完成支付 · This browser cannot pay this code</p>')
+            f'<div class="card"><ul class="apps" id="apps">{items}</ul></div>')
+    if desktop:   # development only: pay as one of the apps through the simulators
+        links = "".join(f'<a class="btn secondary" data-channel="{a.channel}" href="/c/{e(code.code)}?'
+                        f'{e(urlencode({"as": a.channel}))}">{e(a.zh)} · {e(a.en)}</a>' for a in enabled)
+        body += ('<div class="card" id="desktop"><div class="label">开发环境 · Development: '
+                 f'pay as an app in the simulator</div>{links}</div>')
+    else:
+        body += '<p class="foot">当前浏览器无法完成支付 · This browser cannot pay this code</p>'
     return _page("请用支付应用扫码 · Scan with a payment app", body)
 
 
 def _pad_page(code: Code, app: App, limit: int, cfg: dict[str, Any], cookies: dict[str, tuple[str, int]],
-              secure: bool) -> web.Response:
+              secure: bool, desktop: bool = False) -> web.Response:
     fixed = code.amount is not None
     limits = ("固定金额 Fixed amount" if fixed else
               f"单笔限额 ¥0.01 – ¥{yuan(limit)} · Limit per payment")
     amount_text = e(yuan(code.amount)) if fixed else "0.00"
-    body = (_head(code.merchant_name, f"使用{app.zh}付款", f"Paying with {app.en}") +
+    sub_en = f"Paying with {app.en}" + (" (development: in the simulator)" if desktop else "")
+    body = (_head(code.merchant_name, f"使用{app.zh}付款", sub_en) +
             '<div class="card"><div class="label">付款金额 <span class="en">Amount (CNY)</span></div>'
             f'<div class="amount"><span class="cur">¥</span><span class="val{"" if fixed else " empty"}" '
             f'id="amount-value">{amount_text}</span>{"" if fixed else "<span class=caret></span>"}</div>'
@@ -412,7 +432,7 @@ def _pad_page(code: Code, app: App, limit: int, cfg: dict[str, Any], cookies: di
                  '<button type="button" data-key="del" class="del" aria-label="delete">⌫</button>'
                  '<button type="button" class="pay" id="pay" disabled>付款<br><small>Pay</small></button></div>')
     return _page(f"{code.merchant_name} · 付款 Pay", body, script=_PAY_JS, cfg=cfg, cookies=cookies, secure=secure,
-                 sdk=app.sdk)
+                 sdk="" if desktop else app.sdk)
 
 
 # ------------------------------------------------------------------ handlers
@@ -439,11 +459,12 @@ def _sid(request: web.Request) -> str | None:
 
 def _usable(engine: Any, app: App) -> bool:
     """The app's channel is configured, has an in-app method and, where its jsapi needs
-    the payer from the app's OAuth, that OAuth is configured too."""
+    the payer from the app's OAuth, that OAuth is configured too, as is what the app's
+    JS SDK needs to be configured on the page (云闪付's open platform appId and secret)."""
     adapter = engine.adapters.get(app.channel)
     method = method_for(adapter.methods) if adapter is not None else None
-    return method is not None and not (method is Method.JSAPI and adapter.payer_auth
-                                       and not adapter.payer_auth_ready())
+    return method is not None and adapter.web_sdk_ready() and not (
+        method is Method.JSAPI and adapter.payer_auth and not adapter.payer_auth_ready())
 
 
 def _enabled_apps(engine: Any) -> list[App]:
@@ -512,14 +533,17 @@ async def code_page(request: web.Request) -> web.StreamResponse:
         return code
     enabled = _enabled_apps(engine)
     app = app_for(request.headers.get("User-Agent", ""))
-    if app is None or app not in enabled:
-        return _unsupported_page(code, enabled)
+    desktop = _desktop_app(request, oc, app, enabled)
+    if desktop is not None:
+        app = desktop
+    elif app is None or app not in enabled:
+        return _unsupported_page(code, enabled, desktop=bool(oc.settings.desktop_pay_url))
     sid = _sid(request)
     cookies: dict[str, tuple[str, int]] = {}
     if sid is None:
         sid = secrets.token_urlsafe(24)
         cookies[SID_COOKIE] = (sid, 365 * 24 * 3600)
-    if _needs_oauth(engine, app) and _payer_of(request, app.channel, sid) is None:
+    if desktop is None and _needs_oauth(engine, app) and _payer_of(request, app.channel, sid) is None:
         # the app's silent authorisation first: it names the payer, then comes back here
         redirect_uri = f"{_public_origin(request, cfg)}/c/{code.code}/auth/{app.channel}"
         state = oc.tokens.oauth_state(code.code, app.channel, sid)
@@ -528,7 +552,29 @@ async def code_page(request: web.Request) -> web.StreamResponse:
     cfg_js = {"payUrl": f"/c/{code.code}/pay", "csrf": oc.tokens.csrf(sid), "form": oc.tokens.form(code.code, sid),
               "max": code.amount or limit, "fixed": yuan(code.amount).replace(",", "") if code.amount else None,
               "bridge": app.bridge, "code": code.code}
-    return _pad_page(code, app, limit, cfg_js, cookies, request.secure)
+    if desktop is not None:
+        cfg_js.update(payUrl=f"/c/{code.code}/pay?{urlencode({'as': app.channel})}", bridge="redirect")
+    elif engine.adapters[app.channel].web_sdk:
+        # the app's SDK must be configured for exactly this page's address: the one the
+        # customer's web view shows, which behind a proxy is the public one
+        page_url = _public_origin(request, cfg) + request.path_qs
+        try:
+            cfg_js["sdk"] = await engine.adapters[app.channel].web_sdk_config(page_url)
+        except ChannelError as err:
+            log.warning("onecode %s: the app's JS SDK could not be configured (%s)", app.channel, err.kind)
+            return _message_page("暂时无法服务 · Unavailable", "off", "!", "支付渠道暂时不可用，请稍后再试",
+                                 "The payment service is unavailable; try again soon", status=503,
+                                 head=_head(code.merchant_name))
+    return _pad_page(code, app, limit, cfg_js, cookies, request.secure, desktop=desktop is not None)
+
+
+def _desktop_app(request: web.Request, oc: "OneCode", app: App | None, enabled: list[App]) -> App | None:
+    """Development only (``onecode.desktop_pay_url`` set): the app a browser that is none
+    of the apps chose to pay as (``?as=<channel>``), else None."""
+    if not oc.settings.desktop_pay_url or (app is not None and app in enabled):
+        return None
+    chosen = APP_BY_CHANNEL.get(request.query.get("as", ""))
+    return chosen if chosen in enabled else None
 
 
 def _auth_failed(code: Code, status: int, zh: str, en: str) -> web.Response:
@@ -594,8 +640,11 @@ async def pay(request: web.Request) -> web.Response:
         raise CodeDisabled("this code has been disabled")
     if code.amount is not None and amount != code.amount:
         raise InvalidRequest("the amount does not match this code's fixed amount", field="amount")
+    enabled = _enabled_apps(engine)
     app = app_for(request.headers.get("User-Agent", ""))
-    if app is None or app not in _enabled_apps(engine):
+    desktop = _desktop_app(request, oc, app, enabled)
+    app = desktop or app
+    if app is None or app not in enabled:
         raise InvalidRequest("open this code in a supported payment app", field="user_agent")
     merchant = await auth.merchants.get(code.merchant_id)
     if merchant is None or not merchant.active:
@@ -609,7 +658,7 @@ async def pay(request: web.Request) -> web.Response:
     if code.store_id:
         body["store_id"] = code.store_id
     if method is Method.JSAPI:
-        if _needs_oauth(engine, app):
+        if _needs_oauth(engine, app) and desktop is None:
             payer = _payer_of(request, app.channel, sid)
             if payer is None:
                 raise Forbidden("the app has not said who is paying; reload the page")
@@ -617,6 +666,10 @@ async def pay(request: web.Request) -> web.Response:
         else:
             body["payer"] = oc.tokens.payer(app.channel, sid)
     req = validation.create_payment(body, max_expire_in=cfg.payments.max_expire_in)
+    if method is Method.H5:
+        # the provider's H5 cashier sends the customer back here, and on to the result
+        back = f"/c/{code.code}/back/{form_id}/{oc.tokens.back(code.code, form_id)}"
+        req = dataclasses.replace(req, return_url=_public_origin(request, cfg) + back)
     payment, created = await engine.create_payment(merchant, req)
 
     result_url = _result_url(request, code.code, payment.id, oc.tokens)
@@ -628,7 +681,33 @@ async def pay(request: web.Request) -> web.Response:
         if not payment.pay_params:
             raise Unavailable("the payment service did not answer in time; try again")
         answer.update(bridge=app.bridge, pay_params=payment.pay_params)
+        if desktop is not None:   # development: the simulator's page plays the app
+            base = engine.adapters[app.channel].settings.base_url.rstrip("/")
+            answer.update(bridge="redirect", pay_params={"pay_url": oc.settings.desktop_pay_url.format(
+                base_url=base, payment_id=quote(payment.id, safe=""), return_url=quote(result_url, safe=""))})
     return json_response(answer, 201 if created else 200)
+
+
+async def back_from_cashier(request: web.Request) -> web.Response:
+    """Where JD's H5 cashier sends the customer (``callbackUrl``, by GET or POST): on to the
+    result page of the payment that form made. What the cashier sends along is ignored: the
+    result page shows paycore's own status. Anything amiss leads back to the code's page."""
+    _, engine, auth, pool = _app_objects(request)
+    oc = request.app[ONECODE]
+    oc.pages.check(_client(request))
+    code_name, form_id = request.match_info["code"], request.match_info["form"]
+    start = _redirect(request, f"/c/{quote(code_name, safe='')}", {})
+    if not _same(request.match_info["mac"], oc.tokens.back(code_name, form_id)):
+        return start
+    code = await _db(load_code(pool, code_name))
+    merchant = await auth.merchants.get(code.merchant_id) if code is not None else None
+    if code is None or merchant is None:
+        return start
+    try:
+        payment = await engine.get_payment_by_order(merchant, f"oc_{form_id}")
+    except NotFound:
+        return start
+    return _redirect(request, _result_url(request, code.code, payment.id, oc.tokens), {})
 
 
 def _subject(code: Code) -> str:
@@ -717,6 +796,8 @@ def setup(app: web.Application) -> None:
     r = app.router
     r.add_get("/c/{code}", code_page)
     r.add_get("/c/{code}/auth/{channel}", auth_callback)
+    r.add_route("GET", "/c/{code}/back/{form}/{mac}", back_from_cashier)
+    r.add_route("POST", "/c/{code}/back/{form}/{mac}", back_from_cashier)
     r.add_post("/c/{code}/pay", pay)
     r.add_get("/c/{code}/result/{payment_id}", result_page)
     r.add_get("/c/{code}/status/{payment_id}", status)

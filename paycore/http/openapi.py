@@ -24,7 +24,9 @@ from paycore import __version__
 from paycore.core import validation as v
 from paycore.merchants.auth import MERCHANT_RE, NONCE_RE
 from paycore.core.models import RefundState, Status
+from paycore.http import openapi_after
 from paycore.metrics import ATTENTION_KINDS
+from paycore.outbox import statements
 
 STATIC_FILE = Path(__file__).parent / "static" / "openapi.json"
 ROOT_FILE = Path(__file__).resolve().parents[2] / "openapi.json"
@@ -99,6 +101,9 @@ def _payment_common() -> dict[str, Any]:
                                       "`notify_url` otherwise; plain http and private addresses only where the "
                                       "deployment allows them, as dev stacks do). Every delivery connects only to "
                                       "a public address and never follows a redirect."), pattern=_URL),
+        "profit_sharing": {"type": "boolean", "description": "Hold the funds for profit sharing (splits) at "
+                                                             "channels that need it; a channel without profit "
+                                                             "sharing answers 422 UNSUPPORTED_METHOD."},
         "expire_in": {"type": "integer", "minimum": 10, "maximum": 7 * 24 * 3600,
                       "description": "Seconds until an unpaid payment is closed; default 300. The upper bound is "
                                      "the server's `payments.max_expire_in` (a week by default)."},
@@ -212,6 +217,9 @@ def _schemas() -> dict[str, Any]:
             "qr_code": dict(_STR_OR_NULL, description="method qr: what the customer scans."),
             "pay_params": {"type": ["object", "null"], "description": "jsapi/h5/app: for the client SDK."},
             "refunded_amount": {"type": "integer", "minimum": 0},
+            "fee": {"type": ["integer", "null"], "minimum": 0, "format": "int64",
+                    "description": "fen, by the merchant's fee rule when the payment succeeded (0 without one); "
+                                   "null until then."},
             "failure": failure,
             "subject": _STR_OR_NULL, "store_id": _STR_OR_NULL, "terminal_id": _STR_OR_NULL,
             "wallet": dict(_STR_OR_NULL, description="nfc/app: the phone wallet that paid."),
@@ -293,6 +301,48 @@ def _schemas() -> dict[str, Any]:
             "actions": {"type": "array", "items": {"type": "string"}, "description": "what resolves it (GET one)"},
         },
     }
+    money = {"type": "integer", "format": "int64", "description": "fen"}
+    day = {"type": "string", "format": "date", "pattern": r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"}
+    sums = {"count": {"type": "integer", "minimum": 0}, "gross": money, "refunds": money, "fees": money}
+    s["Settlement"] = {
+        "type": "object", "additionalProperties": False,
+        "description": "A merchant's business day (Asia/Shanghai): net = gross - refunds - fees + adjustments. "
+                       "An OPEN day's totals still grow and it has no digest; a CLOSED day's never change.",
+        "properties": {
+            "merchant_id": {"type": "string"}, "date": day,
+            "status": {"type": "string", "enum": ["OPEN", "CLOSED"]},
+            **sums, "adjustments": money, "net": money,
+            "by_channel": {"type": "array", "items": {
+                "type": "object", "additionalProperties": False,
+                "required": ["channel", "count", "gross", "refunds", "fees", "net"],
+                "properties": {"channel": {"type": "string"}, **sums, "net": money}}},
+            "file_sha256": {"type": ["string", "null"], "pattern": "^[0-9a-f]{64}$",
+                            "description": "SHA-256 (hex) of the statement file; null while the day is OPEN."},
+        },
+    }
+    s["Settlement"]["required"] = list(s["Settlement"]["properties"])
+    line = {"kind": {"type": "string", "enum": ["payment", "refund", "adjustment"]},
+            "id": {"type": "string", "description": "pay_… or rfd_… (a reversal: the payment's id)"},
+            "channel": {"type": "string"}, "amount": money, "fee": money, "net": money, "occurred_at": _DT,
+            "original_date": dict(day, description="adjustments: the closed day the event belongs to")}
+    s["SettlementLines"] = {
+        "type": "object", "additionalProperties": False, "required": ["lines", "next_cursor"],
+        "properties": {
+            "lines": {"type": "array", "items": {
+                "type": "object", "additionalProperties": False,
+                "required": [k for k in line if k != "original_date"], "properties": line}},
+            "next_cursor": dict(_STR_OR_NULL, description="the next page's cursor; null on the last page")},
+    }
+    s["SettlementEvent"] = {
+        "type": "object", "additionalProperties": False,
+        "required": ["event_id", "type", "seq", "occurred_at", "settlement"],
+        "description": "A merchant's business day closed: its final totals and the digest of its statement file.",
+        "properties": {"event_id": {"type": "string", "pattern": "^evt_[0-9a-z]+$"},
+                       "type": {"type": "string", "const": "settlement.closed"},
+                       "seq": {"type": "integer", "const": 1}, "occurred_at": _DT,
+                       "settlement": _ref("Settlement")},
+    }
+    openapi_after.add_schemas(s, text=_text, pattern=_pattern, fen=_FEN, url=_URL, dt=_DT, failure=failure)
     s["Ready"] = {
         "type": "object", "required": ["status", "database"],
         "properties": {"status": {"type": "string", "enum": ["ready", "unavailable"]},
@@ -424,13 +474,55 @@ def _paths() -> dict[str, Any]:
                           **_errors(404, *_COMMON)},
         },
     }
+    day_path = {"name": "date", "in": "path", "required": True, "description": "the business day, YYYY-MM-DD",
+                "schema": {"type": "string", "format": "date"}}
+    p["/v1/settlements"] = {
+        "get": {
+            "operationId": "getSettlement", "summary": "A business day's settlement: totals, per channel",
+            "tags": ["settlements"], "security": _AUTH,
+            "parameters": [{"name": "date", "in": "query", "required": True, "description": "YYYY-MM-DD",
+                            "schema": {"type": "string", "format": "date"}}],
+            "responses": {"200": {"description": "The day", "content": _json(_ref("Settlement"))},
+                          **_errors(400, *_COMMON)},
+        },
+    }
+    p["/v1/settlements/{date}/lines"] = {
+        "get": {
+            "operationId": "listSettlementLines", "summary": "A day's statement lines, a page at a time",
+            "tags": ["settlements"], "security": _AUTH,
+            "parameters": [day_path, {"name": "cursor", "in": "query", "required": False,
+                                      "description": "`next_cursor` of the previous page",
+                                      "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,200}$"}}],
+            "responses": {"200": {"description": "One page", "content": _json(_ref("SettlementLines"))},
+                          **_errors(400, 404, *_COMMON)},
+        },
+    }
+    p["/v1/settlements/{date}.csv"] = {
+        "get": {
+            "operationId": "getSettlementFile", "summary": "A day's statement file (CSV, UTF-8 with BOM)",
+            "description": "Columns: " + ", ".join(f"`{c}`" for c in statements.CSV_COLUMNS) + "; one row per "
+                           "line, then a `total` row (the line count in `id`, the sums of amount, fee and net). "
+                           "Final once the day is CLOSED: the same bytes as `file_sha256` names.",
+            "tags": ["settlements"], "security": _AUTH, "parameters": [day_path],
+            "responses": {"200": {
+                "description": "The file",
+                "headers": {"X-Paycore-File-SHA256": {"description": "SHA-256 (hex) of the body",
+                                                      "schema": {"type": "string", "pattern": "^[0-9a-f]{64}$"}},
+                            "X-Paycore-Statement": {"description": "`final` (CLOSED day) or `provisional`",
+                                                    "schema": {"type": "string", "enum": ["final", "provisional"]}}},
+                "content": {"text/csv": {"schema": {"type": "string"}}}},
+                **_errors(400, 404, *_COMMON)},
+        },
+    }
+    openapi_after.add_paths(p, ref=_ref, json=_json, errors=_errors, auth=_AUTH, common=_COMMON, id_param=_id_param)
     opaque_in = {ct: {"schema": {"type": "string"}} for ct in
                  ("application/json", "application/x-www-form-urlencoded", "text/xml", "text/plain")}
     opaque_out = {ct: {"schema": {}} for ct in ("text/plain", "application/json", "text/xml")}
     channel_param = {"name": "channel", "in": "path", "required": True,
                      "schema": {"type": "string", "enum": list(v.CHANNELS)}}
     for path, op_id, what in (("/notify/{channel}", "channelNotification", "payment"),
-                              ("/notify/{channel}/refund", "channelRefundNotification", "refund")):
+                              ("/notify/{channel}/refund", "channelRefundNotification", "refund"),
+                              ("/notify/{channel}/payout", "channelPayoutNotification", "payout")):
         p[path] = {"post": {
             "operationId": op_id, "tags": ["channels"],
             "summary": f"A channel's asynchronous {what} notification, in the channel's own format",
@@ -539,6 +631,9 @@ def _onecode_paths() -> dict[str, Any]:
     token = {"name": "t", "in": "query", "required": True, "description": "the result token the pay call gave",
              "schema": {"type": "string"}}
     err = _json(_ref("OneCodeError"))
+    dev_as = {"name": "as", "in": "query", "required": False, "schema": {"type": "string"},
+              "description": "development only (onecode.desktop_pay_url set): the app a desktop browser pays as; "
+                             "ignored in production"}
     page = {"description": "A page (the keypad, the list of apps that work, or a message)", "content": html}
     limited = {"description": _ERROR_TEXT[429], "content": _json(_ref("Error429")),
                "headers": {"Retry-After": {"required": True, "schema": {"type": "integer", "minimum": 1}}}}
@@ -557,7 +652,7 @@ def _onecode_paths() -> dict[str, Any]:
                                   "pay_params": {"type": "object", "description": "what the bridge takes"}}})}
     return {
         "/c/{code}": {"get": {
-            "operationId": "oneCodePage", "tags": ["one-code"], "parameters": [code],
+            "operationId": "oneCodePage", "tags": ["one-code"], "parameters": [code, dev_as],
             "summary": "The merchant's static QR opens this: the keypad, paying through the app that scanned it "
                        "(picked by User-Agent)",
             "responses": {"200": page, "404": dict(page, description="unknown code (a page)"), "429": limited,
@@ -572,9 +667,20 @@ def _onecode_paths() -> dict[str, Any]:
                           "403": dict(page, description="bad state or the provider refused the code (a page)"),
                           "404": dict(page, description="unknown code (a page)"), "429": limited,
                           "503": dict(page, description="the provider or the database is away (a page)")}}},
+        "/c/{code}/back/{form}/{mac}": {method: {
+            "operationId": op, "tags": ["one-code"], "parameters": [
+                code, {"name": "form", "in": "path", "required": True, "schema": {"type": "string"}},
+                {"name": "mac", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "summary": "Where JD's H5 cashier sends the customer after paying (the uniorder's callbackUrl, "
+                       "GET or POST; what it sends is ignored): on to that form's result page",
+            "responses": {"302": {"description": "to the result page, or to /c/{code} if the form made no "
+                                                 "payment or the address is not one paycore gave"},
+                          "429": limited, "503": {"description": _ERROR_TEXT[503], "content": err}}}
+            for method, op in (("get", "oneCodeBack"), ("post", "oneCodeBackPost"))},
         "/c/{code}/pay": {"post": {
             "operationId": "oneCodePay", "tags": ["one-code"], "parameters": [
-                code, {"name": "X-CSRF-Token", "in": "header", "required": True, "schema": {"type": "string"}}],
+                code, dev_as,
+                {"name": "X-CSRF-Token", "in": "header", "required": True, "schema": {"type": "string"}}],
             "summary": "Pay the amount typed on the keypad (needs the page's session cookie and CSRF token)",
             "requestBody": {"required": True, "content": _json({
                 "type": "object", "additionalProperties": False, "required": ["amount", "form"],
@@ -655,7 +761,8 @@ def build() -> dict[str, Any]:
                            "Every `/v1/...` request is signed (see the security schemes).",
         },
         "servers": [{"url": "/"}],
-        "tags": [{"name": "payments"}, {"name": "refunds"}, {"name": "channels"}, {"name": "one-code"},
+        "tags": [{"name": "payments"}, {"name": "refunds"}, {"name": "settlements"}, {"name": "splits"},
+                 {"name": "payouts"}, {"name": "channels"}, {"name": "one-code"},
                  {"name": "operations"}],
         "paths": _paths(),
         "webhooks": {"merchantEvent": {"post": {
@@ -671,7 +778,14 @@ def build() -> dict[str, Any]:
                             "schema": {"type": "string",
                                        "pattern": "^t=[0-9]+(,kid=[A-Za-z0-9_-]+)?(,v1=[0-9a-f]{64}){1,2}$"}}],
             "requestBody": {"required": True, "content": _json(_ref("Event"))},
-            "responses": {"2XX": {"description": "Delivered"}}}}},
+            "responses": {"2XX": {"description": "Delivered"}}}},
+            "settlementClosed": {"post": {
+                "summary": "A business day closed: its final totals (to the merchant's webhook URL)",
+                "description": "Signed and retried like merchantEvent.",
+                "parameters": [{"name": "X-Paycore-Signature", "in": "header", "required": True,
+                                "schema": {"type": "string", "pattern": "^t=[0-9]+,v1=[0-9a-f]{64}$"}}],
+                "requestBody": {"required": True, "content": _json(_ref("SettlementEvent"))},
+                "responses": {"2XX": {"description": "Delivered"}}}}},
         "components": {"schemas": _schemas(), "securitySchemes": _security_schemes(),
                        "parameters": _header_params()},
     }

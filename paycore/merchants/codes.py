@@ -7,6 +7,7 @@ them with ``paycore merchant qrcode``.
 """
 from __future__ import annotations
 
+import io
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,13 +107,22 @@ def public_url(public_base_url: str, code: str) -> str:
     return f"{public_base_url.rstrip('/')}/c/{code}"
 
 
+def qr_bytes(url: str, kind: str, title: str = "") -> bytes:
+    """The code's URL as a printable QR: ``png``, ``svg`` or ``pdf`` (ValueError otherwise)."""
+    if kind not in ("png", "svg", "pdf"):
+        raise ValueError("a QR is rendered as png, svg or pdf")
+    buf = io.BytesIO()
+    qr = segno.make(url, error="m", micro=False)
+    if kind == "svg":
+        qr.save(buf, kind="svg", scale=10, border=4, title=title)
+    else:
+        qr.save(buf, kind=kind, scale=10, border=4)
+    return buf.getvalue()
+
+
 def render_qr(url: str, out: Path, title: str = "") -> None:
     """The code's URL as a printable QR, PNG or SVG by the file's suffix (ValueError otherwise)."""
     kind = out.suffix.lower()
     if kind not in (".png", ".svg"):
         raise ValueError("--out must name a .png or .svg file")
-    qr = segno.make(url, error="m", micro=False)
-    if kind == ".svg":
-        qr.save(str(out), kind="svg", scale=10, border=4, title=title)
-    else:
-        qr.save(str(out), kind="png", scale=10, border=4)
+    out.write_bytes(qr_bytes(url, kind[1:], title))

@@ -88,3 +88,28 @@ async def set_status(conn: asyncpg.Connection, merchant_id: str, status: str) ->
     r = await conn.execute("update merchants set status = $2, updated_at = now() where id = $1", merchant_id, status)
     if r.endswith(" 0"):
         raise LookupError(f"no merchant {merchant_id}")
+
+
+_COLUMNS = "id, name, status, max_amount, sub_merchants, rate_limit, created_at, updated_at"
+
+
+async def get(conn: asyncpg.Connection, merchant_id: str) -> dict[str, Any] | None:
+    row = await conn.fetchrow(f"select {_COLUMNS} from merchants where id = $1", merchant_id)
+    return dict(row) if row else None
+
+
+async def update(conn: asyncpg.Connection, merchant_id: str, *, name: str, max_amount: int | None,
+                 sub_merchants: dict[str, str], rate_limit: float | None) -> dict[str, Any]:
+    """Change a merchant's name, limit, channel sub-merchant ids and rate limit; returns the new row."""
+    if not name or len(name) > 200:
+        raise ValueError("a name is 1-200 characters")
+    if max_amount is not None and max_amount <= 0:
+        raise ValueError("the limit is a positive number of fen")
+    if rate_limit is not None and rate_limit <= 0:
+        raise ValueError("the rate limit is a positive number of requests per second")
+    row = await conn.fetchrow(f"update merchants set name = $2, max_amount = $3, sub_merchants = $4, rate_limit = $5, "
+                              f"updated_at = now() where id = $1 returning {_COLUMNS}",
+                              merchant_id, name, max_amount, sub_merchants, rate_limit)
+    if row is None:
+        raise LookupError(f"no merchant {merchant_id}")
+    return dict(row)

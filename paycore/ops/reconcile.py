@@ -12,7 +12,8 @@ the payments and refunds in Postgres:
 * ``status_mismatch``  – the channel says paid, we say otherwise (or the reverse
   for reversals and refunds).
 
-Our side of day D (UTC): payments of the channel with ``paid_at`` on D that
+Our side of day D (the business day of ``[settlement] timezone``,
+Asia/Shanghai by default, as the providers' statements count days): payments of the channel with ``paid_at`` on D that
 are SUCCEEDED or REVERSED (the money was taken), and SUCCEEDED refunds whose
 success (``updated_at``) is on D. Lines of the statement are looked up by id
 whatever their date, so a payment paid just before midnight by one clock and
@@ -29,7 +30,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass, field
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date, datetime, timezone
 from typing import Any
 
 import aiohttp
@@ -38,6 +39,7 @@ import asyncpg
 from channels.base import ChannelError, StatementLine, UnsupportedFlow
 from channels.http import ChannelHttp
 from channels.registry import ADAPTERS
+from paycore.bizday import Calendar
 from paycore.storage.db import init_connection
 from paycore.textfmt import render_table
 
@@ -87,11 +89,6 @@ class Report:
 
 
 # -------------------------------------------------------------------- matching
-def _day_bounds(day: date) -> tuple[datetime, datetime]:
-    start = datetime.combine(day, time(0), tzinfo=timezone.utc)
-    return start, start + timedelta(days=1)
-
-
 _OUR_PAYMENTS = ("select id, merchant_id, amount, status, channel_trade_no from payments "
                  "where channel = $1 and paid_at >= $2 and paid_at < $3 and status in ('SUCCEEDED', 'REVERSED')")
 _OUR_REFUNDS = ("select r.id, r.payment_id, r.merchant_id, r.amount, r.status, r.channel_refund_no from refunds r "
@@ -99,9 +96,9 @@ _OUR_REFUNDS = ("select r.id, r.payment_id, r.merchant_id, r.amount, r.status, r
                 "and r.updated_at >= $2 and r.updated_at < $3")
 
 
-async def match(conn: Any, channel: str, day: date, lines: list[StatementLine]) -> Report:
-    """Compare ``lines`` (the channel's statement for ``day``) with Postgres."""
-    start, end = _day_bounds(day)
+async def match(conn: Any, channel: str, day: date, lines: list[StatementLine], cal: Calendar) -> Report:
+    """Compare ``lines`` (the channel's statement for business day ``day``) with Postgres."""
+    start, end = cal.bounds(day)
     rep = Report(channel=channel, day=day, statement_lines=len(lines))
     ours_p = {r["id"]: r for r in await conn.fetch(_OUR_PAYMENTS, channel, start, end)}
     ours_r = {r["id"]: r for r in await conn.fetch(_OUR_REFUNDS, channel, start, end)}
@@ -228,6 +225,15 @@ async def store_error(conn: Any, channel: str, day: date, started_at: datetime, 
                                "values ($1, $2, 'ERROR', $3, $4) returning id", channel, day, started_at, error[:500])
 
 
+async def latest_runs(conn: Any, day: date) -> dict[str, dict[str, Any]]:
+    """channel → its latest reconciliation run of ``day`` (status, discrepancy count, error)."""
+    rows = await conn.fetch(
+        "select distinct on (channel) channel, id, status, error, "
+        + " + ".join(DISCREPANCIES) + " as discrepancies from reconciliation_runs where day = $1 "
+        "order by channel, id desc", day)
+    return {r["channel"]: dict(r) for r in rows}
+
+
 # ---------------------------------------------------------------------- showing
 def render(rep: Report) -> str:
     c = rep.counts
@@ -272,7 +278,7 @@ async def run(cfg: Any, channel: str, day: date, *, save: bool = True) -> Report
                 raise
             finally:
                 await adapter.aclose()
-        rep = await match(conn, channel, day, lines)
+        rep = await match(conn, channel, day, lines, cfg.settlement.calendar())
         if save:
             await store(conn, rep, started)
         return rep

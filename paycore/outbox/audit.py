@@ -171,14 +171,14 @@ def compare(pg: dict[str, tuple[str, int]], kafka: list[tuple[int, str | None, d
     bad: set[str] = set()
     for _, key, ev in kafka:
         eid = ev.get("event_id")
-        pid = (ev.get("payment") or {}).get("id")
         if eid in seen:
             continue
         seen.add(eid)
+        # the key is the stream's id: the payment's (a payout is its own stream; for settlement.closed,
+        # the settlement's key), as events.payment_id holds it
+        pid = pg[eid][0] if eid in pg else (ev.get("payment") or ev.get("payout") or {}).get("id")
         if key != pid:
             rep.wrong_key += 1
-        if eid in pg:
-            pid = pg[eid][0]
         seq = int(ev.get("seq", 0))
         if pid in last and seq < last[pid]:
             bad.add(pid)

@@ -1,29 +1,35 @@
-"""``paycore consume settlement``: daily settlement totals from the journal topic.
+"""``paycore consume settlement``: settlement lines per merchant and business day.
 
 A Kafka consumer group on ``paycore.payments`` (run as many instances as
-there are partitions to share; each partition has one owner at a time). Per
-merchant, channel and UTC day of the event it keeps what money moved:
-``payment.succeeded`` (taken), ``payment.reversed`` of a payment that had
-been paid (returned), ``refund.succeeded`` (returned). Other events change
-no money and are skipped.
+there are partitions to share; each partition has one owner at a time).
+Each event that moved a merchant's money becomes one line of that
+merchant's statement (docs/settlement.md): ``payment.succeeded`` (and
+``payment.late_succeeded``) a payment line with the fee fixed on the
+payment; ``payment.reversed`` of a payment that had been paid, and
+``refund.succeeded``, a refund line that returns the fee by the channel's
+policy. Other events change no money and are skipped.
 
-Exactly-once effect over an at-least-once stream: each partition's batch is
-applied in one Postgres transaction that also inserts the events' ids into
-``settlement_events`` (``on conflict do nothing``); only events whose id was
-new change the totals. Offsets are committed to Kafka *after* that
-transaction commits, so a crash between the two re-delivers events that the
-dedup set then skips, and a crash before it loses nothing. A commit refused
-because the group rebalanced is harmless for the same reason. The dedup set
-is pruned after ``--dedup-days`` (keep it longer than the topic's retention
-of anything that could be re-read).
+The line's day is the business day (``[settlement] timezone``) of the
+event. If that day is already closed, the line goes to the next open day as
+an ``adjustment`` that names its original day: a closed statement is never
+rewritten. Closing (statements.close) takes an exclusive advisory lock that
+every batch here takes shared, so a line is either in the closed statement
+or an adjustment, never lost between the two.
+
+Exactly-once effect over an at-least-once stream: the line's primary key is
+the event id (``on conflict do nothing``), each partition's batch is one
+transaction, and offsets are committed to Kafka *after* it commits, so a
+crash between the two re-delivers events that then change nothing, and a
+crash before it loses nothing. A commit refused because the group
+rebalanced is harmless for the same reason.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
-from collections import defaultdict
-from datetime import date, datetime, timezone
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -32,9 +38,15 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from paycore.bizday import Calendar
+from paycore.config import SettlementConfig
+from paycore.core.fees import refund_fee
 from paycore.outbox.relay import ensure_topic
 
 log = logging.getLogger("paycore.consumer")
+
+#: taken shared by every batch that writes lines, exclusively by a close
+CLOSE_LOCK = 0x70617963_6C6F7365 & 0x7FFFFFFFFFFFFFFF
 
 class SettlementMetrics:
     """The consumer's own collectors (its process serves them on --metrics-port)."""
@@ -53,72 +65,116 @@ class SettlementMetrics:
                                        registry=reg)
 
 
-#: event type → (which counter pair it moves); payment.reversed only if the payment had been paid
-_MOVES = {"payment.succeeded": "payments", "payment.reversed": "reversed", "refund.succeeded": "refunds"}
-_COLS = ("payments_count", "payments_amount", "reversed_count", "reversed_amount", "refunds_count",
-         "refunds_amount")
-_UPSERT = (
-    f"insert into settlement_totals (merchant_id, channel, day, {', '.join(_COLS)}) "
-    "select * from unnest($1::text[], $2::text[], $3::date[], $4::bigint[], $5::bigint[], $6::bigint[], "
-    "$7::bigint[], $8::bigint[], $9::bigint[]) "
-    "on conflict (merchant_id, channel, day) do update set "
-    + ", ".join(f"{c} = settlement_totals.{c} + excluded.{c}" for c in _COLS)
-    + ", updated_at = now()")
+@dataclass(frozen=True, slots=True)
+class Line:
+    """One money movement of a merchant, from one journal event (signed: see migration 008)."""
+    event_id: str
+    merchant_id: str
+    day: date                   # the business day of the event
+    kind: str                   # payment | refund (an adjustment is decided when it is written)
+    type: str
+    id: str
+    payment_id: str
+    merchant_order_no: str
+    channel: str
+    method: str
+    amount: int
+    fee: int
+    occurred_at: datetime
 
 
-def movement(ev: dict[str, Any]) -> tuple[tuple[str, str, date], str, int] | None:
-    """((merchant, channel, day), counter, amount) for an event that moves money, else None."""
-    kind = _MOVES.get(ev.get("type", ""))
-    if kind is None:
+_PAID = ("payment.succeeded", "payment.late_succeeded")
+_MONEY = frozenset(_PAID + ("payment.reversed", "refund.succeeded"))
+
+
+def line_of(ev: dict[str, Any], cal: Calendar, settings: SettlementConfig) -> Line | None:
+    """The statement line of a journal event, or None if it moved no money."""
+    etype = ev.get("type", "")
+    if etype not in _MONEY:
         return None
     p = ev["payment"]
-    if kind == "reversed" and not p.get("paid_at"):
-        return None   # reversed before any money was taken
-    amount = ev["refund"]["amount"] if kind == "refunds" else p["amount"]
-    day = datetime.fromisoformat(ev["occurred_at"]).astimezone(timezone.utc).date()
-    return (p["merchant_id"], p["channel"], day), kind, int(amount)
+    amount, fee = int(p["amount"]), int(p.get("fee") or 0)
+    if etype == "payment.reversed":
+        if not p.get("paid_at"):
+            return None   # reversed before any money was taken
+        kind, ref, moved, fee_moved = "refund", p["id"], -amount, -fee   # a reversal takes no fee
+    elif etype == "refund.succeeded":
+        r = ev["refund"]
+        refunded = int(r["amount"])
+        after = int(p["refunded_amount"])
+        back = 0 if settings.fee_refund_policy(p["channel"]) == "kept" else \
+            refund_fee(fee, amount, after - refunded, after)
+        kind, ref, moved, fee_moved = "refund", str(r["id"]), -refunded, -back
+    else:
+        kind, ref, moved, fee_moved = "payment", p["id"], amount, fee
+    at = datetime.fromisoformat(ev["occurred_at"])
+    return Line(event_id=str(ev["event_id"]), merchant_id=str(p["merchant_id"]), day=cal.day_of(at), kind=kind,
+                type=etype, id=ref, payment_id=str(p["id"]), merchant_order_no=str(p["merchant_order_no"]),
+                channel=str(p["channel"]), method=str(p["method"]), amount=moved, fee=fee_moved, occurred_at=at)
 
 
-async def apply(pool: asyncpg.Pool, values: list[bytes], metrics: SettlementMetrics) -> tuple[int, int]:
+def next_open_day(day: date, closed: set[date]) -> date:
+    d = day + timedelta(days=1)
+    while d in closed:
+        d += timedelta(days=1)
+    return d
+
+
+_INSERT = (
+    "insert into settlement_lines (event_id, merchant_id, day, original_date, kind, type, id, payment_id, "
+    "merchant_order_no, channel, method, amount, fee, net, occurred_at) "
+    "select * from unnest($1::text[], $2::text[], $3::date[], $4::date[], $5::text[], $6::text[], $7::text[], "
+    "$8::text[], $9::text[], $10::text[], $11::text[], $12::bigint[], $13::bigint[], $14::bigint[], "
+    "$15::timestamptz[]) on conflict (event_id) do nothing returning event_id")
+
+
+async def write_lines(conn: Any, lines: list[Line]) -> int:
+    """Insert ``lines`` (in a transaction of the caller's); returns how many were new."""
+    if not lines:
+        return 0
+    await conn.execute("select pg_advisory_xact_lock_shared($1)", CLOSE_LOCK)
+    closed = {r[0] for r in await conn.fetch("select day from settlement_closes where day >= $1",
+                                             min(ln.day for ln in lines))}
+    rows: list[tuple] = []
+    seen: set[str] = set()
+    for ln in lines:
+        if ln.event_id in seen:
+            continue   # the same event twice in one batch counts once
+        seen.add(ln.event_id)
+        if ln.day in closed:
+            day, original, kind = next_open_day(ln.day, closed), ln.day, "adjustment"
+        else:
+            day, original, kind = ln.day, None, ln.kind
+        rows.append((ln.event_id, ln.merchant_id, day, original, kind, ln.type, ln.id, ln.payment_id,
+                     ln.merchant_order_no, ln.channel, ln.method, ln.amount, ln.fee, ln.amount - ln.fee,
+                     ln.occurred_at))
+    cols = list(zip(*rows))
+    new = await conn.fetch(_INSERT, *(list(c) for c in cols))
+    return len(new)
+
+
+async def apply(pool: asyncpg.Pool, values: list[bytes], metrics: SettlementMetrics, cal: Calendar,
+                settings: SettlementConfig) -> tuple[int, int]:
     """Apply one partition batch in one transaction; returns (applied, duplicates)."""
-    moves: list[tuple[str, str, str, tuple[tuple[str, str, date], str, int]]] = []
+    lines: list[Line] = []
     for raw in values:
         try:
-            ev = orjson.loads(raw)
-            mv = movement(ev)
-            if mv is None:
-                metrics.events.labels("skipped").inc()
-                continue
-            moves.append((str(ev["event_id"]), str(ev["payment"]["id"]), str(ev["type"]), mv))
+            ln = line_of(orjson.loads(raw), cal, settings)
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
             # a poison message must not stop the partition: counted, logged (without its content), skipped
             metrics.events.labels("malformed").inc()
             log.warning("settlement: skipping a malformed event")
-    if not moves:
+            continue
+        if ln is None:
+            metrics.events.labels("skipped").inc()
+        else:
+            lines.append(ln)
+    if not lines:
         return 0, 0
     async with pool.acquire() as conn:
         async with conn.transaction():
-            rows = await conn.fetch(
-                "insert into settlement_events (event_id, payment_id, type) "
-                "select * from unnest($1::text[], $2::text[], $3::text[]) on conflict do nothing returning event_id",
-                [m[0] for m in moves], [m[1] for m in moves], [m[2] for m in moves])
-            new = {r[0] for r in rows}
-            totals: dict[tuple[str, str, date], list[int]] = defaultdict(lambda: [0] * 6)
-            applied = 0
-            for event_id, _, _, (key, kind, amount) in moves:
-                if event_id not in new:
-                    continue
-                new.discard(event_id)   # the same event twice in one batch counts once
-                i = ("payments", "reversed", "refunds").index(kind) * 2
-                t = totals[key]
-                t[i] += 1
-                t[i + 1] += amount
-                applied += 1
-            if totals:
-                keys = list(totals)
-                await conn.execute(_UPSERT, [k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys],
-                                   *([totals[k][i] for k in keys] for i in range(6)))
-    dup = len(moves) - applied
+            applied = await write_lines(conn, lines)
+    dup = len(lines) - applied
     metrics.events.labels("applied").inc(applied)
     if dup:
         metrics.events.labels("duplicate").inc(dup)
@@ -127,15 +183,14 @@ async def apply(pool: asyncpg.Pool, values: list[bytes], metrics: SettlementMetr
 
 class SettlementConsumer:
     def __init__(self, cfg: Any, pool: asyncpg.Pool, group: str, *, batch: int = 500,
-                 session_timeout_ms: int = 10000, dedup_days: int = 14,
-                 metrics: SettlementMetrics | None = None) -> None:
+                 session_timeout_ms: int = 10000, metrics: SettlementMetrics | None = None) -> None:
         self.cfg = cfg
         self.metrics = metrics or SettlementMetrics()
         self.pool = pool
         self.group = group
         self.batch = batch
         self.session_timeout_ms = session_timeout_ms
-        self.dedup_days = dedup_days
+        self.calendar = cfg.settlement.calendar()
         self.applied = 0
         self.duplicates = 0
 
@@ -149,7 +204,6 @@ class SettlementConsumer:
 
     async def run(self, stop: asyncio.Event) -> None:
         backoff = 0.5
-        last_prune = 0.0
         while not stop.is_set():
             consumer = None
             try:
@@ -162,10 +216,6 @@ class SettlementConsumer:
                     batches = await consumer.getmany(timeout_ms=500, max_records=self.batch)
                     for tp, msgs in batches.items():
                         await self._one(consumer, tp, msgs)
-                    if time.monotonic() - last_prune > 3600:
-                        await self.pool.execute("delete from settlement_events where consumed_at < now() - "
-                                                "make_interval(days => $1)", self.dedup_days)
-                        last_prune = time.monotonic()
             except asyncio.CancelledError:
                 raise
             except (KafkaError, asyncio.TimeoutError, OSError) as e:
@@ -189,7 +239,8 @@ class SettlementConsumer:
         if not msgs:
             return
         t0 = time.perf_counter()
-        applied, dup = await apply(self.pool, [m.value for m in msgs], self.metrics)
+        applied, dup = await apply(self.pool, [m.value for m in msgs], self.metrics, self.calendar,
+                                   self.cfg.settlement)
         self.applied += applied
         self.duplicates += dup
         try:

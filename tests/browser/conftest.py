@@ -29,10 +29,15 @@ async def browser():
         await pw.stop()
 
 
-@pytest.fixture(scope="session")
-def shots(output_dir: Path) -> Path:
-    """test-output/onecode/: a screenshot of every step, for a person to look at."""
-    d = output_dir / "onecode"
+def fresh_dir(output_dir: Path, name: str) -> Path:
+    """test-output/NAME/, emptied: this run's screenshots only."""
+    d = output_dir / name
     shutil.rmtree(d, ignore_errors=True)
     d.mkdir(parents=True)
     return d
+
+
+@pytest.fixture(scope="session")
+def shots(output_dir: Path) -> Path:
+    """test-output/onecode/: a screenshot of every step, for a person to look at."""
+    return fresh_dir(output_dir, "onecode")

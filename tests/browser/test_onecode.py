@@ -76,16 +76,28 @@ BRIDGE_JS = {
         if (name !== "tradePay") { return; }
         __simApp({channel_trade_no: p.tradeNO}).then(function (r) {
           cb({resultCode: {paid: "9000", cancelled: "6001"}[r] || "4000"}); }); }};""",
-    "unionpay": """window.upsdk = {ready: function (f) { f(); }, pay: function (o) {
-        __simApp({prepay_id: o.tn}).then(function (r) {
-          if (r === "paid") { o.success(); } else { o.fail({msg: r === "cancelled" ? "用户取消 cancel" : "支付失败"}); } }); }};""",
+    # 云闪付's app checks upsdk.config (signed over its frontToken and the page's address)
+    # before ready/error, and again with every pay: the simulator plays that check
+    "unionpay": """window.upsdk = (function () {
+        var conf = null, verdict = null, onReady = [], onError = [];
+        var page = function () { return location.href.split("#")[0]; };
+        return {
+          config: function (c) { conf = c;
+            __simApp({action: "config", upsdk_config: c, url: page()}).then(function (r) {
+              verdict = r === "ok"; (verdict ? onReady : onError).forEach(function (f) { f({errmsg: r}); }); }); },
+          ready: function (f) { if (verdict === true) { f(); } else { onReady.push(f); } },
+          error: function (f) { if (verdict === false) { f({}); } else { onError.push(f); } },
+          pay: function (o) {
+            __simApp({prepay_id: o.tn, upsdk_config: conf, url: page()}).then(function (r) {
+              if (r === "paid") { o.success(); } else { o.fail({msg: r === "cancelled" ? "用户取消 cancel" : "支付失败"}); } }); }
+        }; })();""",
     "qqwallet": """window.mqq = {tenpay: {pay: function (o, cb) {
         __simApp({prepay_id: o.tokenId}).then(function (r) {
           cb({resultCode: {paid: 0, cancelled: -1}[r] === undefined ? -2 : {paid: 0, cancelled: -1}[r]}); }); }}};""",
     "jdpay": "",          # no bridge: JD's H5 cashier is a page (the simulator's)
     "douyinpay": """window.ToutiaoJSBridge = {call: function (name, p, cb) {
         __simApp({prepay_id: p["package"].replace("prepay_id=", "")}).then(function (r) {
-          cb({code: {paid: 0, cancelled: 1}[r] === undefined ? 2 : {paid: 0, cancelled: 1}[r]}); }); }};""",
+          cb({code: {paid: 0, cancelled: 4}[r] === undefined ? 2 : {paid: 0, cancelled: 4}[r]}); }); }};""",
 }
 SDK_SCRIPTS = ("https://open.95516.com/**", "https://open.mobile.qq.com/**")
 #: the channels whose payer id comes from the app's OAuth, and the id's field
@@ -106,9 +118,10 @@ async def phone(browser, ua: str, stack=None, app: str | None = None, action: st
                                                                  body="/* the app's SDK: its bridge is injected */"))
         if app is not None:
             async def sim_app(_source, key: dict) -> str:
-                calls.append(key)
-                r = await stack.sim(app, "POST", "/_sim/app/bridge", {**key, "action": action})
-                return r["result"]
+                if key.get("action") != "config":     # the payments the app was asked for
+                    calls.append(key)
+                r = await stack.sim(app, "POST", "/_sim/app/bridge", {"action": action, **key})
+                return r.get("result", "error")
             await ctx.expose_binding("__simApp", sim_app)
             if BRIDGE_JS[app]:
                 await ctx.add_init_script(BRIDGE_JS[app])
@@ -161,12 +174,14 @@ async def test_each_app_pays_through_its_own_channel(stack, browser, shots, code
         await page.screenshot(path=shots / f"{app}-2-amount.png")
 
         await page.click("#pay")
-        if app == "jdpay":        # JD: its H5 cashier, then back to the page, which goes to the result
+        if app == "jdpay":        # JD: its H5 cashier, which sends the customer to paycore's callbackUrl
             await page.wait_for_url(stack.sim_url("jdpay") + "/jdpay/cashier*")
             assert await page.inner_text("#jd-amount") == f"¥{fen // 100}.{fen % 100:02d}"
             await page.screenshot(path=shots / f"{app}-3-app.png")
             await page.click("#jd-pay")
         await page.wait_for_url(re.compile(rf".*/c/{code}/result/pay_.*"))
+        if app == "jdpay":        # by the uniorder's callbackUrl (paycore's /back/), not by going back
+            assert any(u.startswith(f"{stack.base}/c/{code}/back/") for u in nav), nav
         if app != "jdpay":
             assert len(page.app_calls) == 1, page.app_calls
         await page.wait_for_selector('#state[data-status="SUCCEEDED"]')
@@ -224,6 +239,41 @@ async def test_a_failure_in_the_app_is_shown_and_paycore_has_it(stack, browser, 
     assert (await stack.wait_final(row["id"]))["status"] == "FAILED"     # the notification told paycore
 
 
+async def test_yunshanfu_refuses_a_page_whose_upsdk_config_does_not_verify(stack, browser, shots, code):
+    """paycore signs upsdk.config for the page's public address (server.public_base_url). Opened
+    under another address, the signature is not for that page: 云闪付 refuses the config, the
+    page says the payment did not go through, nothing is paid. The frontToken behind the
+    signatures is fetched once and reused (cached until it expires)."""
+    async with phone(browser, UA["unionpay"], stack, "unionpay") as page:
+        await page.goto(f"{stack.base}/c/{code}")
+        issued = (await stack.sim("unionpay", "GET", "/_sim/upsdk"))["front_tokens_issued"]
+        assert issued >= 1
+        sdk = json.loads(await page.inner_text("#cfg"))["sdk"]
+        assert set(sdk) == {"appId", "timestamp", "nonceStr", "signature", "debug"} and sdk["debug"] is False
+    port = stack.base.rsplit(":", 1)[1]
+    async with phone(browser, UA["unionpay"], stack, "unionpay") as page:
+        await page.goto(f"http://localhost:{port}/c/{code}")      # not the address paycore signed for
+        await type_amount(page, "45.67")
+        await page.click("#pay")
+        await page.wait_for_function("() => document.getElementById('error').dataset.outcome === 'fail'")
+        assert "支付未完成" in await page.inner_text("#error")
+        assert "/result/" not in page.url and page.app_calls == []      # the app never took the order
+        await page.screenshot(path=shots / "unionpay-config-refused.png")
+    assert (await stack.sim("unionpay", "GET", "/_sim/upsdk"))["front_tokens_issued"] == issued
+    p = await stack.pool.fetchrow("select id, status, pay_params from payments where channel = 'unionpay' "
+                                  "and amount = 4567 order by created_at desc limit 1")
+    assert p["status"] == "PENDING"
+    # and the app refuses to pay that tn for a page that configured nothing or something forged
+    tn = json.loads(p["pay_params"])["tn"] if isinstance(p["pay_params"], str) else p["pay_params"]["tn"]
+    r = await stack.sim("unionpay", "POST", "/_sim/app/bridge", {"prepay_id": tn})
+    assert r["result"] == "refused"
+    forged = {**sdk, "signature": "0" * 64}
+    r = await stack.sim("unionpay", "POST", "/_sim/app/bridge",
+                        {"prepay_id": tn, "upsdk_config": forged, "url": f"{stack.base}/c/{code}"})
+    assert r["result"] == "refused"
+    assert (await stack.api("GET", f"/v1/payments/{p['id']}")).body["status"] == "PENDING"
+
+
 async def test_the_app_refusing_the_oauth_code_shows_a_retry_page(stack, browser, shots, code):
     async with phone(browser, UA["wechatpay"]) as page:
         nav: list[str] = []
@@ -251,7 +301,10 @@ async def test_an_unsupported_browser_sees_the_apps_that_work(stack, browser, sh
         listed = await page.eval_on_selector_all("#apps li", "els => els.map(e => e.dataset.channel)")
         assert listed == list(UA)
         assert await page.locator("#pay").count() == 0
+        assert await page.locator("#desktop").count() == 0      # no simulator way to pay in production
         await page.screenshot(path=shots / f"unsupported-{name}.png")
+        await page.goto(f"{stack.base}/c/{code}?as=alipay")      # choosing an app is development only
+        assert "请使用以下应用扫码支付" in await page.inner_text("#title")
 
 
 async def test_a_disabled_code_shows_a_friendly_page(stack, browser, shots):
@@ -452,6 +505,48 @@ async def test_production_serves_no_simulator_path(stack, code):
             assert status == 201 and "_sim" not in json.dumps(body), body
             assert body["bridge"] == {"wechatpay": "wechat", "alipay": "alipay", "unionpay": "unionpay",
                                       "qqwallet": "qq", "jdpay": "redirect", "douyinpay": "douyin"}[app_name]
+
+
+async def test_make_run_lets_a_desktop_browser_pay_in_the_simulator(stack, browser, shots, code):
+    """With the simulators (make run: onecode.desktop_pay_url, as devstack sets it), a desktop
+    browser chooses an app, types the amount and confirms on that simulator's page, then sees
+    paycore's result. A paycore of its own here (same database and simulators) runs with that
+    setting; the stack's paycore, like production, has none (the tests above)."""
+    from aiohttp import web
+
+    from devstack.stack import SIM_DESKTOP_PAY_URL, free_port
+    from paycore.config import load
+    from paycore.http.app import create_app
+
+    cfg = load(stack.config_path, overrides={"onecode": {"desktop_pay_url": SIM_DESKTOP_PAY_URL}}, env=stack.env)
+    runner = web.AppRunner(create_app(cfg, run_relay=False, run_recovery=False), access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    dev = f"http://127.0.0.1:{port}"
+    try:
+        async with phone(browser, DESKTOP) as page:
+            await page.goto(f"{dev}/c/{code}")
+            assert "请使用以下应用扫码支付" in await page.inner_text("#title")
+            offered = await page.eval_on_selector_all("#desktop a", "els => els.map(e => e.dataset.channel)")
+            assert offered == list(UA)
+            await page.screenshot(path=shots / "desktop-dev-1-choose.png", full_page=True)
+            await page.click('#desktop a[data-channel="alipay"]')
+            await type_amount(page, "9.87")
+            await page.screenshot(path=shots / "desktop-dev-2-amount.png")
+            await page.click("#pay")
+            await page.wait_for_url(stack.sim_url("alipay") + "/_sim/app/confirm*")
+            assert await page.inner_text("#sim-amount") == "¥9.87"
+            await page.screenshot(path=shots / "desktop-dev-3-simulator.png")
+            await page.click("#confirm")
+            await page.wait_for_url(re.compile(rf"{re.escape(dev)}/c/{code}/result/pay_.*"))
+            await page.wait_for_selector('#state[data-status="SUCCEEDED"]')
+            await page.screenshot(path=shots / "desktop-dev-4-result.png")
+            payment_id = payment_id_of(page)
+    finally:
+        await runner.cleanup()
+    p = (await stack.api("GET", f"/v1/payments/{payment_id}")).body
+    assert (p["status"], p["channel"], p["method"], p["amount"]) == ("SUCCEEDED", "alipay", "jsapi", 987)
 
 
 def test_the_static_code_renders_to_print(stack, shots, tmp_path: Path):

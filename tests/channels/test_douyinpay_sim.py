@@ -6,7 +6,6 @@ whose outcome the customer decides and the notification or a query reports.
 from __future__ import annotations
 
 import secrets
-from datetime import datetime, timezone
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -18,6 +17,7 @@ from channels.base import (
 from channels.wxv3 import crypto
 from tests.channels.test_wechatpay_sim import impostor, next_note, pair_fixtures
 from tests.support.simpair import SimPair
+from tests.support.helpers import business_today
 
 
 keys, pair = pair_fixtures("douyinpay")
@@ -141,7 +141,7 @@ async def test_statement_lists_the_days_payments_and_refunds(pair):
     rf = refund_of(pair, req, 1100)
     await pair.adapter.refund(rf)
     await next_note(pair, req.out_trade_no, "refund")
-    lines = await pair.adapter.statement(datetime.now(timezone.utc).date())
+    lines = await pair.adapter.statement(business_today())
     got = {(l.kind, l.out_trade_no, l.out_refund_no, l.amount) for l in lines}
     assert {("payment", req.out_trade_no, None, 3300), ("refund", req.out_trade_no, rf.out_refund_no, 1100)} <= got
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -20,6 +19,7 @@ from channels.base import (
 from channels.unionpay.adapter import UnionPayAdapter
 from tests.channels.test_unionpay_sim import note_for, ref
 from tests.support.simpair import SimPair
+from tests.support.helpers import business_today
 
 WALLETS = ["applepay", "huaweipay", "samsungpay"]
 SE_TYPES = {"applepay": None, "huaweipay": "04", "samsungpay": "02"}
@@ -75,7 +75,8 @@ async def test_in_app_with_another_wallets_se_type_is_refused(pair):
     wrong = other(pair.adapter.settings, pair.adapter.http)
     with pytest.raises(ChannelError) as e:
         await wrong.pay(pair.pay_request(amount=2000, method=Method.APP))
-    assert not e.value.retriable and e.value.kind == "rejected"
+    # the wallet's own refusal of the request: the caller's error, never a breaker failure
+    assert not e.value.retriable and e.value.kind == "refused" and e.value.caller
 
 
 async def test_wallet_channels_take_no_barcode_or_qr(pair):
@@ -104,7 +105,7 @@ async def test_wallet_refund_and_statement(pair):
     assert (await pair.adapter.refund(rr)).status is RefundStatus.PROCESSING
     note = await note_for(pair, req.out_trade_no, "refund")
     assert note.refund is not None and note.refund.status is RefundStatus.SUCCEEDED and note.amount == 1200
-    lines = await pair.adapter.statement(datetime.now(timezone.utc).date())
+    lines = await pair.adapter.statement(business_today())
     assert {(x.kind, x.amount) for x in lines} == {("payment", 5000), ("refund", 1200)}
 
 

@@ -79,7 +79,11 @@ async def test_schemathesis_finds_nothing_against_the_published_document(stack, 
             "GET /v1/payments/{id}": {200, 404}, "POST /v1/payments/{id}/cancel": {400, 404},
             "POST /v1/payments/{id}/refunds": {201, 400, 404}, "GET /v1/refunds/{id}": {200, 404},
             # a fuzzer cannot sign as a provider: its notifications are refused with a 4xx ack, never a 5xx
-            "POST /notify/{channel}": {400, 404}}
+            "POST /notify/{channel}": {400, 404}, "GET /v1/settlements": {200, 400},
+            "GET /v1/settlements/{date}/lines": {200, 400}, "GET /v1/settlements/{date}.csv": {200, 400},
+            # money after the payment (issue 16)
+            "POST /v1/receivers": {201, 400}, "POST /v1/payouts": {201, 400, 422}, "GET /v1/payouts": {200, 400, 404},
+            "GET /v1/payouts/{id}": {200, 404}, "POST /v1/payments/{id}/splits": {400}, "GET /v1/splits/{id}": {404}}
     for op, statuses in must.items():
         assert statuses <= set(seen.get(op, [])), (op, seen.get(op))
     assert {200, 409} & set(seen["POST /v1/payments/{id}/cancel"]), "cancel never met an existing payment"

@@ -23,7 +23,6 @@ import math
 import re
 import shutil
 import subprocess
-from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -31,7 +30,7 @@ import aiohttp
 import pytest
 
 from devstack.stack import free_port, wait_port
-from tests.support.helpers import amount, auth_code, post_notification, sim_order, sim_state
+from tests.support.helpers import business_today, amount, auth_code, post_notification, sim_order, sim_state
 from tests.support.ops import Receiver, eventually, paycore_cli
 
 REPO = Path(__file__).resolve().parents[2]
@@ -185,7 +184,7 @@ async def load(stack, receiver: Receiver) -> None:
     bad = await stack.api("GET", f"/v1/payments/{paid.body['id']}", secret="not-the-secret")
     assert bad.status == 401
     rec = await paycore_cli(stack, "reconcile", "--channel", "alipay", "--date",
-                            datetime.now(timezone.utc).date().isoformat())
+                            business_today().isoformat())
     assert rec.rc in (0, 1), rec.err
 
     # a channel that fails until its breaker opens: 503 CHANNEL_UNAVAILABLE

@@ -17,12 +17,12 @@ from channels.registry import ADAPTERS
 from simulators.kit import OrderState
 from paycore import config as config_mod
 from paycore.core.models import new_id
-from tests.support.helpers import amount, auth_code, sim_order, sim_state
+from tests.support.helpers import business_today, amount, auth_code, sim_order, sim_state
 from tests.support.ops import eventually, paycore_cli
 
 
 def today() -> str:
-    return datetime.now(timezone.utc).date().isoformat()
+    return business_today().isoformat()
 
 
 async def paid(stack, channel: str, fen: int | None = None) -> str:

@@ -13,7 +13,7 @@ channel in its table:
 from __future__ import annotations
 
 import dataclasses
-from datetime import date, datetime, timezone
+from datetime import date
 from typing import Awaitable, Callable
 
 import aiohttp
@@ -23,6 +23,7 @@ from aiohttp import web
 from channels.base import ChannelError, Method, Notification, RefundRequest, RefundStatus, TradeRef, TradeStatus
 from channels.http import ChannelHttp
 from tests.support.simpair import SimPair, free_port
+from tests.support.helpers import business_today
 
 REASON = "customer returned goods"
 
@@ -183,7 +184,7 @@ async def check_refunds_in_statement(pair: SimPair, code: str, *, paid: tuple[in
         assert too_much.failure_code == over_code
     assert (await pair.adapter.query(ref(reqs[0]))).status is TradeStatus.SUCCEEDED   # paid, then refunded
 
-    lines = await pair.adapter.statement(datetime.now(timezone.utc).date())
+    lines = await pair.adapter.statement(business_today())
     assert {(ln.out_trade_no, ln.amount) for ln in lines if ln.kind == "payment"} == {
         (req.out_trade_no, req.amount) for req in reqs}
     assert {(ln.out_refund_no, ln.amount) for ln in lines if ln.kind == "refund"} == {
@@ -205,7 +206,7 @@ async def check_statement(pair: SimPair, code: str) -> None:
     await barcode(pair, 1013, code)   # declined: not in the statement
     r = refund_req(pair, a, 200)
     await pair.adapter.refund(r)
-    lines = await pair.adapter.statement(datetime.now(timezone.utc).date())
+    lines = await pair.adapter.statement(business_today())
     got = {(ln.kind, ln.out_trade_no, ln.out_refund_no, ln.amount, ln.status) for ln in lines}
     assert got == {("payment", a.out_trade_no, None, 1200, "SUCCEEDED"),
                    ("payment", b.out_trade_no, None, 800, "SUCCEEDED"),

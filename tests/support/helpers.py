@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import random
+from datetime import date
 from typing import Any
 
 import aiohttp
@@ -12,6 +13,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from channels import emv
+from paycore.bizday import Calendar
 from simulators.kit import STATE_KEY, SimOrder, SimState
 
 #: a valid payment code for each barcode channel (prefixes from channels.md)
@@ -137,3 +139,8 @@ async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
         await consumer._client.force_metadata_update()
         await asyncio.sleep(0.1)
     raise AssertionError(f"topic {topic} does not exist")
+
+
+def business_today() -> date:
+    """Today's business day (Asia/Shanghai, the default): the day providers' statements and settlement use."""
+    return Calendar.of().today()

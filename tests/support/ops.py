@@ -28,12 +28,13 @@ class CliResult:
     err: str
 
 
-async def paycore_cli(stack: Any, *args: str, timeout: float = 60.0) -> CliResult:
+async def paycore_cli(stack: Any, *args: str, timeout: float = 60.0, env_extra: dict[str, str] | None = None
+                      ) -> CliResult:
     """``python -m paycore.cli --config <stack config> ARGS`` without blocking the event loop
     (the webhook receiver and the simulators live in this process)."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "paycore.cli", "--config", str(stack.config_path), *args,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=stack.env)
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=dict(stack.env, **(env_extra or {})))
     out, err = await asyncio.wait_for(proc.communicate(), timeout)
     return CliResult(proc.returncode or 0, out.decode(), err.decode())
 

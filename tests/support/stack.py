@@ -213,6 +213,7 @@ async def build_stack(var: Path, *, workers: int = 1, proxy: Proxy | None = None
     overrides["metrics"] = {"sample_interval": 0.5}
     # the one-code tests' load balancer: X-Forwarded-For is believed from this address only
     overrides["onecode"] = {"trusted_proxies": [TRUSTED_PROXY]}
+    overrides["settlement"] = {"fee_rule_lead": 1.0}   # a new fee rule counts after a second, not a minute
     if tweak is not None:
         tweak(overrides)
     config_path = var / "paycore.toml"

@@ -251,3 +251,19 @@ def test_bill_round_trip() -> None:
     with pytest.raises(ValueError):
         tf.parse_bill("a,b\n1,2\n")
     assert tf.bill_request(MERCHANT, date(2024, 1, 2))[-2] == ("billDate", "20240102")
+
+
+def test_uniorder_gen_sends_the_return_address_as_callback_url() -> None:
+    """The H5 cashier returns the customer to the address paycore gave (JD's ``callbackUrl``);
+    a QR order, which has no cashier page, and an order without one send none."""
+    now = datetime(2024, 1, 1, 0, 0, tzinfo=timezone.utc)
+    back = "https://pay.example.com/c/m_demo/back/abc/mac"
+    req = PayRequest("pay_a", 1234, Method.H5, "coffee", "http://n/notify", now + timedelta(minutes=5),
+                     return_url=back)
+    gen = tf.uniorder_request(req, MERCHANT, now, "GEN")
+    assert dict(gen)["callbackUrl"] == back and dict(gen)["notifyUrl"] == "http://n/notify"
+    xml = tf.build_xml(gen)
+    assert "<callbackUrl>https://pay.example.com/c/m_demo/back/abc/mac</callbackUrl><notifyUrl>" in xml
+    assert "callbackUrl" not in tf.build_xml(tf.uniorder_request(req, MERCHANT, now, "QR"))
+    plain = PayRequest("pay_a", 1234, Method.H5, "coffee", "http://n/notify", now + timedelta(minutes=5))
+    assert "callbackUrl" not in tf.build_xml(tf.uniorder_request(plain, MERCHANT, now, "GEN"))

@@ -204,5 +204,6 @@ def test_the_wheel_ships_the_server_and_adapters_only(wheel: Path):
     assert not [n for n in names if "simulator" in n or "devstack" in n or "devkeys" in n or n.endswith("kit.py")]
     # what the server needs at run time is in it
     for needed in ("paycore/http/app.py", "paycore/http/static/openapi.json", "paycore/storage/migrations/001_init.sql",
-                   "channels/registry.py", "channels/wechatpay/adapter.py"):
+                   "channels/registry.py", "channels/wechatpay/adapter.py", "paycore/storage/migrations/007_console.sql",
+                   "paycore/http/templates/console/base.html", "paycore/http/static/console/console.css"):
         assert needed in names

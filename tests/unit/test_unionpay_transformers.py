@@ -500,3 +500,51 @@ def test_statement_file_is_base64_deflated_zip_and_parses_back():
             t.parse_statement(bad, "777290058110048", date(2024, 1, 2))
     with pytest.raises(ValueError):   # another day's file
         t.parse_statement(content, "777290058110048", date(2024, 1, 3))
+
+
+# -- 云闪付 open platform: frontToken and upsdk.config -----------------------------------------
+def test_front_token_request_is_signed_over_the_sorted_fields_and_the_secret() -> None:
+    body = t.front_token_request("a5949221470c4059b9b0b45a90c81527", "s3cret", "Wm3WZYTPz0wzccnW", 1414587457)
+    source = b"appId=a5949221470c4059b9b0b45a90c81527&nonceStr=Wm3WZYTPz0wzccnW&secret=s3cret&timestamp=1414587457"
+    assert body == {"appId": "a5949221470c4059b9b0b45a90c81527", "nonceStr": "Wm3WZYTPz0wzccnW",
+                    "timestamp": "1414587457", "signature": hashlib.sha256(source).hexdigest()}
+    assert "s3cret" not in repr(body)                       # the secret signs, it is never sent
+    assert t.check_front_token_request(body, "a5949221470c4059b9b0b45a90c81527", "s3cret") is None
+    assert t.check_front_token_request(body, "a5949221470c4059b9b0b45a90c81527", "other") == "signature"
+    assert t.check_front_token_request(body, "another-app", "s3cret") == "unknown appId"
+    with pytest.raises(ValueError):
+        t.front_token_request("app", "s", "not a nonce!", 1)
+
+
+def test_upsdk_config_signature_covers_token_and_page_url() -> None:
+    """The documented string: appId, frontToken, nonceStr, timestamp, url, sorted, no secret."""
+    cfg = t.upsdk_config("a5949221470c4059b9b0b45a90c81527", "U72eJp21SkuzKRdUK+jyFw==",
+                         "http://mobile.xxx.com?params=value", "Wm3WZYTPz0wzccnW", 1414587457)
+    source = (b"appId=a5949221470c4059b9b0b45a90c81527&frontToken=U72eJp21SkuzKRdUK+jyFw==&"
+              b"nonceStr=Wm3WZYTPz0wzccnW&timestamp=1414587457&url=http://mobile.xxx.com?params=value")
+    assert cfg == {"appId": "a5949221470c4059b9b0b45a90c81527", "nonceStr": "Wm3WZYTPz0wzccnW",
+                   "timestamp": "1414587457", "signature": hashlib.sha256(source).hexdigest(), "debug": False}
+    assert "U72eJp21" not in repr(cfg)                      # the token stays on the server
+    ok = ("a5949221470c4059b9b0b45a90c81527", "U72eJp21SkuzKRdUK+jyFw==", "http://mobile.xxx.com?params=value")
+    assert t.upsdk_config_valid(cfg, *ok)
+    assert not t.upsdk_config_valid(cfg, ok[0], ok[1], "http://localhost/c/x")      # another page
+    assert not t.upsdk_config_valid(cfg, ok[0], "another-token", ok[2])             # another token
+    assert not t.upsdk_config_valid({**cfg, "signature": "0" * 64}, *ok)
+    assert not t.upsdk_config_valid({**cfg, "timestamp": 1414587457}, *ok)          # not a string
+
+
+@pytest.mark.parametrize(("status", "body", "kind", "retriable"), [
+    (200, b'{"resp":"00","msg":"ok","params":{"frontToken":"tok+/=","expiresIn":7200}}', None, None),
+    (200, b'{"resp":"BC0025","msg":"\\u9a8c\\u7b7e\\u5931\\u8d25","params":{}}', "rejected", False),
+    (200, b'{"resp":"00","params":{"frontToken":"","expiresIn":7200}}', "garbage", True),
+    (200, b'{"resp":"00","params":{"frontToken":"tok","expiresIn":"soon"}}', "garbage", True),
+    (200, b"<html>busy</html>", "garbage", True),
+    (502, b"", "http_5xx", True),
+])
+def test_front_token_answers(status: int, body: bytes, kind: str | None, retriable: bool | None) -> None:
+    if kind is None:
+        assert t.front_token_result(status, body) == ("tok+/=", 7200)
+        return
+    with pytest.raises(ChannelError) as err:
+        t.front_token_result(status, body)
+    assert (err.value.kind, err.value.retriable) == (kind, retriable)

@@ -85,6 +85,25 @@
     }, {once: true});
   }
 
+  // 云闪付's upsdk.config is asked once per page; every payment waits for its verdict
+  var upsdkState = "", upsdkWaiting = null;
+  function upsdkConfigured(b, then) {
+    if (upsdkState === "ok" || upsdkState === "refused") { then(upsdkState === "ok"); return; }
+    upsdkWaiting = then;
+    if (upsdkState === "asked") { return; }
+    upsdkState = "asked";
+    var settle = function (state) {
+      upsdkState = state;
+      var f = upsdkWaiting;
+      upsdkWaiting = null;
+      if (f) { f(state === "ok"); }
+    };
+    if (!cfg.sdk || !b.config) { settle("refused"); return; }
+    b.ready(function () { settle("ok"); });
+    b.error(function () { settle("refused"); });
+    b.config(cfg.sdk);
+  }
+
   var BRIDGES = {
     // WeChat: WeixinJSBridge.invoke("getBrandWCPayRequest", signed params, cb(err_msg))
     wechat: function (p, done) {
@@ -106,15 +125,18 @@
         });
       }, function () { done("nobridge"); });
     },
-    // 云闪付: upsdk (upsdk.js) pays a tn: success(), or fail({msg}) — a cancel included
+    // 云闪付: upsdk (upsdk.js) pays only once it has accepted the page's configuration,
+    // which paycore signed over the open platform's frontToken and this page's address:
+    // upsdk.config(cfg.sdk), then ready (accepted) or error (refused: no payment at all);
+    // then upsdk.pay({tn}): success(), or fail({msg}) — a cancel included
     unionpay: function (p, done) {
       whenReady("upsdk", "upsdkReady", function (b) {
-        var go = function () {
+        upsdkConfigured(b, function (accepted) {
+          if (!accepted) { done("fail"); return; }
           b.pay({tn: p.tn, success: function () { done("paid"); }, fail: function (err) {
             done(/cancel|取消/i.test((err && (err.code || err.msg)) || "") ? "cancel" : "fail");
           }});
-        };
-        if (b.ready) { b.ready(go); } else { go(); }
+        });
       }, function () { done("nobridge"); });
     },
     // QQ: mqq.tenpay.pay({tokenId, pubAcc, pubAccHint}, cb(result)): resultCode 0 paid, -1 cancelled
@@ -127,14 +149,16 @@
       }, function () { done("nobridge"); });
     },
     // Douyin: Douyin Pay's JSAPI parameters (WeChat-shaped) to the web view's bridge.
-    // The bridge's name and answers are not public: ToutiaoJSBridge.call("pay", params,
-    // cb({code})) with 0 paid, 1 cancelled is *unconfirmed*; kept in this one place.
+    // ASSUMED, not public (docs/onecode.md, "Douyin: what is assumed"): the web view's
+    // ToutiaoJSBridge.call("pay", params, cb({code})), answering with the codes ByteDance
+    // documents for tt.pay: 0 paid, 4 cancelled, 9 look it up, 1/2/3 (timeout, failed,
+    // closed) failed. Everything assumed is in this one entry.
     douyin: function (p, done) {
       whenReady("ToutiaoJSBridge", "ToutiaoJSBridgeReady", function (b) {
         b.call("pay", {appId: p.appId, timeStamp: p.timeStamp, nonceStr: p.nonceStr, "package": p["package"],
           signType: p.signType, paySign: p.paySign}, function (res) {
           var c = String(res && res.code);
-          done(c === "0" ? "paid" : c === "1" ? "cancel" : "fail");
+          done(c === "0" ? "paid" : c === "9" ? "unknown" : c === "4" ? "cancel" : "fail");
         });
       }, function () { done("nobridge"); });
     },

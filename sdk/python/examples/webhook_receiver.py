@@ -32,9 +32,14 @@ def make_server(port: int, secret: str | dict[str, str], host: str = "127.0.0.1"
                 return
             if event.event_id not in seen:   # act once per event
                 seen.add(event.event_id)
-                report({"verified": True, "event_id": event.event_id, "type": event.type,
-                         "payment_id": event.payment.id, "status": event.payment.status,
-                         "refund_id": event.refund.id if event.refund else None})
+                if event.settlement is not None:   # settlement.closed: the day's final totals
+                    report({"verified": True, "event_id": event.event_id, "type": event.type,
+                            "date": event.settlement.date, "net": event.settlement.net,
+                            "file_sha256": event.settlement.file_sha256})
+                else:
+                    report({"verified": True, "event_id": event.event_id, "type": event.type,
+                            "payment_id": event.payment.id, "status": event.payment.status,
+                            "refund_id": event.refund.id if event.refund else None})
             self._answer(200)
 
         def _answer(self, status: int) -> None:

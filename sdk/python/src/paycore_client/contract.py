@@ -6,8 +6,8 @@ Python parameter}). ``SCHEMAS``: OpenAPI schema (``Name`` for a component,
 carry it. ``describe()`` reads the real classes (method signatures, dataclass
 fields), so the table cannot claim what the code does not have;
 ``tests/sdk/test_sdk_contract.py`` compares it with ``openapi.json``.
-Operations the platform has not published yet (settlements, receivers,
-splits, payouts) are here too: more than ``openapi.json`` is allowed.
+Operations the platform has not published yet (receivers, splits,
+payouts) are here too: more than ``openapi.json`` is allowed.
 """
 from __future__ import annotations
 
@@ -55,11 +55,12 @@ SCHEMAS: dict[str, type] = {
     "PayoutCreate": m.PayoutCreate, "PayoutCreate.destination": m.PayoutDestination,
     # responses
     "Payment": m.Payment, "Payment.failure": m.Failure, "Payment.nfc": m.PaymentNfc,
-    "Refund": m.Refund, "Refund.failure": m.Failure, "Event": m.Event,
+    "Refund": m.Refund, "Refund.failure": m.Failure, "Event": m.Event, "SettlementEvent": m.Event,
     "Error": m.ErrorBody, "Error.error": m.ErrorDetail,
     "Settlement": m.Settlement, "Settlement.by_channel": m.SettlementChannel,
     "SettlementLines": m.SettlementLinesPage, "SettlementLines.lines": m.SettlementLine,
     "Receiver": m.Receiver, "Split": m.Split, "Split.receivers": m.SplitReceiverResult,
+    "Split.receivers.failure": m.Failure,
     "Payout": m.Payout, "Payout.failure": m.Failure,
 }
 
@@ -85,7 +86,7 @@ def describe() -> dict[str, Any]:
 
 
 #: webhooks of openapi.json → what verifies and reads them
-WEBHOOKS: dict[str, str] = {"merchantEvent": "verify_webhook"}
+WEBHOOKS: dict[str, str] = {"merchantEvent": "verify_webhook", "settlementClosed": "verify_webhook"}
 
 
 def describe_all() -> dict[str, Any]:

@@ -171,6 +171,7 @@ class PayoutCreate(_Model):
     destination: PayoutDestination
     currency: str = "CNY"
     remark: str | None = None
+    notify_url: str | None = None
 
     def __post_init__(self) -> None:
         _fen("amount", self.amount)
@@ -239,13 +240,15 @@ class Refund(_Model):
 
 @dataclass(frozen=True)
 class Event(_Model):
-    """A journal event, as POSTed to ``notify_url``."""
+    """A journal event, as POSTed to ``notify_url`` (``payment``, and ``refund`` for refund events), or a
+    ``settlement.closed`` to the merchant's webhook URL (``settlement``, no payment)."""
     event_id: str
     type: str
     seq: int
     occurred_at: datetime
-    payment: Payment
+    payment: Payment | None = None
     refund: Refund | None = None
+    settlement: Settlement | None = None
 
 
 @dataclass(frozen=True)

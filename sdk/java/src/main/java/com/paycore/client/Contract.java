@@ -69,6 +69,7 @@ public final class Contract {
             Map.entry("Refund", Refund.class),
             Map.entry("Refund.failure", Failure.class),
             Map.entry("Event", Event.class),
+            Map.entry("SettlementEvent", Event.class),
             Map.entry("Error", ErrorBody.class),
             Map.entry("Error.error", ErrorDetail.class),
             Map.entry("Settlement", Settlement.class),
@@ -78,6 +79,7 @@ public final class Contract {
             Map.entry("Receiver", Receiver.class),
             Map.entry("Split", Split.class),
             Map.entry("Split.receivers", SplitReceiverResult.class),
+            Map.entry("Split.receivers.failure", Failure.class),
             Map.entry("Payout", Payout.class),
             Map.entry("Payout.failure", Failure.class));
 

@@ -130,6 +130,12 @@ public final class WebhookVerifier {
         throw new WebhookVerificationException("no " + HEADER + " header");
     }
 
+    /** A {@code settlement.closed} webhook: signed the same way; the event carries {@code settlement}. */
+    @ApiWebhook("settlementClosed")
+    public Event verifySettlementClosed(Map<String, List<String>> headers, byte[] body) {
+        return verify(headers, body);
+    }
+
     /** The header value the platform sends (for testing a receiver). */
     public static String sign(String secret, long unixSeconds, String kid, byte[] body) {
         String mac = Signer.hmacHex(secret.getBytes(StandardCharsets.UTF_8), Signer.canonicalWebhook(unixSeconds, body));
