@@ -108,6 +108,8 @@ class Metrics:
 
         self.auth_failures = c("paycore_auth_failures_total", "Rejected merchant requests", ["reason"])
         self.rate_limited = c("paycore_rate_limited_total", "Requests refused by rate limit", ["merchant"])
+        self.auth_previous_secret = c("paycore_auth_previous_secret_total", "Requests signed with a merchant's "
+                                      "rotated-out secret during its grace period", ["merchant"])
 
         self.db_pool_size = g("paycore_db_pool_connections", "Database pool connections (in_use, idle, max)", ["state"],
                          multiprocess_mode="livesum")
@@ -116,6 +118,9 @@ class Metrics:
                                  "Merchant webhook attempts by outcome (delivered, retry, gave_up)", ["outcome"])
         for outcome in ("delivered", "retry", "gave_up"):
             self.webhook_deliveries.labels(outcome)   # exported at 0 from the start, so the first give-up shows in increase()
+        self.webhook_refused = c("paycore_webhook_refused_total", "Merchant webhook attempts paycore would not "
+                                 "make or finish: a destination that is not public (address), not https (scheme), "
+                                 "or a redirect (never followed)", ["reason"])
         self.webhook_latency = h("paycore_webhook_delivery_seconds", "Merchant webhook POST duration", buckets=_LAT)
         self.webhook_backlog = g("paycore_webhook_backlog", "Webhooks waiting for delivery", multiprocess_mode="mostrecent")
         self.webhook_oldest_age = g("paycore_webhook_oldest_age_seconds",

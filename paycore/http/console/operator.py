@@ -211,7 +211,8 @@ async def rotate(ctx: Ctx, mid: str) -> str:
     """A new API secret for ``mid`` through the store's rotate_secret (shown once, never audited)."""
     async with ctx.pool.acquire() as conn:
         try:
-            secret = await merchants.rotate_secret(conn, ctx.request.app[AUTH].merchants.box, mid)
+            # grace 0: the console's button replaces at once (a grace period: paycore merchant rotate-secret --grace)
+            secret = (await merchants.rotate_secret(conn, ctx.request.app[AUTH].merchants.box, mid)).secret
         except LookupError:
             raise NotFound("no such merchant") from None
     await ctx.audit("merchant.rotate_secret", target=mid, merchant_id=mid, after={"rotated": True})
