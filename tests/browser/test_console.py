@@ -191,9 +191,16 @@ async def test_search_finds_by_order_no_and_status_and_exports_csv(stack, admin,
 
 
 async def test_refund_from_the_detail_page_reaches_timeline_journal_and_kafka(stack, admin, people, console_shots):
+    # provider calls are recorded off the request path (paycore.core.calls): wait for the pay call's row
+    await eventually(lambda: stack.pool.fetchval("select count(*) from channel_calls where payment_id = $1",
+                                                 people.ours), what="the pay call recorded")
     async with admin_page(admin) as page:
         await page.goto(f"{stack.base}/console/payments/{people.ours}")
         await page.screenshot(path=console_shots / "07-payment-detail.png", full_page=True)
+        pay = page.locator("#calls tr.call").filter(has=page.locator("td.flow", has_text="pay"))
+        assert await pay.count() == 1   # the barcode payment's one pay call to alipay
+        assert await pay.locator("td.outcome").text_content() == "ok"
+        assert await pay.locator("td.http").text_content() == "200"
         await page.fill("#refund-amount", "12.50")
         await page.fill("#refund-reason", "customer returned the goods")
         await page.click("#refund-go")

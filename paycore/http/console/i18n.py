@@ -51,7 +51,8 @@ ZH: dict[str, str] = {
     "Next check": "下次查询", "Failure": "失败原因", "Subject": "商品描述", "Store": "门店",
     "Terminal": "终端", "Refundable": "可退金额", "Expires": "过期时间", "Updated": "更新时间",
     "Refund created.": "退款已提交。", "Payment cancelled.": "订单已撤销。",
-    "Nothing yet.": "暂无。",
+    "Nothing yet.": "暂无。", "Flow": "流程", "Answer": "渠道应答", "Code / kind": "错误码 / 类型",
+    "HTTP status": "HTTP 状态码", "Latency (ms)": "耗时（毫秒）", "declined": "被拒绝", "error": "出错",
     # attention
     "Kind": "类型", "Evidence": "证据", "Resolve": "处理", "Action": "处理方式", "Resolved": "已处理",
     "Open": "待处理", "Item resolved.": "事项已处理。", "No open items.": "没有待处理事项。",

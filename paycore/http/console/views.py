@@ -19,7 +19,7 @@ from aiohttp import web
 
 from channels.base import Method
 from channels.registry import ADAPTERS
-from paycore.core import search, validation
+from paycore.core import calls, search, validation
 from paycore.core.journal import load_payment
 from paycore.core.models import Payment, Status
 from paycore.errors import InvalidRequest, NotFound, PaycoreError
@@ -98,7 +98,9 @@ async def payment(request: web.Request, ctx: Ctx) -> web.Response:
     async with ctx.pool.acquire() as conn:
         hist = await search.history(conn, p.id)
         hooks = await webhooks.listing(conn, payment_id=p.id, limit=100)
+        provider_calls = await calls.for_payment(conn, p.id)
     return ctx.render("console/payment.html", p=p, events=hist["events"], refunds=hist["refunds"], hooks=hooks,
+                      calls=provider_calls,
                       refund_no="cs" + secrets.token_hex(12), refundable=p.amount - p.refund_reserved,
                       can_refund=ctx.user.can("payments.refund") and p.status is Status.SUCCEEDED
                       and p.amount > p.refund_reserved,
