@@ -135,6 +135,25 @@ async def audit_rows(stack, **where) -> list[dict]:
     return [dict(r) for r in rows]
 
 
+async def check_overview(stack, page) -> None:
+    """The overview's figures say what they are and agree with Postgres, where the Sampler reads them."""
+    assert "oldest event not yet published" in await page.text_content("#relay-lag-label")
+    assert await page.get_attribute("#relay-lag >> xpath=..", "title") == "paycore_outbox_oldest_age_seconds"
+    assert float(await page.text_content("#relay-lag")) >= 0
+    assert "events not yet published" in await page.text_content("#outbox-depth-label")
+    assert int(await page.text_content("#outbox-depth")) >= 0
+    row = await stack.pool.fetchrow(
+        "select count(*) filter (where status = 'SUCCEEDED') as ok, count(*) filter (where status in "
+        "('SUCCEEDED', 'FAILED', 'CLOSED', 'REVERSED')) as final from payments where channel = 'alipay' "
+        "and created_at >= date_trunc('day', now() at time zone 'UTC') at time zone 'UTC'")
+    assert row["final"] >= 1   # the people fixture's barcode payment
+    assert await page.text_content("#success-rates tr[data-channel=alipay] td.rate") == \
+        f"{100 * row['ok'] / row['final']:.1f} %"
+    assert await page.text_content("#breakers tr[data-channel=alipay] td:nth-child(2)") == "closed"
+    assert int(await page.text_content("#attention-open")) == await stack.pool.fetchval(
+        "select count(*) from attention_items where status = 'OPEN'")
+
+
 # ------------------------------------------------------------------------ tests
 async def test_operator_logs_in_with_password_and_totp(stack, browser, people, console_shots):
     async with browser_page(browser) as page:
@@ -149,6 +168,7 @@ async def test_operator_logs_in_with_password_and_totp(stack, browser, people, c
         assert "ops_fin" in await page.text_content("#whoami")
         await page.screenshot(path=console_shots / "03-overview.png", full_page=True)
         assert int(await page.text_content("#payments-today")) >= 2
+        await check_overview(stack, page)
         cookie = next(c for c in await page.context.cookies() if c["name"] == "pc_console")
         assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and cookie["path"] == "/console/"
     logins = await audit_rows(stack, actor="ops_fin", action="console.login")

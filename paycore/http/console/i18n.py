@@ -36,6 +36,9 @@ ZH: dict[str, str] = {
     "Success rate": "成功率", "Final": "已终结", "Succeeded": "成功", "Circuit breakers": "熔断器",
     "Relay lag": "消息中继延迟", "Outbox depth": "待发布事件", "Attention queue": "待处理队列",
     "Webhook backlog": "待投递回调", "Failed webhooks (7 days)": "投递失败回调（7 天）",
+    "today's average": "今日平均", "age of the oldest event not yet published to Kafka": "最早一条未发布到 Kafka 的事件的等待时间",
+    "events not yet published to Kafka": "尚未发布到 Kafka 的事件数", "open items": "未处理事项",
+    "succeeded / final, payments created today": "成功 / 已终结，按今日创建的支付计", "this worker": "本进程",
     "seconds": "秒", "closed": "关闭", "open": "打开", "half_open": "半开",
     # payments
     "Search": "搜索", "Payment id": "支付单号", "Merchant order no": "商户订单号",
