@@ -156,6 +156,12 @@ def _url(v: str | None) -> str | None:
     return v
 
 
+def notify_url(v: str | None) -> str | None:
+    """A notify_url as the API accepts it in a payment (1-512 characters, http or https), for the
+    merchant's default endpoint set in the portal; None stays None (no default)."""
+    return _url(_text({"notify_url": v}, "notify_url", 512))
+
+
 def _nfc(v: Any) -> NfcData:
     if not isinstance(v, dict):
         raise InvalidRequest("nfc must be an object", field="nfc")

@@ -64,6 +64,7 @@ class Merchant:
     sub_merchants: dict[str, str]
     rate_limit: float | None
     loaded_at: float
+    notify_url: str | None = None   # default webhook endpoint (merchants.default_notify_url)
 
 
 class Merchants:
@@ -99,7 +100,7 @@ class Merchants:
     async def _load(self, merchant_id: str, now: float) -> Merchant | None:
         try:
             row = await self.pool.fetchrow(
-                "select id, name, secret_enc, status, max_amount, sub_merchants, rate_limit "
+                "select id, name, secret_enc, status, max_amount, sub_merchants, rate_limit, default_notify_url "
                 "from merchants where id = $1", merchant_id)
         except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError, asyncio.TimeoutError) as e:
             raise Unavailable("database unavailable") from e
@@ -107,7 +108,7 @@ class Merchants:
         if row is not None:
             m = Merchant(row["id"], row["name"], self.box.open(row["id"], row["secret_enc"]),
                          row["status"] == "active", row["max_amount"], dict(row["sub_merchants"] or {}),
-                         row["rate_limit"], now)
+                         row["rate_limit"], now, row["default_notify_url"])
         if len(self._cache) > 10000:
             self._cache.clear(), self._at.clear()
         self._cache[merchant_id] = m

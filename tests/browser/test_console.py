@@ -21,7 +21,7 @@ import pytest
 from paycore.merchants.users import totp
 from tests.browser.conftest import fresh_dir
 from tests.support.helpers import amount, auth_code, read_topic
-from tests.support.ops import eventually, paycore_cli
+from tests.support.ops import Receiver, eventually, paycore_cli
 
 PASSWORD = "correct horse battery"
 
@@ -300,6 +300,47 @@ async def test_merchant_user_sees_only_its_own_payments(stack, browser, people, 
     assert row["actor"] == "shop_test" and row["merchant_id"] == "m_test" and row["outcome"] == "denied"
     (rot,) = await audit_rows(stack, action="merchant.rotate_secret", actor="shop_test")
     assert secret not in str(rot)
+
+
+async def test_merchant_sets_its_default_webhook_endpoint_in_the_portal(stack, browser, people, console_shots):
+    """The portal's webhook endpoint: validated as the API validates notify_url, audited, and used
+    for a payment created without notify_url, whose delivery then shows in the portal's log."""
+    receiver = await Receiver().start()
+    try:
+        url = receiver.url("portal-default")
+        async with browser_page(browser) as page:
+            await login(page, stack, "portal", "shop_test", None)
+            await page.wait_for_url(re.compile(r".*/portal/payments$"))
+            await page.goto(f"{stack.base}/portal/webhooks")
+            await page.fill("#notify-url", "ftp://example.com/hook")
+            await page.click("#endpoint-save")
+            assert "notify_url must be an http or https URL" in await page.text_content("#error-message")
+            assert await stack.pool.fetchval("select default_notify_url from merchants where id = 'm_test'") is None
+            await page.goto(f"{stack.base}/portal/webhooks")
+            await page.fill("#notify-url", url)
+            await page.click("#endpoint-save")
+            await page.wait_for_selector("#flash")
+            assert await page.input_value("#notify-url") == url
+            await asyncio.sleep(1.2)   # merchants are cached for up to 1 s in each worker (paycore.merchants.auth)
+            r = await stack.pay(amount=amount(), method="barcode", auth_code=auth_code("alipay"))
+            assert r.status == 201 and r.body["status"] == "SUCCEEDED", r.body
+            (d,) = await eventually(lambda: receiver.received("portal-default"), what="the webhook to the default")
+            assert json.loads(d.body)["payment"]["id"] == r.body["id"]
+            await eventually(lambda: stack.pool.fetchval("select status = 'DELIVERED' from webhooks where "
+                                                         "payment_id = $1", r.body["id"]), what="delivered")
+            await page.goto(f"{stack.base}/portal/webhooks?payment_id={r.body['id']}")
+            assert url in await page.text_content("#endpoints")
+            assert "DELIVERED" in await page.text_content("#webhook-rows")   # the delivery log
+            await page.screenshot(path=console_shots / "29-portal-webhook-endpoint.png", full_page=True)
+            await page.fill("#notify-url", "")   # cleared: the rest of the session's payments have no default
+            await page.click("#endpoint-save")
+            await page.wait_for_selector("#flash")
+    finally:
+        await receiver.stop()
+    assert await stack.pool.fetchval("select default_notify_url from merchants where id = 'm_test'") is None
+    rows = await audit_rows(stack, action="merchant.notify_url", actor="shop_test")
+    assert [(r["before"]["default_notify_url"], r["after"]["default_notify_url"]) for r in rows] == [
+        (None, url), (url, None)]
 
 
 async def test_an_attention_item_is_resolved_through_the_engine(stack, admin, people, console_shots):

@@ -96,7 +96,10 @@ ZH: dict[str, str] = {
     "Amount paid": "支付金额", "Refunds succeeded": "退款笔数", "Amount refunded": "退款金额",
     "Rotate the API secret": "轮换 API 密钥", "Your merchant id": "您的商户号",
     "Rotating replaces the secret your systems sign requests with.": "轮换后，请在您的系统中使用新密钥签名请求。",
-    "Webhook endpoints": "回调地址", "Deliveries": "投递记录", "Language": "语言",
+    "Webhook endpoints": "回调地址", "Default webhook endpoint": "默认回调地址",
+    "Payments created without notify_url are notified here. Empty: no default.":
+        "未指定 notify_url 的支付订单将通知到此地址。留空表示不设默认地址。",
+    "Webhook endpoint saved.": "回调地址已保存。", "Deliveries": "投递记录", "Language": "语言",
 }
 
 

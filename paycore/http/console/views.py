@@ -27,6 +27,7 @@ from paycore.http.common import CONFIG, ENGINE
 from paycore.http.console.base import Ctx
 from paycore.http.onecode import parse_yuan
 from paycore.merchants import codes
+from paycore.merchants import store as merchants
 from paycore.ops import webhooks
 
 STATUSES = [str(s) for s in Status]
@@ -206,8 +207,10 @@ async def webhook_list(request: web.Request, ctx: Ctx) -> web.Response:
     async with ctx.pool.acquire() as conn:
         rows = await webhooks.listing(conn, status=status, payment_id=pid,
                                       merchant_id=ctx.scope or (request.query.get("merchant_id") or None), limit=100)
+        m = await merchants.get(conn, ctx.scope) if ctx.scope is not None else None
     endpoints = sorted({r["url"] for r in rows})
-    return ctx.render("console/webhooks.html", rows=rows, statuses=webhooks.STATUSES, endpoints=endpoints)
+    return ctx.render("console/webhooks.html", rows=rows, statuses=webhooks.STATUSES, endpoints=endpoints,
+                      default_notify_url=m["default_notify_url"] if m else None)
 
 
 async def webhook_replay(request: web.Request, ctx: Ctx) -> web.StreamResponse:
