@@ -99,9 +99,11 @@ async def set_notify_url(conn: asyncpg.Connection, merchant_id: str, url: str | 
     """Set (or clear, with None) the merchant's default webhook endpoint: where the webhooks of a
     payment created without notify_url go. The caller validates ``url`` as the API validates a
     payment's notify_url (paycore.core.validation.notify_url). Returns the previous value."""
-    before = await conn.fetchrow("select default_notify_url from merchants where id = $1 for update", merchant_id)
-    if before is None:
-        raise LookupError(f"no merchant {merchant_id}")
-    await conn.execute("update merchants set default_notify_url = $2, updated_at = now() where id = $1",
-                       merchant_id, url)
+    async with conn.transaction():   # the audit's "before" is the value this update replaced
+        before = await conn.fetchrow("select default_notify_url from merchants where id = $1 for update",
+                                     merchant_id)
+        if before is None:
+            raise LookupError(f"no merchant {merchant_id}")
+        await conn.execute("update merchants set default_notify_url = $2, updated_at = now() where id = $1",
+                           merchant_id, url)
     return before["default_notify_url"]
