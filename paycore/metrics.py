@@ -175,6 +175,13 @@ from reconciliation_runs where status = 'DONE' order by channel, id desc
 _ATTENTION_SQL = "select kind, count(*) as n from attention_items where status = 'OPEN' group by kind"
 
 
+async def read_state(conn: Any) -> dict[str, Any]:
+    """The shared-state gauges as Postgres has them now: what the Sampler exports
+    (paycore_outbox_depth, paycore_outbox_oldest_age_seconds, paycore_webhook_backlog,
+    paycore_webhook_oldest_age_seconds, paycore_webhooks_failed) and the console's overview shows."""
+    return dict(await conn.fetchrow(_STATE_SQL))
+
+
 class Sampler(Loop):
     """Samples state gauges every ``interval`` seconds in each worker process.
 
@@ -208,7 +215,7 @@ class Sampler(Loop):
 
     async def sample_db(self) -> None:
         async with self.pool.acquire() as conn:
-            row = await conn.fetchrow(_STATE_SQL)
+            row = await read_state(conn)
             recon = await conn.fetch(_RECON_SQL)
             attention = await conn.fetch(_ATTENTION_SQL)
         self.metrics.outbox_depth.set(row["outbox_depth"])

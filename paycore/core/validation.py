@@ -154,6 +154,13 @@ def _url(v: str | None, allow_http: bool, allow_private: bool) -> str | None:
     return v
 
 
+def notify_url(v: str | None, *, allow_http: bool = False, allow_private: bool = False) -> str | None:
+    """A notify_url as the API accepts it in a payment (1-512 characters; https and a public host
+    unless the ``[webhooks]`` settings allow more), for the merchant's default endpoint set in the
+    portal; None stays None (no default)."""
+    return _url(_text({"notify_url": v}, "notify_url", 512), allow_http, allow_private)
+
+
 def _nfc(v: Any) -> NfcData:
     if not isinstance(v, dict):
         raise InvalidRequest("nfc must be an object", field="nfc")

@@ -74,6 +74,7 @@ class Merchant:
     # however long this entry stays cached
     previous: Secret | None = None
     previous_until: float = 0.0
+    notify_url: str | None = None   # default webhook endpoint (merchants.default_notify_url)
 
     def secrets(self, at: float) -> list[Secret]:
         """The secrets a request signed at wall-clock time ``at`` may use, the current one first."""
@@ -119,7 +120,7 @@ class Merchants:
     async def _load(self, merchant_id: str, now: float) -> Merchant | None:
         try:
             row = await self.pool.fetchrow(
-                "select id, name, secret_enc, status, max_amount, sub_merchants, rate_limit, "
+                "select id, name, secret_enc, status, max_amount, sub_merchants, rate_limit, default_notify_url, "
                 "case when prev_secret_expires_at > now() then prev_secret_enc end as prev_secret_enc, "
                 "extract(epoch from prev_secret_expires_at)::float8 as prev_until "
                 "from merchants where id = $1", merchant_id)
@@ -131,7 +132,7 @@ class Merchants:
             m = Merchant(row["id"], row["name"], self.box.open(row["id"], row["secret_enc"]),
                          row["status"] == "active", row["max_amount"], dict(row["sub_merchants"] or {}),
                          row["rate_limit"], now, self.box.open(row["id"], prev) if prev else None,
-                         row["prev_until"] or 0.0)
+                         row["prev_until"] or 0.0, row["default_notify_url"])
         if len(self._cache) > 10000:
             self._cache.clear(), self._at.clear()
         self._cache[merchant_id] = m

@@ -98,7 +98,8 @@ async def set_status(conn: asyncpg.Connection, merchant_id: str, status: str) ->
         raise LookupError(f"no merchant {merchant_id}")
 
 
-_COLUMNS = "id, name, status, max_amount, sub_merchants, rate_limit, created_at, updated_at"
+_COLUMNS = ("id, name, status, max_amount, sub_merchants, rate_limit, default_notify_url, webhook_url, created_at, "
+            "updated_at")
 
 
 async def get(conn: asyncpg.Connection, merchant_id: str) -> dict[str, Any] | None:
@@ -131,3 +132,17 @@ async def set_late_payment(conn: asyncpg.Connection, merchant_id: str, action: s
                            merchant_id, action)
     if r.endswith(" 0"):
         raise LookupError(f"no merchant {merchant_id}")
+
+
+async def set_notify_url(conn: asyncpg.Connection, merchant_id: str, url: str | None) -> str | None:
+    """Set (or clear, with None) the merchant's default webhook endpoint: where the webhooks of a
+    payment created without notify_url go. The caller validates ``url`` as the API validates a
+    payment's notify_url (paycore.core.validation.notify_url). Returns the previous value."""
+    async with conn.transaction():   # the audit's "before" is the value this update replaced
+        before = await conn.fetchrow("select default_notify_url from merchants where id = $1 for update",
+                                     merchant_id)
+        if before is None:
+            raise LookupError(f"no merchant {merchant_id}")
+        await conn.execute("update merchants set default_notify_url = $2, updated_at = now() where id = $1",
+                           merchant_id, url)
+    return before["default_notify_url"]
