@@ -188,6 +188,8 @@ def dev_overrides(db_url: str, kafka: str, channel_cfg: dict[str, dict[str, Any]
         "database": {"url": db_url},
         "kafka": {"bootstrap": kafka, "idempotence": False},
         "channels": chans,
+        # the dev merchants (examples, load tests) listen on this machine over http
+        "webhooks": {"allow_http": True, "allow_private": True},
     }
 
 

@@ -108,6 +108,8 @@ class Metrics:
 
         self.auth_failures = c("paycore_auth_failures_total", "Rejected merchant requests", ["reason"])
         self.rate_limited = c("paycore_rate_limited_total", "Requests refused by rate limit", ["merchant"])
+        self.auth_previous_secret = c("paycore_auth_previous_secret_total", "Requests signed with a merchant's "
+                                      "rotated-out secret during its grace period", ["merchant"])
 
         self.db_pool_size = g("paycore_db_pool_connections", "Database pool connections (in_use, idle, max)", ["state"],
                          multiprocess_mode="livesum")
@@ -116,6 +118,9 @@ class Metrics:
                                  "Merchant webhook attempts by outcome (delivered, retry, gave_up)", ["outcome"])
         for outcome in ("delivered", "retry", "gave_up"):
             self.webhook_deliveries.labels(outcome)   # exported at 0 from the start, so the first give-up shows in increase()
+        self.webhook_refused = c("paycore_webhook_refused_total", "Merchant webhook attempts paycore would not "
+                                 "make or finish: a destination that is not public (address), not https (scheme), "
+                                 "or a redirect (never followed)", ["reason"])
         self.webhook_latency = h("paycore_webhook_delivery_seconds", "Merchant webhook POST duration", buckets=_LAT)
         self.webhook_backlog = g("paycore_webhook_backlog", "Webhooks waiting for delivery", multiprocess_mode="mostrecent")
         self.webhook_oldest_age = g("paycore_webhook_oldest_age_seconds",
@@ -170,6 +175,13 @@ from reconciliation_runs where status = 'DONE' order by channel, id desc
 _ATTENTION_SQL = "select kind, count(*) as n from attention_items where status = 'OPEN' group by kind"
 
 
+async def read_state(conn: Any) -> dict[str, Any]:
+    """The shared-state gauges as Postgres has them now: what the Sampler exports
+    (paycore_outbox_depth, paycore_outbox_oldest_age_seconds, paycore_webhook_backlog,
+    paycore_webhook_oldest_age_seconds, paycore_webhooks_failed) and the console's overview shows."""
+    return dict(await conn.fetchrow(_STATE_SQL))
+
+
 class Sampler(Loop):
     """Samples state gauges every ``interval`` seconds in each worker process.
 
@@ -203,7 +215,7 @@ class Sampler(Loop):
 
     async def sample_db(self) -> None:
         async with self.pool.acquire() as conn:
-            row = await conn.fetchrow(_STATE_SQL)
+            row = await read_state(conn)
             recon = await conn.fetch(_RECON_SQL)
             attention = await conn.fetch(_ATTENTION_SQL)
         self.metrics.outbox_depth.set(row["outbox_depth"])

@@ -13,7 +13,7 @@ from paycore.config import Config
 from paycore.http import onecode
 from paycore.merchants import codes, plate
 from paycore.merchants import store as merchants
-from paycore.merchants.auth import SecretBox
+from paycore.merchants.auth import SecretBox, key_id
 
 
 def cmd_merchant(args: argparse.Namespace) -> int:
@@ -27,14 +27,19 @@ def cmd_merchant(args: argparse.Namespace) -> int:
                 secret = await merchants.add(conn, box, args.id, args.name or args.id, secret=args.secret,
                                              max_amount=args.max_amount, sub_merchants=subs,
                                              rate_limit=args.rate_limit, late_payment=args.late_payment)
-                print(json.dumps({"merchant_id": args.id, "secret": secret}))
+                print(json.dumps({"merchant_id": args.id, "secret": secret, "kid": key_id(1)}))
             elif args.action == "list":
                 for m in await merchants.listing(conn):
                     m["created_at"] = m["created_at"].isoformat()
+                    del m["secret_version"]
+                    m["previous_expires_at"] = m["previous_expires_at"] and m["previous_expires_at"].isoformat()
                     print(json.dumps(m, ensure_ascii=False))
             elif args.action == "rotate-secret":
-                secret = await merchants.rotate_secret(conn, box, args.id)
-                print(json.dumps({"merchant_id": args.id, "secret": secret}))
+                rot = await merchants.rotate_secret(conn, box, args.id, merchants.parse_grace(args.grace))
+                until = rot.previous_expires_at
+                print(json.dumps({"merchant_id": args.id, "secret": rot.secret, "kid": rot.kid,
+                                  "previous_kid": rot.previous_kid,
+                                  "previous_expires_at": until.isoformat() if until else None}))
             elif args.action in ("disable", "enable"):
                 await merchants.set_status(conn, args.id, "disabled" if args.action == "disable" else "active")
                 print(json.dumps({"merchant_id": args.id, "status": args.action + "d"}))
@@ -117,7 +122,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     a = msub.add_parser("set-late-payment", help="refund late money at once, or hold it for an operator")
     a.add_argument("id")
     a.add_argument("late_action", metavar="refund|hold", choices=merchants.LATE_PAYMENT_ACTIONS)
-    for name in ("rotate-secret", "disable", "enable"):
+    r = msub.add_parser("rotate-secret", help="a new secret; the old one keeps working for --grace")
+    r.add_argument("id")
+    r.add_argument("--grace", default="0", metavar="DURATION",
+                   help="how long the old secret stays valid: 24h, 90m, 2d, 30s (default 0: it stops at once)")
+    for name in ("disable", "enable"):
         msub.add_parser(name).add_argument("id")
     q = msub.add_parser("qrcode", help="render the merchant's static one-code QR")
     q.add_argument("id")

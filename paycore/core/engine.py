@@ -265,7 +265,8 @@ class Engine:
             fingerprint=req.fingerprint, amount=req.amount, currency=req.currency, method=req.method,
             channel=channel, status=Status.PROCESSING if immediate else Status.PENDING,
             expire_at=at + timedelta(seconds=expire_in), created_at=at, updated_at=at, seq=1,
-            subject=req.subject, store_id=req.store_id, terminal_id=req.terminal_id, notify_url=req.notify_url,
+            subject=req.subject, store_id=req.store_id, terminal_id=req.terminal_id,
+            notify_url=req.notify_url or merchant.notify_url,   # issue 14: the merchant's default endpoint
             payer=req.payer, sub_mch_id=merchant.sub_merchants.get(channel), metadata=req.metadata,
             nfc={"token": req.nfc.masked_token(), "wallet": req.nfc.wallet} if req.nfc else None,
             wallet=(req.nfc.wallet or (channel if channel in ("applepay", "huaweipay", "samsungpay") else None))

@@ -18,6 +18,7 @@ import orjson
 
 from channels import emv, money
 from channels.base import Method, NfcData
+from paycore import destinations
 from paycore.errors import InvalidRequest
 
 # re.ASCII: \d must not match other scripts' digits (they would reach a channel as a payment code);
@@ -142,18 +143,22 @@ def _fingerprint(d: dict[str, Any]) -> str:
     return hashlib.sha256(orjson.dumps(d, option=orjson.OPT_SORT_KEYS)).hexdigest()[:32]
 
 
-def _url(v: str | None) -> str | None:
+def _url(v: str | None, allow_http: bool, allow_private: bool) -> str | None:
+    """The webhook URL's shape (paycore.destinations): what can be told now. The address it
+    resolves to is checked again when each delivery connects."""
     if v is None:
         return None
-    try:
-        parts = urlsplit(v)
-        host = parts.hostname
-    except ValueError:   # e.g. "http://[" (a broken IPv6 literal)
-        host = None
-        parts = None
-    if parts is None or parts.scheme not in ("http", "https") or not host:
-        raise InvalidRequest("notify_url must be an http or https URL", field="notify_url")
+    problem = destinations.url_problem(v, allow_http=allow_http, allow_private=allow_private)
+    if problem:
+        raise InvalidRequest(f"notify_url {problem}", field="notify_url")
     return v
+
+
+def notify_url(v: str | None, *, allow_http: bool = False, allow_private: bool = False) -> str | None:
+    """A notify_url as the API accepts it in a payment (1-512 characters; https and a public host
+    unless the ``[webhooks]`` settings allow more), for the merchant's default endpoint set in the
+    portal; None stays None (no default)."""
+    return _url(_text({"notify_url": v}, "notify_url", 512), allow_http, allow_private)
 
 
 def _nfc(v: Any) -> NfcData:
@@ -198,7 +203,9 @@ def _chip_data(chip: str) -> None:
                              field="nfc.emv_data")
 
 
-def create_payment(data: dict[str, Any], *, max_expire_in: int = 7 * 24 * 3600) -> CreatePayment:
+def create_payment(data: dict[str, Any], *, max_expire_in: int = 7 * 24 * 3600, allow_http: bool = False,
+                   allow_private: bool = False) -> CreatePayment:
+    """``allow_http``/``allow_private``: ``[webhooks]`` settings for ``notify_url`` (dev and tests only)."""
     _unknown(data, PAYMENT_FIELDS)
     order_no = _text(data, "merchant_order_no", 64, required=True, pattern=ORDER_NO_RE)
     amount = _int(data, "amount", required=True)
@@ -242,7 +249,7 @@ def create_payment(data: dict[str, Any], *, max_expire_in: int = 7 * 24 * 3600) 
     subject = _text(data, "subject", 128)
     store_id = _text(data, "store_id", 32)
     terminal_id = _text(data, "terminal_id", 32)
-    notify_url = _url(_text(data, "notify_url", 512))
+    notify_url = _url(_text(data, "notify_url", 512), allow_http, allow_private)
     expire_in = _int(data, "expire_in", lo=10, hi=max_expire_in)
     md = data.get("metadata", {})
     if not isinstance(md, dict):

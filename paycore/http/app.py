@@ -182,7 +182,8 @@ def create_app(cfg: Config, *, run_relay: bool = True, run_recovery: bool = True
             background.append(relay)
         w = cfg.webhooks
         dispatcher = Dispatcher(pool, box, interval=w.interval, batch=w.batch, timeout=w.timeout, schedule=w.schedule,
-                                metrics=metrics)
+                                metrics=metrics, allow_http=w.allow_http, allow_private=w.allow_private,
+                                proxy=w.proxy)
         dispatcher.start()
         background.append(dispatcher)
         if cfg.data.maintain_interval > 0:   # partitions ahead, retention (one node at a time)

@@ -11,7 +11,8 @@ from paycore.http.common import AUTH, CONFIG, ENGINE, json_response, merchant_of
 async def create_payment(request: web.Request) -> web.Response:
     merchant, body = await merchant_of(request)
     cfg = request.app[CONFIG]
-    req = validation.create_payment(validation.parse_json_object(body), max_expire_in=cfg.payments.max_expire_in)
+    req = validation.create_payment(validation.parse_json_object(body), max_expire_in=cfg.payments.max_expire_in,
+                                    allow_http=cfg.webhooks.allow_http, allow_private=cfg.webhooks.allow_private)
     with request.app[AUTH].inflight.slot(merchant.id):   # fair share of the channel calls
         payment, created = await request.app[ENGINE].create_payment(merchant, req)
     return json_response(payment.to_api(), 201 if created else 200)

@@ -97,7 +97,10 @@ def _payment_common() -> dict[str, Any]:
         "subject": _text(128),
         "store_id": _text(32),
         "terminal_id": _text(32),
-        "notify_url": dict(_text(512, "Merchant webhook (http or https)."), pattern=_URL),
+        "notify_url": dict(_text(512, "Merchant webhook: https to a public host (400 INVALID_REQUEST naming "
+                                      "`notify_url` otherwise; plain http and private addresses only where the "
+                                      "deployment allows them, as dev stacks do). Every delivery connects only to "
+                                      "a public address and never follows a redirect."), pattern=_URL),
         "profit_sharing": {"type": "boolean", "description": "Hold the funds for profit sharing (splits) at "
                                                              "channels that need it; a channel without profit "
                                                              "sharing answers 422 UNSUPPORTED_METHOD."},
@@ -771,10 +774,16 @@ def build() -> dict[str, Any]:
         "paths": _paths(),
         "webhooks": {"merchantEvent": {"post": {
             "summary": "A payment or refund reached a final status (to `notify_url`)",
-            "description": "Retried with backoff until a 2xx (at least 8 attempts over at least an hour).",
+            "description": "Retried with backoff until a 2xx (at least 8 attempts over at least an hour); a "
+                           "redirect is not followed.",
             "parameters": [{"name": "X-Paycore-Signature", "in": "header", "required": True,
-                            "description": "`t=<unix>,v1=<hex HMAC-SHA256(secret, \"<t>.<body>\")>`",
-                            "schema": {"type": "string", "pattern": "^t=[0-9]+,v1=[0-9a-f]{64}$"}}],
+                            "description": "`t=<unix>,kid=<key id>,v1=<hex HMAC-SHA256(secret, \"<t>.<body>\")>`: "
+                                           "`kid` names the merchant's current secret (`k1`, `k2`, … one more per "
+                                           "rotation). While a rotated-out secret is in its grace period a second "
+                                           "`v1` made with it follows. Verify any `v1` against the secret(s) you "
+                                           "hold and ignore elements you do not know.",
+                            "schema": {"type": "string",
+                                       "pattern": "^t=[0-9]+(,kid=[A-Za-z0-9_-]+)?(,v1=[0-9a-f]{64}){1,2}$"}}],
             "requestBody": {"required": True, "content": _json(_ref("Event"))},
             "responses": {"2XX": {"description": "Delivered"}}}},
             "settlementClosed": {"post": {

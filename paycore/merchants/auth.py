@@ -54,6 +54,12 @@ class SecretBox:
         return Secret(self._aead.decrypt(blob[:12], blob[12:], merchant_id.encode()))
 
 
+def key_id(version: int) -> str:
+    """The key id of a merchant's secret number ``version`` (1 for the first, +1 per rotation): what
+    webhook signatures carry as ``kid=`` and ``paycore merchant rotate-secret`` prints."""
+    return f"k{version}"
+
+
 @dataclass(slots=True)
 class Merchant:
     id: str
@@ -64,11 +70,25 @@ class Merchant:
     sub_merchants: dict[str, str]
     rate_limit: float | None
     loaded_at: float
+    # the rotated-out secret, accepted until previous_until (epoch seconds) and not a moment after,
+    # however long this entry stays cached
+    previous: Secret | None = None
+    previous_until: float = 0.0
+    notify_url: str | None = None   # default webhook endpoint (merchants.default_notify_url)
+
+    def secrets(self, at: float) -> list[Secret]:
+        """The secrets a request signed at wall-clock time ``at`` may use, the current one first."""
+        return [self.secret] + ([self.previous] if self.previous is not None and at < self.previous_until else [])
 
 
 class Merchants:
-    """Merchant lookups with a short cache, so that disabling or rotating a
-    secret reaches every worker within ``ttl`` seconds."""
+    """Merchant lookups with a short cache, so that disabling a merchant reaches
+    every worker within ``ttl`` seconds. A rotated secret reaches each worker at
+    its first request signed with it: a signature that matches none of the
+    cached secrets reloads the entry once (``refresh``) before it is refused."""
+
+    #: a signature mismatch reloads an entry older than this (bounds the reloads bad signatures can cause)
+    REFRESH_AFTER = 0.1
 
     def __init__(self, pool: asyncpg.Pool, box: SecretBox, ttl: float = 1.0) -> None:
         self.pool = pool
@@ -78,9 +98,10 @@ class Merchants:
         self._at: dict[str, float] = {}
         self._loading: dict[str, asyncio.Future[Merchant | None]] = {}
 
-    async def get(self, merchant_id: str) -> Merchant | None:
+    async def get(self, merchant_id: str, *, max_age: float | None = None) -> Merchant | None:
         now = time.monotonic()
-        if merchant_id in self._cache and now - self._at[merchant_id] < self.ttl:
+        ttl = self.ttl if max_age is None else max_age
+        if merchant_id in self._cache and now - self._at[merchant_id] < ttl:
             return self._cache[merchant_id]
         # one load per merchant at a time: under load, every request arriving while the
         # entry is stale would otherwise fetch (and decrypt) it again and crowd the pool
@@ -99,15 +120,19 @@ class Merchants:
     async def _load(self, merchant_id: str, now: float) -> Merchant | None:
         try:
             row = await self.pool.fetchrow(
-                "select id, name, secret_enc, status, max_amount, sub_merchants, rate_limit "
+                "select id, name, secret_enc, status, max_amount, sub_merchants, rate_limit, default_notify_url, "
+                "case when prev_secret_expires_at > now() then prev_secret_enc end as prev_secret_enc, "
+                "extract(epoch from prev_secret_expires_at)::float8 as prev_until "
                 "from merchants where id = $1", merchant_id)
         except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError, asyncio.TimeoutError) as e:
             raise Unavailable("database unavailable") from e
         m = None
         if row is not None:
+            prev = row["prev_secret_enc"]
             m = Merchant(row["id"], row["name"], self.box.open(row["id"], row["secret_enc"]),
                          row["status"] == "active", row["max_amount"], dict(row["sub_merchants"] or {}),
-                         row["rate_limit"], now)
+                         row["rate_limit"], now, self.box.open(row["id"], prev) if prev else None,
+                         row["prev_until"] or 0.0, row["default_notify_url"])
         if len(self._cache) > 10000:
             self._cache.clear(), self._at.clear()
         self._cache[merchant_id] = m
@@ -264,11 +289,19 @@ class Authenticator:
         merchant = await self.merchants.get(mid)
         if merchant is None:
             return self._fail("unknown_merchant", "unknown merchant or bad signature")
-        expected = sign(merchant.secret.get_bytes(), method, path_qs, ts, nonce, body)
         # bytes, not str: compare_digest raises on non-ASCII str (a header may carry any octets)
         given = (sig.lower() if len(sig) == 64 else sig).encode("utf-8", "surrogateescape")
-        if not hmac.compare_digest(expected.encode(), given):
+        used = self._signed_with(merchant, given, method, path_qs, ts, nonce, body)
+        if used is None:
+            # perhaps signed with a secret rotated in since this worker cached the merchant
+            fresh = await self.merchants.get(mid, max_age=Merchants.REFRESH_AFTER)
+            if fresh is not None and fresh is not merchant:
+                merchant = fresh
+                used = self._signed_with(merchant, given, method, path_qs, ts, nonce, body)
+        if used is None:
             return self._fail("bad_signature", "unknown merchant or bad signature")
+        if used:
+            self.metrics.auth_previous_secret.labels(merchant.id).inc()
         if not merchant.active:
             return self._fail("disabled", "merchant disabled")
         try:
@@ -279,6 +312,18 @@ class Authenticator:
         if not await self.nonces.fresh(mid, nonce):
             return self._fail("replay", "nonce already used")
         return merchant
+
+    @staticmethod
+    def _signed_with(merchant: Merchant, given: bytes, method: str, path_qs: str, ts: str, nonce: str,
+                     body: bytes) -> int | None:
+        """Which of the merchant's valid secrets made ``given``: 0 the current one, 1 the previous one
+        (in its grace period), None neither. Every candidate is compared, each in constant time."""
+        found = None
+        for i, secret in enumerate(merchant.secrets(time.time())):
+            expected = sign(secret.get_bytes(), method, path_qs, ts, nonce, body).encode()
+            if hmac.compare_digest(expected, given) and found is None:
+                found = i
+        return found
 
     def _fail(self, reason: str, message: str):
         self.metrics.auth_failures.labels(reason).inc()

@@ -69,6 +69,7 @@ RIGHTS: dict[str, frozenset[str]] = {
     "users.write": frozenset({"admin"}),
     "statements.read": frozenset({"merchant", "admin", "finance"}),
     "credentials.rotate": frozenset({"merchant"}),
+    "endpoint.write": frozenset({"merchant"}),   # the merchant's default webhook endpoint
 }
 
 _hasher = argon2.PasswordHasher()   # argon2id; immutable parameters, safe to share

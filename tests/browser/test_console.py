@@ -21,7 +21,7 @@ import pytest
 from paycore.merchants.users import totp
 from tests.browser.conftest import fresh_dir
 from tests.support.helpers import amount, auth_code, read_topic
-from tests.support.ops import eventually, paycore_cli
+from tests.support.ops import Receiver, eventually, paycore_cli
 
 PASSWORD = "correct horse battery"
 
@@ -135,6 +135,25 @@ async def audit_rows(stack, **where) -> list[dict]:
     return [dict(r) for r in rows]
 
 
+async def check_overview(stack, page) -> None:
+    """The overview's figures say what they are and agree with Postgres, where the Sampler reads them."""
+    assert "oldest event not yet published" in await page.text_content("#relay-lag-label")
+    assert await page.get_attribute("#relay-lag >> xpath=..", "title") == "paycore_outbox_oldest_age_seconds"
+    assert float(await page.text_content("#relay-lag")) >= 0
+    assert "events not yet published" in await page.text_content("#outbox-depth-label")
+    assert int(await page.text_content("#outbox-depth")) >= 0
+    row = await stack.pool.fetchrow(
+        "select count(*) filter (where status = 'SUCCEEDED') as ok, count(*) filter (where status in "
+        "('SUCCEEDED', 'FAILED', 'CLOSED', 'REVERSED')) as final from payments where channel = 'alipay' "
+        "and created_at >= date_trunc('day', now() at time zone 'UTC') at time zone 'UTC'")
+    assert row["final"] >= 1   # the people fixture's barcode payment
+    assert await page.text_content("#success-rates tr[data-channel=alipay] td.rate") == \
+        f"{100 * row['ok'] / row['final']:.1f} %"
+    assert await page.text_content("#breakers tr[data-channel=alipay] td:nth-child(2)") == "closed"
+    assert int(await page.text_content("#attention-open")) == await stack.pool.fetchval(
+        "select count(*) from attention_items where status = 'OPEN'")
+
+
 # ------------------------------------------------------------------------ tests
 async def test_operator_logs_in_with_password_and_totp(stack, browser, people, console_shots):
     async with browser_page(browser) as page:
@@ -149,6 +168,7 @@ async def test_operator_logs_in_with_password_and_totp(stack, browser, people, c
         assert "ops_fin" in await page.text_content("#whoami")
         await page.screenshot(path=console_shots / "03-overview.png", full_page=True)
         assert int(await page.text_content("#payments-today")) >= 2
+        await check_overview(stack, page)
         cookie = next(c for c in await page.context.cookies() if c["name"] == "pc_console")
         assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and cookie["path"] == "/console/"
     logins = await audit_rows(stack, actor="ops_fin", action="console.login")
@@ -191,9 +211,16 @@ async def test_search_finds_by_order_no_and_status_and_exports_csv(stack, admin,
 
 
 async def test_refund_from_the_detail_page_reaches_timeline_journal_and_kafka(stack, admin, people, console_shots):
+    # provider calls are recorded off the request path (paycore.core.calls): wait for the pay call's row
+    await eventually(lambda: stack.pool.fetchval("select count(*) from channel_calls where payment_id = $1",
+                                                 people.ours), what="the pay call recorded")
     async with admin_page(admin) as page:
         await page.goto(f"{stack.base}/console/payments/{people.ours}")
         await page.screenshot(path=console_shots / "07-payment-detail.png", full_page=True)
+        pay = page.locator("#calls tr.call").filter(has=page.locator("td.flow", has_text="pay"))
+        assert await pay.count() == 1   # the barcode payment's one pay call to alipay
+        assert await pay.locator("td.outcome").text_content() == "ok"
+        assert await pay.locator("td.http").text_content() == "200"
         await page.fill("#refund-amount", "12.50")
         await page.fill("#refund-reason", "customer returned the goods")
         await page.click("#refund-go")
@@ -273,6 +300,47 @@ async def test_merchant_user_sees_only_its_own_payments(stack, browser, people, 
     assert row["actor"] == "shop_test" and row["merchant_id"] == "m_test" and row["outcome"] == "denied"
     (rot,) = await audit_rows(stack, action="merchant.rotate_secret", actor="shop_test")
     assert secret not in str(rot)
+
+
+async def test_merchant_sets_its_default_webhook_endpoint_in_the_portal(stack, browser, people, console_shots):
+    """The portal's webhook endpoint: validated as the API validates notify_url, audited, and used
+    for a payment created without notify_url, whose delivery then shows in the portal's log."""
+    receiver = await Receiver().start()
+    try:
+        url = receiver.url("portal-default")
+        async with browser_page(browser) as page:
+            await login(page, stack, "portal", "shop_test", None)
+            await page.wait_for_url(re.compile(r".*/portal/payments$"))
+            await page.goto(f"{stack.base}/portal/webhooks")
+            await page.fill("#notify-url", "ftp://example.com/hook")
+            await page.click("#endpoint-save")
+            assert "notify_url must be an http or https URL" in await page.text_content("#error-message")
+            assert await stack.pool.fetchval("select default_notify_url from merchants where id = 'm_test'") is None
+            await page.goto(f"{stack.base}/portal/webhooks")
+            await page.fill("#notify-url", url)
+            await page.click("#endpoint-save")
+            await page.wait_for_selector("#flash")
+            assert await page.input_value("#notify-url") == url
+            await asyncio.sleep(1.2)   # merchants are cached for up to 1 s in each worker (paycore.merchants.auth)
+            r = await stack.pay(amount=amount(), method="barcode", auth_code=auth_code("alipay"))
+            assert r.status == 201 and r.body["status"] == "SUCCEEDED", r.body
+            (d,) = await eventually(lambda: receiver.received("portal-default"), what="the webhook to the default")
+            assert json.loads(d.body)["payment"]["id"] == r.body["id"]
+            await eventually(lambda: stack.pool.fetchval("select status = 'DELIVERED' from webhooks where "
+                                                         "payment_id = $1", r.body["id"]), what="delivered")
+            await page.goto(f"{stack.base}/portal/webhooks?payment_id={r.body['id']}")
+            assert url in await page.text_content("#endpoints")
+            assert "DELIVERED" in await page.text_content("#webhook-rows")   # the delivery log
+            await page.screenshot(path=console_shots / "29-portal-webhook-endpoint.png", full_page=True)
+            await page.fill("#notify-url", "")   # cleared: the rest of the session's payments have no default
+            await page.click("#endpoint-save")
+            await page.wait_for_selector("#flash")
+    finally:
+        await receiver.stop()
+    assert await stack.pool.fetchval("select default_notify_url from merchants where id = 'm_test'") is None
+    rows = await audit_rows(stack, action="merchant.notify_url", actor="shop_test")
+    assert [(r["before"]["default_notify_url"], r["after"]["default_notify_url"]) for r in rows] == [
+        (None, url), (url, None)]
 
 
 async def test_an_attention_item_is_resolved_through_the_engine(stack, admin, people, console_shots):

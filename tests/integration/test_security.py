@@ -21,10 +21,10 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from devstack import stack as devstack
 from paycore.merchants.auth import signed_headers
 from tests.support import leaks
 from tests.support.helpers import nfc_token
+from tests.support.ops import second_paycore
 
 REPO = Path(__file__).resolve().parent.parent.parent
 SOURCE_DIRS = ("paycore", "channels")
@@ -53,17 +53,7 @@ async def _signed(session, base: str, merchant: str, secret: str, path: str, non
 async def test_a_nonce_is_refused_by_every_worker_once_used(stack, tmp_path):
     """A second paycore with two workers (SO_REUSEPORT) on another port, the same database: a nonce
     used at the first process is refused by both workers of the second, and vice versa."""
-    port = devstack.free_port()
-    cfg = tmp_path / "second.toml"
-    text = stack.config_path.read_text()
-    cfg.write_text(re.sub(r"(?m)^port = \d+$", f"port = {port}", text, count=1))
-    log = open(tmp_path / "second.log", "ab")
-    proc = subprocess.Popen([sys.executable, "-m", "paycore.cli", "--config", str(cfg), "serve", "--workers", "2"],
-                            stdout=log, stderr=subprocess.STDOUT, env=stack.env, start_new_session=True)
-    log.close()
-    other = f"http://127.0.0.1:{port}"
-    try:
-        await _wait_ready(other, proc)
+    async with second_paycore(stack, tmp_path) as other:
         path = "/v1/payments?merchant_order_no=no-such-order"
         for first, then in ((stack.base, other), (other, stack.base)):
             nonce = secrets.token_hex(12)
@@ -80,24 +70,6 @@ async def test_a_nonce_is_refused_by_every_worker_once_used(stack, tmp_path):
             got = await asyncio.gather(*(_signed(s, other, stack.merchant_id, stack.secret, path)
                                          for _ in range(20)))
         assert [g[0] for g in got] == [404] * 20
-    finally:
-        os.killpg(proc.pid, 15)
-        proc.wait(10)
-
-
-async def _wait_ready(base: str, proc: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 30
-    async with aiohttp.ClientSession() as s:
-        while time.monotonic() < deadline:
-            assert proc.poll() is None, "the second paycore exited"
-            try:
-                async with s.get(base + "/readyz") as r:
-                    if r.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.2)
-    raise TimeoutError("second paycore not ready")
 
 
 # ------------------------------------------------------------------ rate limits, disabled merchants

@@ -25,7 +25,6 @@ from paycore.outbox.statements import CSV_COLUMNS
 from tests.integration.test_consumer import consumer, stop
 from tests.support.chaoskit import run_audit
 from tests.support.helpers import auth_code
-from tests.integration.test_webhooks import receiver  # noqa: F401  (the fixture)
 from tests.support.ops import eventually, paycore_cli
 
 CAL = Calendar.of("Asia/Shanghai")

@@ -24,15 +24,6 @@ from tests.support.helpers import amount, auth_code
 from tests.support.ops import Receiver, eventually, paycore_cli
 
 
-@pytest.fixture(scope="module")
-async def receiver():
-    r = await Receiver().start()
-    try:
-        yield r
-    finally:
-        await r.stop()
-
-
 def merchant_verifies(secret: str, body: bytes, header: str) -> bool:
     """The merchant's side, written from api.md alone: t=<unix>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>."""
     fields = dict(part.split("=", 1) for part in header.split(","))

@@ -17,8 +17,10 @@ from aiohttp import web
 import paycore_client as pc
 from paycore_client import AsyncPaycoreClient, IdempotentRetry, PaycoreClient
 from paycore_client.signing import sign
+from paycore_client.webhooks import parse_signature
 from tests.sdk.conftest import lose_first_answer, run_example
 from tests.support.helpers import amount, auth_code, sim_order
+from tests.support.ops import paycore_cli
 
 FAST = IdempotentRetry(max_attempts=4, initial_backoff=0.05, max_backoff=0.2)
 
@@ -232,6 +234,33 @@ async def test_webhook_verified_and_tampered_refused(stack, client, hooks):
         pc.verify_webhook({}, body, stack.secret)
 
 
+async def test_webhooks_across_a_secret_rotation_verify_with_the_sdk(stack, hooks):
+    """What paycore sends during a rotation's grace period (kid of the new secret, a v1 with each)
+    verifies for a merchant holding only the old secret, only the new one, or both by key id."""
+    url, got = hooks
+    mid = "m_sdkrot_" + secrets.token_hex(3)
+    added = await paycore_cli(stack, "merchant", "add", mid)
+    assert added.rc == 0, added.err
+    old = json.loads(added.out)["secret"]
+    rot = await paycore_cli(stack, "merchant", "rotate-secret", mid, "--grace", "1h")
+    assert rot.rc == 0, rot.err
+    rotated = json.loads(rot.out)
+    new = rotated["secret"]
+    assert (rotated["kid"], rotated["previous_kid"]) == ("k2", "k1") and new != old
+    async with AsyncPaycoreClient(stack.base, mid, old) as merchant_not_yet_deployed:
+        p = await merchant_not_yet_deployed.create_payment(merchant_order_no=order_no(), amount=amount(),
+                                                           method="barcode", auth_code=auth_code("alipay"),
+                                                           notify_url=url)
+    headers, body = await delivered(got, p.id)
+    t, kid, macs = parse_signature(headers["X-Paycore-Signature"])
+    assert kid == "k2" and len(macs) == 2 and abs(t - time.time()) < 300
+    for held in (old, new, {"k1": old}, {"k2": new}, {"k1": old, "k2": new}):
+        assert pc.verify_webhook(headers, body, held).payment.id == p.id
+    for wrong in ("another-secret", {"k2": "another-secret"}, {"k1": "another", "k9": "secrets"}):
+        with pytest.raises(pc.WebhookVerificationError):
+            pc.verify_webhook(headers, body, wrong)
+
+
 def test_webhook_key_ids():
     body = json.dumps({"event_id": "evt_1", "type": "payment.succeeded", "seq": 2,
                        "occurred_at": "2024-01-01T00:00:00Z",
@@ -245,8 +274,13 @@ def test_webhook_key_ids():
     assert pc.verify_webhook({"X-Paycore-Signature": header}, body, "new-secret").seq == 2
     with pytest.raises(pc.WebhookVerificationError):   # kid names a key that did not sign
         pc.verify_webhook({"X-Paycore-Signature": pc.sign_webhook("old-secret", body, kid="k2")}, body, keys)
-    with pytest.raises(pc.WebhookVerificationError):   # unknown key id
-        pc.verify_webhook({"X-Paycore-Signature": pc.sign_webhook("new-secret", body, kid="k9")}, body, keys)
+    # a key id the receiver has not deployed: any secret it holds may match a v1, none does here
+    with pytest.raises(pc.WebhookVerificationError):
+        pc.verify_webhook({"X-Paycore-Signature": pc.sign_webhook("newest-secret", body, kid="k9")}, body, keys)
+    # … and during the grace period the old secret's v1 is there too
+    overlap = pc.sign_webhook("newest-secret", body, kid="k3") + ",v1=" + \
+        pc.sign_webhook("new-secret", body).split("v1=")[1]
+    assert pc.verify_webhook({"X-Paycore-Signature": overlap}, body, keys).event_id == "evt_1"
     both = pc.sign_webhook("old-secret", body) + ",v1=" + pc.sign_webhook("new-secret", body).split("v1=")[1]
     assert pc.verify_webhook({"X-Paycore-Signature": both}, body, "new-secret").event_id == "evt_1"
 

@@ -4,12 +4,18 @@ and polling."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
+import os
+import re
+import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from pathlib import Path
+from typing import Any, AsyncIterator, Callable
 
+import aiohttp
 from aiohttp import web
 
 from devstack.stack import free_port
@@ -60,7 +66,8 @@ class Delivery:
 @dataclass
 class Receiver:
     """A merchant's webhook endpoint. ``/hook/<name>`` answers ``behaviour[name]``:
-    an int status, or a list of statuses used one per delivery (the last repeats)."""
+    an int status, or a list of statuses used one per delivery (the last repeats);
+    a string is a URL to redirect to (302 with that ``Location``)."""
 
     behaviour: dict[str, Any] = field(default_factory=dict)
     deliveries: list[Delivery] = field(default_factory=list)
@@ -86,6 +93,9 @@ class Receiver:
             status = plan[min(n, len(plan) - 1)]
         else:
             status = plan
+        if isinstance(status, str):
+            self.deliveries.append(Delivery(request.path, dict(request.headers), body, 302, time.time()))
+            return web.Response(status=302, headers={"Location": status})
         self.deliveries.append(Delivery(request.path, dict(request.headers), body, status, time.time()))
         return web.Response(status=status, text="ok" if status < 300 else "not now")
 
@@ -101,3 +111,34 @@ class Receiver:
     async def stop(self) -> None:
         if self.runner:
             await self.runner.cleanup()
+
+
+@contextlib.asynccontextmanager
+async def second_paycore(stack: Any, var: Path, workers: int = 2) -> AsyncIterator[str]:
+    """Another ``paycore serve --workers N`` (SO_REUSEPORT) on its own port with the stack's config and
+    database; yields its base URL. Requests on fresh connections reach its workers at random."""
+    port = free_port()
+    cfg = var / "second.toml"
+    cfg.write_text(re.sub(r"(?m)^port = \d+$", f"port = {port}", stack.config_path.read_text(), count=1))
+    log = open(var / "second.log", "ab")
+    proc = subprocess.Popen([sys.executable, "-m", "paycore.cli", "--config", str(cfg), "serve", "--workers",
+                             str(workers)], stdout=log, stderr=subprocess.STDOUT, env=stack.env, start_new_session=True)
+    log.close()
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        async with aiohttp.ClientSession() as s:
+            while True:
+                assert proc.poll() is None, "the second paycore exited"
+                assert time.monotonic() < deadline, "second paycore not ready"
+                try:
+                    async with s.get(base + "/readyz") as r:
+                        if r.status == 200:
+                            break
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.2)
+        yield base
+    finally:
+        os.killpg(proc.pid, 15)
+        proc.wait(10)

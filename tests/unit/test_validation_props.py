@@ -80,7 +80,7 @@ def payment_bodies(draw) -> dict:
         body["channel"] = draw(st.sampled_from(validation.CHANNELS))
     for name, strat in (("subject", free_text.map(lambda s: s[:128])), ("store_id", free_text),
                         ("terminal_id", free_text),
-                        ("notify_url", st.sampled_from(["https://m.example.com/hook", "http://10.0.0.7:8080/n?x=1"])),
+                        ("notify_url", st.sampled_from(["https://m.example.com/hook", "https://pay.example.cn:8443/n?x=1"])),
                         ("expire_in", st.integers(10, 7 * 24 * 3600)), ("metadata", metadata)):
         if draw(st.booleans()):
             body[name] = draw(strat)

@@ -147,6 +147,7 @@ def setup(app: web.Application) -> None:
     r.add_get(p + "/statements/{day}.csv", page(P, "statements.read")(portal.statement_csv))
     r.add_get(p + "/credentials", page(P, "credentials.rotate")(portal.credentials))
     r.add_post(p + "/credentials/rotate", page(P, "credentials.rotate")(portal.credentials_rotate))
+    r.add_post(p + "/webhooks/endpoint", page(P, "endpoint.write")(portal.endpoint_save))
 
 
 def _redirect(to: str):

@@ -36,6 +36,9 @@ ZH: dict[str, str] = {
     "Success rate": "成功率", "Final": "已终结", "Succeeded": "成功", "Circuit breakers": "熔断器",
     "Relay lag": "消息中继延迟", "Outbox depth": "待发布事件", "Attention queue": "待处理队列",
     "Webhook backlog": "待投递回调", "Failed webhooks (7 days)": "投递失败回调（7 天）",
+    "today's average": "今日平均", "age of the oldest event not yet published to Kafka": "最早一条未发布到 Kafka 的事件的等待时间",
+    "events not yet published to Kafka": "尚未发布到 Kafka 的事件数", "open items": "未处理事项",
+    "succeeded / final, payments created today": "成功 / 已终结，按今日创建的支付计", "this worker": "本进程",
     "seconds": "秒", "closed": "关闭", "open": "打开", "half_open": "半开",
     # payments
     "Search": "搜索", "Payment id": "支付单号", "Merchant order no": "商户订单号",
@@ -51,7 +54,8 @@ ZH: dict[str, str] = {
     "Next check": "下次查询", "Failure": "失败原因", "Subject": "商品描述", "Store": "门店",
     "Terminal": "终端", "Refundable": "可退金额", "Expires": "过期时间", "Updated": "更新时间",
     "Refund created.": "退款已提交。", "Payment cancelled.": "订单已撤销。",
-    "Nothing yet.": "暂无。",
+    "Nothing yet.": "暂无。", "Flow": "流程", "Answer": "渠道应答", "Code / kind": "错误码 / 类型",
+    "HTTP status": "HTTP 状态码", "Latency (ms)": "耗时（毫秒）", "declined": "被拒绝", "error": "出错",
     # splits and payouts
     "Splits": "分账", "Split": "分账单", "Split no": "分账单号", "Receiver": "分账接收方", "Account": "账号",
     "Receiver status": "接收方状态", "Share status": "分账结果", "Returned": "已回退", "Release the rest": "解冻剩余资金",
@@ -98,7 +102,10 @@ ZH: dict[str, str] = {
     "Amount paid": "支付金额", "Refunds succeeded": "退款笔数", "Amount refunded": "退款金额",
     "Rotate the API secret": "轮换 API 密钥", "Your merchant id": "您的商户号",
     "Rotating replaces the secret your systems sign requests with.": "轮换后，请在您的系统中使用新密钥签名请求。",
-    "Webhook endpoints": "回调地址", "Deliveries": "投递记录", "Language": "语言",
+    "Webhook endpoints": "回调地址", "Default webhook endpoint": "默认回调地址",
+    "Payments created without notify_url are notified here. Empty: no default.":
+        "未指定 notify_url 的支付订单将通知到此地址。留空表示不设默认地址。",
+    "Webhook endpoint saved.": "回调地址已保存。", "Deliveries": "投递记录", "Language": "语言",
 }
 
 

@@ -11,6 +11,7 @@ from aiohttp import web
 
 from channels.base import ChannelError, UnsupportedFlow
 from channels.registry import ADAPTERS
+from paycore import metrics
 from paycore.core import attention
 from paycore.errors import InvalidRequest, NotFound, PaycoreError
 from paycore.http.common import AUTH, CONFIG, ENGINE
@@ -30,14 +31,6 @@ select channel, count(*) as total,
            as channel_failed
 from payments where created_at >= $1 group by channel order by channel
 """
-# the gauges the metrics Sampler exports (paycore.metrics), read at the same source
-_STATE_SQL = """
-select (select count(*) from (select 1 from outbox limit 1000000) o) as outbox_depth,
-       coalesce(extract(epoch from now() - (select created_at from outbox order by id limit 1)), 0) as relay_lag,
-       (select count(*) from webhooks where status = 'PENDING') as webhook_backlog,
-       (select count(*) from webhooks where status = 'FAILED' and created_at > now() - interval '7 days')
-           as webhooks_failed
-"""
 
 
 def _midnight() -> datetime:
@@ -52,17 +45,26 @@ def _breakers(request: web.Request) -> dict[str, str]:
     return {name: BREAKER[b.state] for name, b in request.app[ENGINE].breakers.items()}
 
 
+def figures(per_channel: list[dict[str, Any]], elapsed: float) -> dict[str, Any]:
+    """The overview's rates from today's per-channel counts (``_TODAY_SQL``), ``elapsed`` seconds
+    since midnight UTC: payments per second today and over the last 5 minutes (Grafana:
+    rate(paycore_payments_created_total)), and each channel's success rate, succeeded / final
+    (Grafana: paycore_payments_final_total{status="SUCCEEDED"} / all final), None before any is final."""
+    total = sum(r["total"] for r in per_channel)
+    return {"total": total, "per_second": f"{total / max(elapsed, 1.0):.2f}",
+            "recent_per_second": f"{sum(r['recent'] for r in per_channel) / 300:.2f}",
+            "success": {r["channel"]: (f"{100 * r['succeeded'] / r['final']:.1f} %" if r["final"] else None)
+                        for r in per_channel}}
+
+
 async def overview(request: web.Request, ctx: Ctx) -> web.Response:
     async with ctx.pool.acquire() as conn:
         per_channel = await _today(conn)
-        state = dict(await conn.fetchrow(_STATE_SQL))
+        state = await metrics.read_state(conn)   # the same query as the Sampler's gauges
         attention_open = sum((await attention.open_counts(conn)).values())
-    total = sum(r["total"] for r in per_channel)
-    elapsed = max((datetime.now(timezone.utc) - _midnight()).total_seconds(), 1.0)
-    return ctx.render("console/overview.html", per_channel=per_channel, total=total,
-                      per_second=f"{total / elapsed:.2f}",
-                      recent_per_second=f"{sum(r['recent'] for r in per_channel) / 300:.2f}",
-                      breakers=_breakers(request), state=state, relay_lag=f"{float(state['relay_lag']):.1f}",
+    elapsed = (datetime.now(timezone.utc) - _midnight()).total_seconds()
+    return ctx.render("console/overview.html", per_channel=per_channel, **figures(per_channel, elapsed),
+                      breakers=_breakers(request), state=state, relay_lag=f"{float(state['outbox_age']):.1f}",
                       attention_open=attention_open)
 
 
@@ -211,7 +213,8 @@ async def rotate(ctx: Ctx, mid: str) -> str:
     """A new API secret for ``mid`` through the store's rotate_secret (shown once, never audited)."""
     async with ctx.pool.acquire() as conn:
         try:
-            secret = await merchants.rotate_secret(conn, ctx.request.app[AUTH].merchants.box, mid)
+            # grace 0: the console's button replaces at once (a grace period: paycore merchant rotate-secret --grace)
+            secret = (await merchants.rotate_secret(conn, ctx.request.app[AUTH].merchants.box, mid)).secret
         except LookupError:
             raise NotFound("no such merchant") from None
     await ctx.audit("merchant.rotate_secret", target=mid, merchant_id=mid, after={"rotated": True})

@@ -1,6 +1,7 @@
 """The merchant portal's own pages (``/portal/``): daily statements and API
 credentials. Payments, plates and webhook deliveries are the shared pages of
-paycore.http.console.views, scoped to the user's merchant."""
+paycore.http.console.views, scoped to the user's merchant; the merchant's default
+webhook endpoint is set here (shown on the shared webhooks page with its deliveries)."""
 from __future__ import annotations
 
 import csv
@@ -9,10 +10,12 @@ from datetime import date, datetime, time, timedelta, timezone
 
 from aiohttp import web
 
-from paycore.core import search
+from paycore.core import search, validation
 from paycore.errors import InvalidRequest
+from paycore.http.common import CONFIG
 from paycore.http.console.base import Ctx
 from paycore.http.console.operator import rotate
+from paycore.merchants import store as merchants
 
 STATEMENT_DAYS = 31
 
@@ -77,3 +80,17 @@ async def credentials_rotate(request: web.Request, ctx: Ctx) -> web.Response:
     assert ctx.scope is not None
     secret = await rotate(ctx, ctx.scope)
     return ctx.render("console/credentials.html", secret=secret)
+
+
+async def endpoint_save(request: web.Request, ctx: Ctx) -> web.StreamResponse:
+    """The merchant's default webhook endpoint (empty clears it), checked as the API checks a
+    payment's notify_url; payments created without notify_url from now on are notified there."""
+    assert ctx.scope is not None
+    raw = ctx.field("notify_url", max_len=512)
+    w = request.app[CONFIG].webhooks
+    url = validation.notify_url(raw, allow_http=w.allow_http, allow_private=w.allow_private) if raw else None
+    async with ctx.pool.acquire() as conn:
+        before = await merchants.set_notify_url(conn, ctx.scope, url)
+    await ctx.audit("merchant.notify_url", target=ctx.scope, merchant_id=ctx.scope,
+                    before={"default_notify_url": before}, after={"default_notify_url": url})
+    return ctx.done("/webhooks", "Webhook endpoint saved.")

@@ -19,7 +19,7 @@ from aiohttp import web
 
 from channels.base import Method
 from channels.registry import ADAPTERS
-from paycore.core import search, validation
+from paycore.core import calls, search, validation
 from paycore.core.journal import load_payment
 from paycore.core.models import Payment, Status
 from paycore.errors import InvalidRequest, NotFound, PaycoreError
@@ -27,6 +27,7 @@ from paycore.http.common import CONFIG, ENGINE
 from paycore.http.console.base import Ctx
 from paycore.http.onecode import parse_yuan
 from paycore.merchants import codes
+from paycore.merchants import store as merchants
 from paycore.ops import webhooks
 
 STATUSES = [str(s) for s in Status]
@@ -109,8 +110,9 @@ async def payment(request: web.Request, ctx: Ctx) -> web.Response:
         hist = await search.history(conn, p.id)
         hooks = await webhooks.listing(conn, payment_id=p.id, limit=100)
         splits, receivers = await _splits(conn, p.id)
+        provider_calls = await calls.for_payment(conn, p.id)
     return ctx.render("console/payment.html", p=p, events=hist["events"], refunds=hist["refunds"], hooks=hooks,
-                      splits=splits, receivers=receivers, masked=masked_account,
+                      calls=provider_calls, splits=splits, receivers=receivers, masked=masked_account,
                       refund_no="cs" + secrets.token_hex(12), refundable=p.amount - p.refund_reserved,
                       can_refund=ctx.user.can("payments.refund") and p.status is Status.SUCCEEDED
                       and p.amount > p.refund_reserved,
@@ -264,8 +266,10 @@ async def webhook_list(request: web.Request, ctx: Ctx) -> web.Response:
     async with ctx.pool.acquire() as conn:
         rows = await webhooks.listing(conn, status=status, payment_id=pid,
                                       merchant_id=ctx.scope or (request.query.get("merchant_id") or None), limit=100)
+        m = await merchants.get(conn, ctx.scope) if ctx.scope is not None else None
     endpoints = sorted({r["url"] for r in rows})
-    return ctx.render("console/webhooks.html", rows=rows, statuses=webhooks.STATUSES, endpoints=endpoints)
+    return ctx.render("console/webhooks.html", rows=rows, statuses=webhooks.STATUSES, endpoints=endpoints,
+                      default_notify_url=m["default_notify_url"] if m else None)
 
 
 async def webhook_replay(request: web.Request, ctx: Ctx) -> web.StreamResponse:

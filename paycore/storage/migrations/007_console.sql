@@ -65,4 +65,4 @@ create trigger console_audit_no_truncate before truncate on console_audit
 create index payments_order_no on payments (merchant_order_no);
 create index payments_merchant_created on payments (merchant_id, created_at, id);
 create index payments_status_created on payments (status, created_at, id);
-create index webhooks_payment on webhooks (payment_id);
+create index if not exists webhooks_payment on webhooks (payment_id);   -- 012 may have made it first

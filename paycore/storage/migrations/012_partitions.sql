@@ -107,7 +107,8 @@ drop table events_unpartitioned;
 -- ---------------------------------------------------------------- webhooks
 alter table webhooks rename to webhooks_unpartitioned;
 alter table webhooks_unpartitioned drop constraint webhooks_pkey, drop constraint webhooks_event_id_key;
-drop index webhooks_due, webhooks_listing, webhooks_payment;   -- 007's console index, made again below
+drop index webhooks_due, webhooks_listing;
+drop index if exists webhooks_payment;   -- 007 (console) made it on the table being replaced
 alter sequence webhooks_id_seq owned by none;   -- the ids go on from where they were
 alter table webhooks_unpartitioned alter column id drop default;
 
@@ -187,8 +188,9 @@ drop table settlement_lines_unpartitioned;
 -- reconciliation by business day (ops/reconcile.py): the channel's money of the day
 create index payments_paid on payments (channel, paid_at) where paid_at is not null;
 create index refunds_succeeded on refunds (updated_at) where status = 'SUCCEEDED';
--- a merchant's payments of a day (search, console, exports): 007's payments_merchant_created
--- (merchant_id, created_at, id) serves it
+-- a merchant's payments of a day (search, console, exports)
+-- 007 (console) has it already as (merchant_id, created_at, id), its keyset order: that one serves both
+create index if not exists payments_merchant_created on payments (merchant_id, created_at);
 -- what the retention job removed: history leaves a trace (partitions it created are in the catalog)
 create table partition_log (
     partition   text not null,

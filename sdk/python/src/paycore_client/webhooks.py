@@ -2,8 +2,10 @@
 
 ``X-Paycore-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>``,
 optionally with ``kid=<key id>`` naming which secret signed it (secret
-rotation) and more than one ``v1=`` (signed with the old and the new secret
-during a rotation): any ``v1`` made with an accepted secret verifies.
+rotation) and more than one ``v1=`` (paycore signs with the new secret, named
+by ``kid``, and while the old one is in its grace period also with the old
+one): any ``v1`` made with an accepted secret verifies, so a receiver that
+still holds only the old secret keeps verifying until the grace ends.
 """
 from __future__ import annotations
 
@@ -52,11 +54,11 @@ def parse_signature(header: str) -> tuple[int, str | None, list[str]]:
 
 def _candidates(secret: Secret | Mapping[str, Secret], kid: str | None) -> list[bytes]:
     if isinstance(secret, Mapping):
-        if kid is not None:
-            if kid not in secret:
-                raise WebhookVerificationError(f"unknown key id {kid!r}")
+        if kid is not None and kid in secret:
             chosen = [secret[kid]]
         else:
+            # no kid, or one this receiver has not deployed yet (paycore rotated the secret): during the
+            # grace period the header also carries a v1 made with the previous secret, which it holds
             chosen = list(secret.values())
     else:
         chosen = [secret]
@@ -70,8 +72,8 @@ def verify_webhook(headers: Any, body: bytes, secret: Secret | Mapping[str, Secr
     ``headers``: any mapping (or list of pairs) of the request's headers, looked
     up case-insensitively. ``body``: the raw request bytes, exactly as received.
     ``secret``: the merchant secret, or a dict ``{key id: secret}`` during a
-    rotation (a ``kid=`` in the header picks one; without ``kid`` any of them
-    may have signed). ``tolerance``: the most seconds ``t`` may be from now."""
+    rotation (a ``kid=`` in the header picks one; without ``kid``, or with one
+    the dict lacks, any of them may have signed). ``tolerance``: the most seconds ``t`` may be from now."""
     header = _header(headers, SIGNATURE_HEADER)
     if not header:
         raise WebhookVerificationError(f"no {SIGNATURE_HEADER} header")

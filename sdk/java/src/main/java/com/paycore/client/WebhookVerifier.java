@@ -36,7 +36,10 @@ public final class WebhookVerifier {
         return new WebhookVerifier(Map.copyOf(k), Duration.ofMinutes(5), Clock.systemUTC());
     }
 
-    /** Secrets by key id (during a rotation): a {@code kid} picks one, none means any may have signed. */
+    /**
+     * Secrets by key id (during a rotation): a {@code kid} picks one; none, or one not in the map (a
+     * secret rotated but not deployed here yet), means any of them may have signed.
+     */
     public static WebhookVerifier withKeys(Map<String, String> secretsByKeyId) {
         Map<String, byte[]> k = new LinkedHashMap<>();
         secretsByKeyId.forEach((id, s) -> k.put(id, s.getBytes(StandardCharsets.UTF_8)));
@@ -91,12 +94,11 @@ public final class WebhookVerifier {
             throw new WebhookVerificationException("timestamp outside the tolerance (stale or replayed)");
         }
         List<byte[]> candidates = new ArrayList<>();
-        if (kid != null && !keys.containsKey("")) {
-            if (!keys.containsKey(kid)) {
-                throw new WebhookVerificationException("unknown key id " + kid);
-            }
+        if (kid != null && keys.containsKey(kid)) {
             candidates.add(keys.get(kid));
         } else {
+            // no kid, or one not deployed here yet: during a rotation's grace period paycore also sends a
+            // v1 made with the previous secret, which this verifier holds
             candidates.addAll(keys.values());
         }
         byte[] signed = Signer.canonicalWebhook(t, body);

@@ -67,8 +67,13 @@ class WebhookTest {
         assertEquals("evt_1", rotating.verify(WebhookVerifier.sign("old-secret", now, null, EVENT), EVENT).eventId());
         assertThrows(WebhookVerificationException.class,
                 () -> rotating.verify(WebhookVerifier.sign("old-secret", now, "k2", EVENT), EVENT));
+        // a key id not deployed here: any held secret may match a v1 (none does here) …
         assertThrows(WebhookVerificationException.class,
-                () -> rotating.verify(WebhookVerifier.sign("new-secret", now, "k9", EVENT), EVENT));
+                () -> rotating.verify(WebhookVerifier.sign("newest-secret", now, "k9", EVENT), EVENT));
+        // … and during paycore's grace period the previous secret's v1 follows the new one
+        String overlap = WebhookVerifier.sign("newest-secret", now, "k3", EVENT) + ",v1="
+                + WebhookVerifier.sign("new-secret", now, null, EVENT).split("v1=")[1];
+        assertEquals("evt_1", rotating.verify(overlap, EVENT).eventId());
         WebhookVerifier one = WebhookVerifier.of("new-secret");
         assertEquals(2, one.verify(WebhookVerifier.sign("new-secret", now, "k2", EVENT), EVENT).seq());
         assertThrows(WebhookVerificationException.class,
