@@ -390,7 +390,8 @@ def create_split(data: dict[str, Any]) -> CreateSplit:
     return CreateSplit(no, lines, finish, _fingerprint(data))
 
 
-def create_payout(data: dict[str, Any]) -> CreatePayout:
+def create_payout(data: dict[str, Any], *, allow_http: bool = False,
+                  allow_private: bool = False) -> CreatePayout:
     _unknown(data, PAYOUT_FIELDS)
     no = _text(data, "payout_no", 64, required=True, pattern=ORDER_NO_RE)
     amount = _int(data, "amount", required=True)
@@ -409,7 +410,7 @@ def create_payout(data: dict[str, Any]) -> CreatePayout:
     value = _text(dest, "value", 64, required=True, pattern=ACCOUNT_RE, within="destination.")
     name = _text(dest, "name", 64, within="destination.")
     remark = _text(data, "remark", 32)
-    notify_url = _url(_text(data, "notify_url", 512))
+    notify_url = _url(_text(data, "notify_url", 512), allow_http, allow_private)
     assert no and amount and channel and value
     return CreatePayout(no, amount, channel, dtype, value, name, remark, notify_url,
                         _fingerprint(data))

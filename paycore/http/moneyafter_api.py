@@ -7,7 +7,7 @@ from paycore.core import validation
 from paycore.core.payouts import Payouts
 from paycore.core.splits import Splits
 from paycore.errors import InvalidRequest
-from paycore.http.common import ack_response, json_response, merchant_of, read_body
+from paycore.http.common import CONFIG, ack_response, json_response, merchant_of, read_body
 
 SPLITS: web.AppKey[Splits] = web.AppKey("splits", Splits)
 PAYOUTS: web.AppKey[Payouts] = web.AppKey("payouts", Payouts)
@@ -35,7 +35,9 @@ async def get_split(request: web.Request) -> web.Response:
 
 async def create_payout(request: web.Request) -> web.Response:
     merchant, body = await merchant_of(request)
-    req = validation.create_payout(validation.parse_json_object(body))
+    cfg = request.app[CONFIG]
+    req = validation.create_payout(validation.parse_json_object(body), allow_http=cfg.webhooks.allow_http,
+                                   allow_private=cfg.webhooks.allow_private)
     payout, created = await request.app[PAYOUTS].create(merchant, req)
     return json_response(payout.to_api(), 201 if created else 200)
 
