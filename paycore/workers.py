@@ -47,6 +47,7 @@ class Supervisor:
         self.crash_loop_restarts, self.crash_loop_window = crash_loop_restarts, crash_loop_window
         self.procs: list[Any] = []
         self.stopping = False
+        self._stop_at = 0.0
         self._restarts: deque[float] = deque()
         self._due: dict[int, float] = {}      # slot → when its replacement starts
         self._crash_loop = False
@@ -58,7 +59,13 @@ class Supervisor:
             f.write(orjson.dumps({"crash_loop": self._crash_loop, "restarts_in_window": len(self._restarts)}))
         os.replace(tmp, self.state_path)   # readers never see half a file
 
+    #: seconds a worker has to finish after SIGTERM before it is killed (a worker caught mid-start
+    #: may not have its handlers yet; shutdown must stay bounded whatever state it is in)
+    stop_grace = 6.0
+
     def stop(self) -> None:
+        if not self.stopping:
+            self._stop_at = time.monotonic()
         self.stopping = True
 
     def run(self) -> None:
@@ -68,6 +75,12 @@ class Supervisor:
             if self.stopping:
                 if not alive:
                     return
+                if time.monotonic() - self._stop_at > self.stop_grace:
+                    for p in alive:
+                        log.warning("worker %d did not stop within %.0fs of SIGTERM; killing it", p.pid,
+                                    self.stop_grace)
+                        p.kill()
+                    self._stop_at = float("inf")   # once
                 multiprocessing.connection.wait([p.sentinel for p in alive], 0.5)
                 continue
             now = time.monotonic()

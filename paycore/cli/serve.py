@@ -27,18 +27,24 @@ def _worker(config_path: str | None, workers: int, reuse_port: bool) -> None:
     logs.setup(cfg.server.log_level)
 
     async def main() -> None:
-        app = create_app(cfg, workers=workers)
-        runner = AppRunner(app, access_log=None, handle_signals=True)
-        await runner.setup()
-        site = web.TCPSite(runner, cfg.server.host, cfg.server.port, reuse_port=reuse_port, backlog=4096)
-        await site.start()
-        log.info("worker %d listening on %s:%d", os.getpid(), cfg.server.host, cfg.server.port)
+        # our handlers from the first moment: a SIGTERM that arrives while the app is still starting
+        # (pool, migrations check, background loops) must stop it too, not be lost in a callback
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
-        await runner.cleanup()
+        app = create_app(cfg, workers=workers)
+        # in-flight requests get a few seconds (a long-poll holds up to 30 s: its client polls again)
+        runner = AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5.0)
+        await runner.setup()
+        try:
+            if not stop.is_set():
+                site = web.TCPSite(runner, cfg.server.host, cfg.server.port, reuse_port=reuse_port, backlog=4096)
+                await site.start()
+                log.info("worker %d listening on %s:%d", os.getpid(), cfg.server.host, cfg.server.port)
+                await stop.wait()
+        finally:
+            await runner.cleanup()
 
     run(main())
 

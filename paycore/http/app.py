@@ -16,6 +16,7 @@ import time
 from typing import Any
 
 import aiohttp
+import asyncpg
 import orjson
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
@@ -196,12 +197,20 @@ def create_app(cfg: Config, *, run_relay: bool = True, run_recovery: bool = True
         yield
         for task in background:
             await task.stop()
-        await engine.calls.close()
-        await journal.stop()
+        # shutdown stays bounded when the database does not answer: what is still queued is given a
+        # few seconds (journal changes were never acknowledged to anyone; provider calls are a record)
+        for closing in (engine.calls.close(), journal.stop()):
+            try:
+                await asyncio.wait_for(closing, cfg.database.connect_timeout + 2.0)
+            except asyncio.TimeoutError:
+                log.warning("shutdown: gave up waiting for the database")
         for a in adapters.values():
             await a.aclose()
         await session.close()
-        await pool.close()
+        try:   # a database that does not answer must not hold the process's exit (SIGTERM → exit)
+            await asyncio.wait_for(pool.close(), cfg.database.connect_timeout + 2.0)
+        except (asyncio.TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            pool.terminate()
 
     app.cleanup_ctx.append(resources)
     r = app.router

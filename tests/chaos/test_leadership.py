@@ -63,7 +63,9 @@ async def _ready(base: str, timeout: float = 30.0) -> None:
 async def _leader_pid(stack) -> int | None:
     name = await stack.pool.fetchval(
         "select a.application_name from pg_locks l join pg_stat_activity a on a.pid = l.pid "
-        "where l.locktype = 'advisory' and l.objid = $1 and l.granted", RELAY_LOCK)
+        "where l.locktype = 'advisory' and l.objid = $1 and l.granted "
+        # advisory locks are per database: another stack of the same session (its own database) has its own leader
+        "and l.database = (select oid from pg_database where datname = current_database())", RELAY_LOCK)
     return int(name.rsplit("-", 1)[1]) if name and name.startswith("paycore-relay-") else None
 
 
