@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from abc import ABC, abstractmethod
 
 
-class Loop:
+class Loop(ABC):
     #: the task's name
     name = "loop"
     #: where it logs (default ``paycore.<name>``)
@@ -30,9 +31,9 @@ class Loop:
         self._stopping = False
 
     # -- what a loop provides ----------------------------------------------
+    @abstractmethod
     async def step(self) -> float:
         """One round of work; returns the seconds to wait before the next (0: at once)."""
-        raise NotImplementedError
 
     def expected(self, exc: BaseException) -> bool:
         """Errors that mean "a dependency is away, try later": one line, no traceback."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as _dt
+from abc import ABC, abstractmethod
 import json
 import logging
 import random
@@ -133,11 +134,12 @@ def _check(r: httpx.Response, attempt: int) -> None:
         raise e
 
 
-class _Operations:
+class _Operations(ABC):
     """Every merchant operation, for both clients (see ``contract.OPERATIONS``)."""
 
+    @abstractmethod
     def _call(self, call: _Call[Any]) -> Any:   # PaycoreClient returns the value, AsyncPaycoreClient a coroutine
-        raise NotImplementedError
+        """Send ``call``: PaycoreClient returns its value, AsyncPaycoreClient a coroutine of it."""
 
     # -- payments -------------------------------------------------------------
     def create_payment(self, request: PaymentCreate | None = None, *, raise_on_failure: bool = True,
