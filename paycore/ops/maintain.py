@@ -30,6 +30,7 @@ import asyncio
 import gzip
 import logging
 import os
+import random
 import re
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta, timezone
@@ -249,13 +250,19 @@ async def maintain(cfg: Config, now: datetime | None = None) -> Report:
 
 
 class Maintainer(Loop):
-    """A maintenance round at start and then every ``data.maintain_interval`` seconds, in every
-    server process; the advisory lock makes the others skip while one works."""
+    """A maintenance round every ``data.maintain_interval`` seconds in every server process; the
+    advisory lock makes the others skip while one works. The first round waits a random 30 s to
+    5 min (never more than the interval): a deploy starts every worker at once, and partition DDL
+    right then would queue the payment path behind its locks (partitions are made 14 days ahead,
+    so nothing is short meanwhile; `paycore maintain` runs a round at once)."""
     name = "maintain"
 
     def __init__(self, cfg: Config) -> None:
         super().__init__(interval=cfg.data.maintain_interval, backoff_min=30.0, backoff_max=600.0)
         self.cfg = cfg
+
+    async def setup(self) -> None:
+        await asyncio.sleep(min(self.interval, random.uniform(30.0, 300.0)))
 
     async def step(self) -> float:
         rep = await maintain(self.cfg)

@@ -214,6 +214,9 @@ async def build_stack(var: Path, *, workers: int = 1, proxy: Proxy | None = None
     # the one-code tests' load balancer: X-Forwarded-For is believed from this address only
     overrides["onecode"] = {"trusted_proxies": [TRUSTED_PROXY]}
     overrides["settlement"] = {"fee_rule_lead": 1.0}   # a new fee rule counts after a second, not a minute
+    # partition maintenance runs where a test asks for it (`paycore maintain`, tests/integration/test_data.py),
+    # never as DDL in the middle of another test's timing
+    overrides["data"] = {"maintain_interval": 0}
     if tweak is not None:
         tweak(overrides)
     config_path = var / "paycore.toml"
