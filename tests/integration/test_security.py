@@ -201,6 +201,23 @@ _SQL_ALLOWED = {
     ("paycore/storage/db.py", "ensure_database"): "database name checked against [A-Za-z0-9_]{1,63} first",
     ("paycore/ops/webhooks.py", "listing"): "fixed column names and '$n' placeholders; values go as parameters",
     ("paycore/ops/webhooks.py", "replay"): "one of two fixed conditions; values go as parameters",
+    ("paycore/core/afterrecovery.py", "_claim"): "the select and table are the module's constants for splits, "
+                                                "returns and payouts; values go as parameters",
+    ("paycore/core/payouts.py", "_commit_new"): "column list and $n placeholders from the constant PAYOUT_COLS",
+    ("paycore/core/splits.py", "create_receiver"): "column list and $n placeholders from the constant RECEIVER_COLS",
+    ("paycore/core/splits.py", "_commit_new_split"): "column list and $n placeholders from the constant SPLIT_COLS",
+    ("paycore/core/splits.py", "_return"): "column list and $n placeholders from the constant RETURN_COLS",
+    ("paycore/merchants/auditlog.py", "search"): "fixed column names and '$n' placeholders; values go as parameters",
+    ("paycore/merchants/users.py", "_update"): "the SET clause comes from this module's callers' literals; "
+                                               "values go as parameters",
+    ("paycore/merchants/users.py", "login"): "one fixed optional clause; values go as parameters",
+    ("paycore/ops/maintain.py", "run"): "an int from the config (lock_timeout_ms)",
+    ("paycore/ops/maintain.py", "_finish_detaches"): "table and partition names from the catalog (pg_inherits), "
+                                                     "quoted; DDL takes no parameters",
+    ("paycore/ops/maintain.py", "_reattach"): "partition names and bounds from the catalog; DDL takes no parameters",
+    ("paycore/ops/maintain.py", "_retire"): "table and partition names from the catalog, quoted",
+    ("paycore/ops/maintain.py", "why_kept"): "partition names from the catalog, quoted; values go as parameters",
+    ("paycore/ops/reconcile.py", "latest_runs"): "the constant DISCREPANCIES column names; values go as parameters",
 }
 
 
