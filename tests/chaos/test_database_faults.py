@@ -91,15 +91,19 @@ async def test_database_down_under_load_is_503_and_recovers_without_restart(chao
     during = [a for a in answers if down_at <= a.started < up_at]
     counts = await _check_answers(chaos, answers)
     refused = [a for a in during if a.status == 503]
-    assert refused, "the outage went unnoticed"
+    # a reset is refused at once; under a blackhole a request may instead wait the outage out (the journal
+    # re-reads a commit whose outcome is unknown before it may say "nothing accepted") and then succeed;
+    # either way nothing is answered 2xx that is not committed (_check_answers)
+    waited = [a for a in during if a.status != 503 and a.started + a.seconds >= up_at]
+    assert refused or (mode == "blackhole" and waited), "the outage went unnoticed"
     assert ready_status == 503 and ready["database"] is False
     assert stack.proc.poll() is None and stack.proc.pid == pid_before   # the same process, not restarted
     report = await run_audit(stack)
     assert report["missing"] == 0 and report["out_of_order"] == 0, report
-    slowest_503 = max(a.seconds for a in refused)
+    slowest_503 = max((a.seconds for a in refused), default=0.0)
     record(f"database_down_{mode}", payments=len(answers), answered_2xx=counts["2xx"], answered_503=counts["503"],
            committed_despite_503=counts["503_but_committed"], no_answer=counts["no_answer"],
            slowest_503_seconds=round(slowest_503, 2),
-           median_503_seconds=round(sorted(a.seconds for a in refused)[len(refused) // 2], 3),
+           median_503_seconds=round(sorted(a.seconds for a in refused)[len(refused) // 2], 3) if refused else None,
            seconds_to_recover=round(recovered_in, 2), outage_seconds=round(up_at - down_at, 1),
            events_missing=report["missing"], out_of_order=report["out_of_order"])
