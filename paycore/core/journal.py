@@ -103,8 +103,11 @@ class Journal:
     # so batches grow with the load; a second flusher mostly splits them in two (more
     # round trips for the same changes) since both wait on the same database.
     def __init__(self, pool: asyncpg.Pool, batch_max: int = 256, max_wait_ms: float = 2.0,
-                 flushers: int = 1, *, metrics: Metrics) -> None:
+                 flushers: int = 1, *, metrics: Metrics, acquire_timeout: float = 5.0) -> None:
         self.pool = pool
+        # a connection stuck on an unreachable database (its release waits on a reset that never answers)
+        # must not hold the batch forever: past this, the write's outcome is "not written" (nothing sent)
+        self.acquire_timeout = acquire_timeout
         self.metrics = metrics
         self.batch_max = batch_max
         self.max_wait = max_wait_ms / 1000
@@ -237,7 +240,7 @@ class Journal:
                 if p.notify_url and etype in FINAL_EVENT_TYPES:
                     for col, v in zip(hooks, (eid, p.merchant_id, p.id, p.notify_url, body)):
                         col.append(v)
-        async with self.pool.acquire() as conn:
+        async with self.pool.acquire(timeout=self.acquire_timeout) as conn:
             rows = await conn.fetch(WRITE_BATCH, ins, upd, expected, new_refunds, changed_refunds,
                                     e_id, e_pay, e_seq, e_type, e_at, e_body, *hooks)
         applied = {r[0] for r in rows}
@@ -248,26 +251,39 @@ class Journal:
 
 #: when the outcome of a write is unknown: how long to keep asking the database (seconds between tries)
 REREAD_PAUSES = (0.2, 0.4, 0.8)
+#: and at most how long in all (seconds), so that a till waiting on an unreachable database gets its 503
+#: within the command timeout plus this, not after every try has waited out its own timeouts
+REREAD_BUDGET = 2.0
 
 
-async def settled(pool: Any, changes: list[tuple[Payment, str | None]]) -> list[bool] | None:
+async def settled(pool: Any, changes: list[tuple[Payment, str | None]],
+                  budget: float = REREAD_BUDGET) -> list[bool] | None:
     """After a write whose outcome is unknown: which of ``changes`` (the payment row
     written, the event id or None) are in the database. A change with an event is
     there when its event is (event ids are unique); one without, when the row
-    equals what was written. None when the database cannot be read. A change not
-    found is asked again for a while, since the lost statement may still be running
-    (its backend has not yet noticed that its client is gone)."""
+    equals what was written. None when the database cannot be read within
+    ``budget`` seconds. A change not found is asked again for a while, since the
+    lost statement may still be running (its backend has not yet noticed that its
+    client is gone)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + budget
     found: list[bool] | None = None
     for pause in REREAD_PAUSES:
-        await asyncio.sleep(pause)
+        await asyncio.sleep(min(pause, max(0.0, deadline - loop.time())))
+        left = deadline - loop.time()
+        if left <= 0.05:
+            break
         try:
-            async with pool.acquire() as conn:
+            async with pool.acquire(timeout=left) as conn:
+                left = max(0.05, deadline - loop.time())
                 eids = [e for _, e in changes if e is not None]
                 have = {r[0] for r in await conn.fetch(
-                    "select event_id from events where event_id = any($1::text[])", eids)} if eids else set()
+                    "select event_id from events where event_id = any($1::text[])", eids,
+                    timeout=left)} if eids else set()
                 plain = [p.id for p, e in changes if e is None]
                 rows = {r["id"]: Payment.from_record(r) for r in await conn.fetch(
-                    f"select {_PAY_COLS} from payments where id = any($1::text[])", plain)} if plain else {}
+                    f"select {_PAY_COLS} from payments where id = any($1::text[])", plain,
+                    timeout=max(0.05, deadline - loop.time()))} if plain else {}
         except DB_DOWN:
             continue
         found = [(e in have) if e is not None else rows.get(p.id) == p for p, e in changes]

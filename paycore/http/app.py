@@ -146,7 +146,8 @@ def create_app(cfg: Config, *, run_relay: bool = True, run_recovery: bool = True
     async def resources(app: web.Application):
         pool = await db.create_pool(cfg.database)
         app[POOL] = pool
-        journal = Journal(pool, cfg.journal.batch_max, cfg.journal.max_wait_ms, metrics=metrics)
+        journal = Journal(pool, cfg.journal.batch_max, cfg.journal.max_wait_ms, metrics=metrics,
+                          acquire_timeout=cfg.database.command_timeout)
         journal.start()
         session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, limit_per_host=512,
                                                                        keepalive_timeout=60, ttl_dns_cache=300))

@@ -6,8 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+from urllib.parse import urlsplit
 
+import asyncpg
 import pytest
+
+from paycore.core.journal import load_payment, settled
 
 from tests.support.chaoskit import Answer, Load, record, run_audit, wait_all_final
 from tests.support.helpers import sim_order
@@ -90,12 +94,14 @@ async def test_database_down_under_load_is_503_and_recovers_without_restart(chao
     answers = await load.stop()
     during = [a for a in answers if down_at <= a.started < up_at]
     counts = await _check_answers(chaos, answers)
-    refused = [a for a in during if a.status == 503]
-    # a reset is refused at once; under a blackhole a request may instead wait the outage out (the journal
-    # re-reads a commit whose outcome is unknown before it may say "nothing accepted") and then succeed;
-    # either way nothing is answered 2xx that is not committed (_check_answers)
-    waited = [a for a in during if a.status != 503 and a.started + a.seconds >= up_at]
-    assert refused or (mode == "blackhole" and waited), "the outage went unnoticed"
+    # the outage is noticed by every request in flight while it lasted: answered 503 (a reset at once; a
+    # blackhole once the write's timeout and the bounded re-read of its unknown outcome are spent), or,
+    # for a blackhole, waited out and then answered; nothing is answered 2xx that is not committed
+    # (_check_answers)
+    in_flight = [a for a in answers if a.started < up_at and a.started + a.seconds > down_at]
+    refused = [a for a in in_flight if a.status == 503]
+    waited = [a for a in in_flight if a.status != 503 and a.started + a.seconds >= up_at]
+    assert refused or (mode == "blackhole" and waited), ("the outage went unnoticed", len(during), len(in_flight))
     assert ready_status == 503 and ready["database"] is False
     assert stack.proc.poll() is None and stack.proc.pid == pid_before   # the same process, not restarted
     report = await run_audit(stack)
@@ -107,3 +113,29 @@ async def test_database_down_under_load_is_503_and_recovers_without_restart(chao
            median_503_seconds=round(sorted(a.seconds for a in refused)[len(refused) // 2], 3) if refused else None,
            seconds_to_recover=round(recovered_in, 2), outage_seconds=round(up_at - down_at, 1),
            events_missing=report["missing"], out_of_order=report["out_of_order"])
+
+
+async def test_an_unknown_write_outcome_is_settled_within_its_budget(chaos):
+    """When a journal write's answer is lost, the journal re-reads what the database holds before it
+    may say "nothing accepted". Against a database that went silent, that re-read gives up after its
+    budget (the till gets its 503), not after each try has waited out the pool's own, long timeouts."""
+    stack = chaos.stack
+    a = await Load(stack).pay_once("wechatpay")
+    assert a.status == 201, a
+    pid = a.payment["id"]
+    eid = await stack.pool.fetchval("select event_id from events where payment_id = $1 order by seq limit 1", pid)
+    pg = chaos.proxy("postgres")
+    url = urlsplit(stack.db_url)
+    through_proxy = url._replace(netloc=f"{url.username}@127.0.0.1:{pg.port}").geturl()
+    # timeouts far longer than the budget: only the budget can end the re-read under a blackhole
+    pool = await asyncpg.create_pool(through_proxy, min_size=1, max_size=2, command_timeout=120, timeout=120)
+    try:
+        p = await load_payment(pool, pid)
+        assert await settled(pool, [(p, eid)]) == [True]              # written: found at once
+        assert await settled(pool, [(p, "evt_never_written")], budget=0.5) == [False]
+        pg.set("blackhole")
+        got = await asyncio.wait_for(settled(pool, [(p, eid)], budget=1.0), 30)
+        assert got is None    # could not be read: the caller answers UNAVAILABLE, recovery ends the payment
+    finally:
+        pg.set("pass")
+        pool.terminate()

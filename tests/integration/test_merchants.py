@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 
@@ -59,12 +60,13 @@ async def test_merchant_add_list_rotate_disable(stack):
 
 
 async def test_merchants_cannot_see_each_others_payments(stack):
-    out = json.loads(cli(stack, "merchant", "add", "m_other").stdout)
+    other = "m_other_" + os.urandom(4).hex()    # the session's stack is shared: a merchant of our own
+    out = json.loads(cli(stack, "merchant", "add", other).stdout)
     r = await stack.pay(amount=amount(), method="barcode", auth_code=auth_code("alipay"))
-    peek = await stack.api("GET", f"/v1/payments/{r.body['id']}", merchant="m_other", secret=out["secret"])
+    peek = await stack.api("GET", f"/v1/payments/{r.body['id']}", merchant=other, secret=out["secret"])
     assert peek.status == 404 and peek.error == "NOT_FOUND"
     refund = await stack.api("POST", f"/v1/payments/{r.body['id']}/refunds", {"refund_no": "x", "amount": 1},
-                             merchant="m_other", secret=out["secret"])
+                             merchant=other, secret=out["secret"])
     assert refund.status == 404
 
 

@@ -91,6 +91,10 @@ async def test_a_failing_receiver_gets_retries_until_it_answers_2xx(stack, recei
 async def test_pending_webhooks_survive_a_paycore_restart(stack, receiver):
     name, pid = await pay_with_hook(stack, receiver, "down", 503)
     await eventually(lambda: receiver.received(name), what="a first (refused) attempt")
+
+    async def attempt_recorded():   # the receiver answered 503; the dispatcher records the attempt just after
+        return await stack.pool.fetchrow("select * from webhooks where payment_id = $1 and attempts >= 1", pid)
+    await eventually(attempt_recorded, timeout=10, what="the refused attempt to be recorded")
     stack.kill_paycore(signal.SIGKILL)
     try:
         row = await stack.pool.fetchrow("select * from webhooks where payment_id = $1", pid)
