@@ -15,6 +15,7 @@ from paycore import config as config_mod
 from paycore import logs
 from paycore import workers as workers_mod
 from paycore.cli.common import load, run
+from paycore.core.journal import DB_DOWN
 from paycore.http.app import AppRunner, create_app
 from paycore.metrics import Metrics
 from paycore.storage import db
@@ -46,7 +47,14 @@ def _worker(config_path: str | None, workers: int, reuse_port: bool) -> None:
         finally:
             await runner.cleanup()
 
-    run(main())
+    try:
+        run(main())
+    except DB_DOWN as e:
+        # started into a database outage (its pool could not open): one line, no traceback, and a
+        # non-zero exit so that the supervisor restarts it with its backoff until the database is back
+        log.error("worker %d could not start: the database is unreachable (%s: %s)", os.getpid(),
+                  type(e).__name__, e)
+        raise SystemExit(3) from None
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
