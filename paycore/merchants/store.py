@@ -92,6 +92,12 @@ async def rotate_secret(conn: asyncpg.Connection, box: SecretBox, merchant_id: s
                     row["prev_secret_expires_at"])
 
 
+async def previous_secret_until(conn: asyncpg.Connection, merchant_id: str) -> datetime | None:
+    """Until when the secret replaced by the last rotation still works; None when it no longer does."""
+    return await conn.fetchval("select prev_secret_expires_at from merchants where id = $1 and prev_secret_enc "
+                               "is not null and prev_secret_expires_at > now()", merchant_id)
+
+
 async def set_status(conn: asyncpg.Connection, merchant_id: str, status: str) -> None:
     r = await conn.execute("update merchants set status = $2, updated_at = now() where id = $1", merchant_id, status)
     if r.endswith(" 0"):

@@ -13,6 +13,7 @@ import json
 import os
 import re
 import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -291,15 +292,23 @@ async def test_merchant_user_sees_only_its_own_payments(stack, browser, people, 
             resp = await page.goto(stack.base + path)
             assert resp.status == 200, path
             await page.screenshot(path=console_shots / f"{name}.png", full_page=True)
+        # rotated with a day's overlap: the systems still signing with the old secret keep working meanwhile
+        await page.select_option("#grace", "24h")
         await page.click("#rotate")
         secret = (await page.text_content("#new-secret code")).strip()
+        assert "旧密钥仍然有效，截止时间" in await page.text_content("#previous-secret")
         await page.screenshot(path=console_shots / "28-portal-rotated.png")
-    stack.secret = secret   # later tests of this session sign with the new secret
+    old, stack.secret = stack.secret, secret   # later tests of this session sign with the new secret
+    assert old != secret
     assert (await stack.api("GET", f"/v1/payments/{people.ours}")).status == 200
+    assert (await stack.api("GET", f"/v1/payments/{people.ours}", secret=old)).status == 200
+    until = await stack.pool.fetchval("select prev_secret_expires_at from merchants where id = 'm_test'")
+    assert timedelta(hours=23) < until - datetime.now(timezone.utc) <= timedelta(hours=24)
     (row,) = await audit_rows(stack, action="access.denied", target=people.theirs)
     assert row["actor"] == "shop_test" and row["merchant_id"] == "m_test" and row["outcome"] == "denied"
     (rot,) = await audit_rows(stack, action="merchant.rotate_secret", actor="shop_test")
-    assert secret not in str(rot)
+    assert secret not in str(rot) and old not in str(rot)
+    assert rot["after"]["grace_seconds"] == 86400 and rot["after"]["previous_expires_at"]
 
 
 async def test_merchant_sets_its_default_webhook_endpoint_in_the_portal(stack, browser, people, console_shots):
@@ -393,6 +402,17 @@ async def test_every_operator_page_and_the_audit_log(stack, admin, people, conso
         await page.fill("#max-amount", "90000")
         await page.click("#merchant-save")
         await page.wait_for_selector("#flash")
+        # the operator rotates m_other's secret at once (grace 0, the default): only the new one works
+        await page.click("#rotate")
+        fresh = (await page.text_content("#new-secret code")).strip()
+        assert await page.locator("#previous-secret").count() == 0
+    old, people.other_secret = people.other_secret, fresh
+    assert (await stack.api("GET", f"/v1/payments/{people.theirs}", merchant="m_other", secret=fresh)).status == 200
+    refused = await stack.api("GET", f"/v1/payments/{people.theirs}", merchant="m_other", secret=old)
+    assert refused.status == 401 and refused.error == "UNAUTHENTICATED"
+    (rot,) = await audit_rows(stack, action="merchant.rotate_secret", target="m_other")
+    assert rot["after"]["grace_seconds"] == 0 and rot["after"]["previous_expires_at"] is None
+    async with admin_page(admin) as page:
         await page.goto(f"{stack.base}/console/audit")
         await page.screenshot(path=console_shots / "18-audit.png", full_page=True)
         await page.fill("#audit-action", "payment.")

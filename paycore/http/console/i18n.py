@@ -100,6 +100,8 @@ ZH: dict[str, str] = {
     # portal
     "Download": "下载", "Daily statements": "每日对账单", "Payments paid": "支付笔数",
     "Amount paid": "支付金额", "Refunds succeeded": "退款笔数", "Amount refunded": "退款金额",
+    "The previous secret keeps working until": "旧密钥仍然有效，截止时间：",
+    "The old secret keeps working for": "旧密钥继续有效的时长", "no time: it stops now": "不保留：立即失效",
     "Rotate the API secret": "轮换 API 密钥", "Your merchant id": "您的商户号",
     "Rotating replaces the secret your systems sign requests with.": "轮换后，请在您的系统中使用新密钥签名请求。",
     "Webhook endpoints": "回调地址", "Default webhook endpoint": "默认回调地址",

@@ -153,13 +153,16 @@ async def merchant_page(request: web.Request, ctx: Ctx) -> web.Response:
     return await show_merchant(ctx, request.match_info["mid"])
 
 
-async def show_merchant(ctx: Ctx, mid: str, *, secret: str | None = None) -> web.Response:
-    """The merchant's page; ``secret``: a new API secret, shown this once."""
+async def show_merchant(ctx: Ctx, mid: str, *, secret: str | None = None,
+                        rotation: merchants.Rotation | None = None) -> web.Response:
+    """The merchant's page; ``secret`` (or ``rotation``'s): a new API secret, shown this once."""
     async with ctx.pool.acquire() as conn:
         m = await merchants.get(conn, mid)
+        previous_until = await merchants.previous_secret_until(conn, mid) if m else None
     if m is None:
         raise NotFound("no such merchant")
-    return ctx.render("console/merchant.html", m=m, secret=secret,
+    return ctx.render("console/merchant.html", m=m, secret=rotation.secret if rotation else secret,
+                      previous_until=previous_until, graces=GRACE_CHOICES,
                       subs="\n".join(f"{k}={v}" for k, v in sorted((m["sub_merchants"] or {}).items())))
 
 
@@ -209,21 +212,33 @@ async def merchant_status(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     return ctx.done(f"/merchants/{mid}", "Merchant disabled." if op == "disable" else "Merchant enabled.")
 
 
-async def rotate(ctx: Ctx, mid: str) -> str:
-    """A new API secret for ``mid`` through the store's rotate_secret (shown once, never audited)."""
+#: the grace periods the rotate forms offer: how long the replaced secret keeps working, so that a
+#: merchant's systems can move to the new one without a minute of refused requests
+GRACE_CHOICES = ("0", "1h", "24h", "7d")
+
+
+async def rotate(ctx: Ctx, mid: str) -> merchants.Rotation:
+    """A new API secret for ``mid`` through the store's rotate_secret (shown once, never audited);
+    the form's ``grace`` says how long the old one keeps working (0: it stops now)."""
+    choice = ctx.field("grace", max_len=8) or "0"
+    if choice not in GRACE_CHOICES:
+        raise InvalidRequest(f"grace is one of {', '.join(GRACE_CHOICES)}", field="grace")
+    grace = merchants.parse_grace(choice)
     async with ctx.pool.acquire() as conn:
         try:
-            # grace 0: the console's button replaces at once (a grace period: paycore merchant rotate-secret --grace)
-            secret = (await merchants.rotate_secret(conn, ctx.request.app[AUTH].merchants.box, mid)).secret
+            rot = await merchants.rotate_secret(conn, ctx.request.app[AUTH].merchants.box, mid, grace)
         except LookupError:
             raise NotFound("no such merchant") from None
-    await ctx.audit("merchant.rotate_secret", target=mid, merchant_id=mid, after={"rotated": True})
-    return secret
+    await ctx.audit("merchant.rotate_secret", target=mid, merchant_id=mid,
+                    after={"rotated": True, "kid": rot.kid, "grace_seconds": grace,
+                           "previous_expires_at": rot.previous_expires_at.isoformat()
+                           if rot.previous_expires_at else None})
+    return rot
 
 
 async def merchant_rotate(request: web.Request, ctx: Ctx) -> web.Response:
-    secret = await rotate(ctx, request.match_info["mid"])
-    return await show_merchant(ctx, request.match_info["mid"], secret=secret)
+    rot = await rotate(ctx, request.match_info["mid"])
+    return await show_merchant(ctx, request.match_info["mid"], rotation=rot)
 
 
 # ------------------------------------------------------------------- channels

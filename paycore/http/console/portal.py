@@ -14,7 +14,7 @@ from paycore.core import search, validation
 from paycore.errors import InvalidRequest
 from paycore.http.common import CONFIG
 from paycore.http.console.base import Ctx
-from paycore.http.console.operator import rotate
+from paycore.http.console.operator import GRACE_CHOICES, rotate
 from paycore.merchants import store as merchants
 
 STATEMENT_DAYS = 31
@@ -72,14 +72,19 @@ async def statement_csv(request: web.Request, ctx: Ctx) -> web.Response:
         "Content-Disposition": f'attachment; filename="statement-{ctx.scope}-{day.isoformat()}.csv"'})
 
 
-async def credentials(request: web.Request, ctx: Ctx) -> web.Response:
-    return ctx.render("console/credentials.html", secret=None)
+async def credentials(request: web.Request, ctx: Ctx, secret: str | None = None) -> web.Response:
+    """The merchant id, whether the secret replaced last still works (and until when), the rotate form."""
+    assert ctx.scope is not None
+    async with ctx.pool.acquire() as conn:
+        previous_until = await merchants.previous_secret_until(conn, ctx.scope)
+    return ctx.render("console/credentials.html", secret=secret, previous_until=previous_until,
+                      graces=GRACE_CHOICES)
 
 
 async def credentials_rotate(request: web.Request, ctx: Ctx) -> web.Response:
     assert ctx.scope is not None
-    secret = await rotate(ctx, ctx.scope)
-    return ctx.render("console/credentials.html", secret=secret)
+    rot = await rotate(ctx, ctx.scope)
+    return await credentials(request, ctx, rot.secret)
 
 
 async def endpoint_save(request: web.Request, ctx: Ctx) -> web.StreamResponse:
