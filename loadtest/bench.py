@@ -38,6 +38,7 @@ from typing import Any
 import aiohttp
 import orjson
 
+from loadtest.charts import chart
 from loadtest.grow import preload
 from loadtest.stack import BenchStack, cpu_plan, pinned, proc_tree_cpu
 from paycore.runtime import run as _run  # uvloop when present
@@ -375,6 +376,9 @@ async def main_async(args) -> int:
             for name in args.scenarios.split(","):
                 out = results[name.strip()] = await scenario(stack, session, pool, name.strip(), args)
                 print(orjson.dumps(out).decode(), flush=True)
+                if args.charts:
+                    png = chart(out, Path(args.charts) / f"bench-{out['scenario']}.png", p99_bound_ms=args.p99_ms)
+                    log(f"  chart: {png}")
             if "barcode_hmac" in results and "barcode_hmac_grown" in results:
                 print(orjson.dumps(compare_grown(results["barcode_hmac"], results["barcode_hmac_grown"])).decode(),
                       flush=True)
@@ -418,6 +422,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--p99-ms", type=float, default=1000.0, help="a step with a higher p99 is not sustained")
     ap.add_argument("--sim-latency-ms", type=float, default=0.0, help="added to every simulator answer")
     ap.add_argument("--var", default=None, help="state directory (default: a temporary one)")
+    ap.add_argument("--charts", default="test-output/bench",
+                    help="where to write one PNG chart per scenario ('' for none)")
     ap.add_argument("--grown-rows", type=int, default=10_000_000,
                     help="payments COPYed in before barcode_hmac_grown (ten days of them; default 10 M, "
                          "~14 GB of disk with their events and refunds)")
