@@ -10,7 +10,8 @@ stime of every paycore process from /proc over the measured window), events
 written to Postgres and found in the Kafka topic, relay lag p99 (from the
 paycore_relay_lag_seconds histogram), and the floor measured in the same run
 at the same rate: a bare aiohttp + uvloop server (loadtest/floor.py) doing one
-call to the same simulator, on the same core, and floor µs / paycore µs.
+call to the same simulator, on the same core (for an RSA channel, with that
+channel's RSA-2048 sign and verify), and floor µs / paycore µs.
 
 It never asserts: figures go to stdout, progress to stderr.
 
@@ -194,12 +195,17 @@ def sustained(r: dict[str, Any], p99_ms: float) -> bool:
             and r["p99_ms"] is not None and r["p99_ms"] <= p99_ms)
 
 
+#: channels whose protocol signs every request and answer with RSA-2048: their floor does that too
+RSA_CHANNELS = frozenset({"wechatpay"})
+
+
 async def floor_at(stack: BenchStack, channel: str, rate: float, duration: float, warmup: float) -> dict[str, Any]:
     from devstack.stack import free_port
     port = free_port()
+    rsa_flag = ["--rsa"] if channel in RSA_CHANNELS else []
     proc = await asyncio.create_subprocess_exec(
         *pinned(stack.paycore_cpus, [sys.executable, "-m", "loadtest.floor", "--port", str(port), "--upstream",
-                                     stack.sim_url(channel)]),
+                                     stack.sim_url(channel), *rsa_flag]),
         stdout=asyncio.subprocess.PIPE, env=stack.env, start_new_session=True)
     assert proc.stdout
     await proc.stdout.readline()
@@ -293,7 +299,7 @@ async def scenario(stack: BenchStack, session: aiohttp.ClientSession, pool, name
         "error_kinds": dict(top["errors"], **({"unfinished": top["unfinished"]} if top["unfinished"] else {})),
         "paycore_cpu_us_per_payment": top["cpu_us"], "paycore_core_util": top["cpu_util"],
         "goal_cpu_us": goal,
-        "floor_cpu_us_per_request": fl["cpu_us"],
+        "floor_cpu_us_per_request": fl["cpu_us"], "floor_does_rsa": channel in RSA_CHANNELS,
         "floor_over_paycore": round(fl["cpu_us"] / top["cpu_us"], 3) if fl["cpu_us"] and top["cpu_us"] else None,
         "sim_cpu_us_per_payment": top["sim_cpu_us"], "postgres_cpu_us_per_payment": top["postgres_cpu_us"],
         "broker_cpu_us_per_payment": top["broker_cpu_us"], "generator_cpu_s": top["gen_cpu_s"],
