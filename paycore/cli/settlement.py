@@ -105,8 +105,10 @@ async def _show(conn: asyncpg.Connection, cfg: Config, day: date) -> dict[str, A
     return {"date": day.isoformat(), "closed": await statements.is_closed(conn, day),
             "closes_at": statements.rfc3339(cal.closes_at(day)), "merchants": days, "reconciliation": recon,
             "flagged_channels": flagged,
-            "journal_check": "agrees" if not diff else {f"{m}/{c}": {"journal": j, "statements": s}
-                                                        for (m, c), (j, s) in sorted(diff.items())}}
+            "journal_check": "agrees" if not diff else {
+                f"{m}/{c}": {"journal": dict(zip(statements.CHECK_FIELDS, j)) if j else None,
+                             "statements": dict(zip(statements.CHECK_FIELDS, s)) if s else None}
+                for (m, c), (j, s) in sorted(diff.items())}}
 
 
 def _render_show(v: dict[str, Any]) -> str:
@@ -127,7 +129,7 @@ def _render_show(v: dict[str, Any]) -> str:
             f"{ch} ({v['reconciliation'][ch]})" for ch in v["flagged_channels"]))
     chk = v["journal_check"]
     out.append("journal check: statements agree with the journal" if chk == "agrees"
-               else "journal check: DIFFERENT (payments, gross, payment fees, refunds): " + json.dumps(chk))
+               else "journal check: DIFFERENT (payments, gross, payment fees, refunds, shares, payouts): " + json.dumps(chk))
     return "\n".join(out)
 
 

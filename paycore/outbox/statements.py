@@ -323,14 +323,56 @@ from settlement_lines where coalesce(original_date, day) = $1
   and (type = any($2) or type in ('refund.succeeded', 'payment.reversed'))
 group by 1, 2"""
 
-CHECK_FIELDS = ("payments", "gross", "payment_fees", "refunds")
+# Money after the payment, the journal's side: shares made (the receivers the channel paid) less shares
+# returned, and payouts paid less payouts returned after a success (a payout's stream: created is seq 1,
+# so a RETURNED after a SUCCEEDED is seq 3; one returned straight from PROCESSING moved nothing).
+_JOURNAL_AFTER = """
+select merchant_id, channel, coalesce(sum(shares), 0)::bigint as shares, coalesce(sum(payouts), 0)::bigint as payouts
+from (
+  select payload->'payment'->>'merchant_id' as merchant_id, payload->'payment'->>'channel' as channel,
+         case when type = 'split.succeeded'
+              then (select coalesce(sum((r->>'amount')::bigint), 0) from jsonb_array_elements(payload->'split'->'receivers') r
+                    where r->>'status' = 'SUCCEEDED')
+              else -(payload->'split_return'->>'amount')::bigint end as shares,
+         0::bigint as payouts
+  from events where occurred_at >= $1 and occurred_at < $2 and type in ('split.succeeded', 'split.returned')
+  union all
+  select payload->'payout'->>'merchant_id', payload->'payout'->>'channel', 0::bigint,
+         case when type = 'payout.succeeded' then (payload->'payout'->>'amount')::bigint
+              else -(payload->'payout'->>'amount')::bigint end
+  from events where occurred_at >= $1 and occurred_at < $2
+    and (type = 'payout.succeeded' or (type = 'payout.returned' and seq > 2))
+) moved group by 1, 2"""
+
+_LINES_AFTER = """
+select merchant_id, channel,
+       coalesce(-sum(amount) filter (where type in ('split.succeeded', 'split.returned')), 0)::bigint as shares,
+       coalesce(-sum(amount) filter (where type in ('payout.succeeded', 'payout.returned')), 0)::bigint as payouts
+from settlement_lines where coalesce(original_date, day) = $1
+  and type in ('split.succeeded', 'split.returned', 'payout.succeeded', 'payout.returned')
+group by 1, 2"""
+
+CHECK_FIELDS = ("payments", "gross", "payment_fees", "refunds", "shares", "payouts")
+
+
+def _by_channel(money: list[Any], after: list[Any]) -> dict[tuple[str, str], tuple[int, ...]]:
+    """(merchant, channel) → CHECK_FIELDS, zero where one of the two queries has no row; a pair where
+    nothing moved (a split whose receivers were all refused) is left out, as it has no line either."""
+    out: dict[tuple[str, str], dict[str, int]] = {}
+    for r in money:
+        out.setdefault((r["merchant_id"], r["channel"]), {}).update(
+            {f: r[f] for f in ("payments", "gross", "payment_fees", "refunds")})
+    for r in after:
+        out.setdefault((r["merchant_id"], r["channel"]), {}).update(shares=r["shares"], payouts=r["payouts"])
+    totals = {k: tuple(v.get(f, 0) for f in CHECK_FIELDS) for k, v in out.items()}
+    return {k: t for k, t in totals.items() if any(t)}
 
 
 async def check(conn: Any, day: date, cal: Calendar) -> dict[tuple[str, str], tuple[Any, Any]]:
-    """(merchant, channel) → (journal, statements) wherever the two differ; empty when they agree."""
+    """(merchant, channel) → (journal, statements), each CHECK_FIELDS, wherever the two differ; empty
+    when they agree: payments, gross, fees and refunds, and the shares and payouts that left."""
     start, end = cal.bounds(day)
-    journal = {(r["merchant_id"], r["channel"]): tuple(r[f] for f in CHECK_FIELDS)
-               for r in await conn.fetch(_JOURNAL, start, end, list(_PAID))}
-    lines = {(r["merchant_id"], r["channel"]): tuple(r[f] for f in CHECK_FIELDS)
-             for r in await conn.fetch(_LINES, day, list(_PAID))}
+    journal = _by_channel(await conn.fetch(_JOURNAL, start, end, list(_PAID)),
+                          await conn.fetch(_JOURNAL_AFTER, start, end))
+    lines = _by_channel(await conn.fetch(_LINES, day, list(_PAID)), await conn.fetch(_LINES_AFTER, day))
     return {k: (journal.get(k), lines.get(k)) for k in journal.keys() | lines.keys() if journal.get(k) != lines.get(k)}

@@ -21,6 +21,7 @@ from paycore.bizday import Calendar
 from paycore.config import SettlementConfig
 from paycore.ops.webhooks import verify_signature
 from paycore.outbox.settlement import SettlementMetrics, apply
+from paycore.outbox import statements
 from paycore.outbox.statements import CSV_COLUMNS
 from tests.integration.test_consumer import consumer, stop
 from tests.support.chaoskit import run_audit
@@ -161,6 +162,26 @@ async def test_shares_and_payouts_are_lines_of_the_day_once(stack, settling):
         ("payment", p["id"], p["id"], p["merchant_order_no"], 10000, 10000),
         ("payout", po.body["id"], po.body["id"], po.body["payout_no"], -3000, -3000),
         ("split", s.body["id"], p["id"], p["merchant_order_no"], -2500, -2500)])
+
+    # the journal check counts shares and payouts too: the statements agree with the journal on every day
+    # the money moved, and a split line gone missing is told (looked at inside a transaction rolled back)
+    for d in sorted(days):
+        async def agrees(d=d):
+            res = await paycore_cli(stack, "settlement", "check", "--date", d.isoformat())
+            return res if res.rc == 0 else None
+        await eventually(agrees, timeout=60, interval=1, what=f"settlement check of {d} to agree")
+    split_day = CAL.day_of(datetime.fromisoformat(moved["split.succeeded"]["occurred_at"].replace("Z", "+00:00")))
+    async with stack.pool.acquire() as conn:
+        tr = conn.transaction()
+        await tr.start()
+        try:
+            assert (m.id, "wechatpay") not in await statements.check(conn, split_day, CAL)
+            await conn.execute("delete from settlement_lines where id = $1", s.body["id"])
+            journal, stated = (await statements.check(conn, split_day, CAL))[(m.id, "wechatpay")]
+            shares = statements.CHECK_FIELDS.index("shares")
+            assert journal[shares] == 2500 and stated[shares] == 0
+        finally:
+            await tr.rollback()
 
     # Kafka delivers at least once: the same events again change nothing
     again = [orjson.dumps(moved[t]) for t in ("split.succeeded", "payout.succeeded")]
