@@ -129,7 +129,7 @@ def _render_show(v: dict[str, Any]) -> str:
             f"{ch} ({v['reconciliation'][ch]})" for ch in v["flagged_channels"]))
     chk = v["journal_check"]
     out.append("journal check: statements agree with the journal" if chk == "agrees"
-               else "journal check: DIFFERENT (payments, gross, payment fees, refunds, shares, payouts): " + json.dumps(chk))
+               else f"journal check: DIFFERENT ({', '.join(statements.CHECK_FIELDS)}): " + json.dumps(chk))
     return "\n".join(out)
 
 

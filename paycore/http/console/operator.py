@@ -153,15 +153,14 @@ async def merchant_page(request: web.Request, ctx: Ctx) -> web.Response:
     return await show_merchant(ctx, request.match_info["mid"])
 
 
-async def show_merchant(ctx: Ctx, mid: str, *, secret: str | None = None,
-                        rotation: merchants.Rotation | None = None) -> web.Response:
-    """The merchant's page; ``secret`` (or ``rotation``'s): a new API secret, shown this once."""
+async def show_merchant(ctx: Ctx, mid: str, *, secret: str | None = None) -> web.Response:
+    """The merchant's page; ``secret``: a new API secret, shown this once."""
     async with ctx.pool.acquire() as conn:
         m = await merchants.get(conn, mid)
         previous_until = await merchants.previous_secret_until(conn, mid) if m else None
     if m is None:
         raise NotFound("no such merchant")
-    return ctx.render("console/merchant.html", m=m, secret=rotation.secret if rotation else secret,
+    return ctx.render("console/merchant.html", m=m, secret=secret,
                       previous_until=previous_until, graces=GRACE_CHOICES,
                       subs="\n".join(f"{k}={v}" for k, v in sorted((m["sub_merchants"] or {}).items())))
 
@@ -238,7 +237,7 @@ async def rotate(ctx: Ctx, mid: str) -> merchants.Rotation:
 
 async def merchant_rotate(request: web.Request, ctx: Ctx) -> web.Response:
     rot = await rotate(ctx, request.match_info["mid"])
-    return await show_merchant(ctx, request.match_info["mid"], rotation=rot)
+    return await show_merchant(ctx, request.match_info["mid"], secret=rot.secret)
 
 
 # ------------------------------------------------------------------- channels
