@@ -48,16 +48,25 @@ class DatabaseConfig:
     connect_timeout: float = 3.0
 
 
+#: record-batch codecs aiokafka has (lz4, zstd and snappy through cramjam); "" or None: uncompressed
+COMPRESSIONS = frozenset({"gzip", "lz4", "zstd", "snappy", "", None})
+
+
 @dataclass(frozen=True, slots=True)
 class KafkaConfig:
     bootstrap: str = ""              # empty: no Kafka, the outbox just grows (dev only)
     topic: str = "paycore.payments"
     idempotence: bool = True         # on for a real cluster; the dev broker lacks InitProducerId
-    compression: str | None = "gzip"
+    compression: str | None = "lz4"   # lz4/zstd/snappy through cramjam (a dependency)
     linger_ms: int = 5
     batch_max: int = 1000
     send_timeout: float = 10.0
     partitions: int = 6
+
+    def __post_init__(self) -> None:
+        if self.compression not in COMPRESSIONS:
+            raise ValueError(f"kafka.compression must be one of {sorted(c for c in COMPRESSIONS if c)} or empty "
+                             f"(none), not {self.compression!r}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -144,3 +144,13 @@ def test_config_env_wins_and_secrets_are_masked():
     proxied = config_mod.from_dict({"onecode": {"trusted_proxies": ["10.0.0.1"]}},
                                    env={"PAYCORE_TRUSTED_PROXIES": "10.1.0.0/16, 10.2.0.5"})
     assert proxied.onecode.trusted_proxies == ("10.1.0.0/16", "10.2.0.5")
+
+
+def test_kafka_compression_is_a_codec_aiokafka_has():
+    from aiokafka import codec
+    assert config_mod.from_dict({}, env={}).kafka.compression == "lz4"
+    assert codec.has_lz4() and codec.has_zstd() and codec.has_snappy()   # cramjam is installed with paycore
+    for ok in ("gzip", "lz4", "zstd", "snappy", ""):
+        assert config_mod.from_dict({"kafka": {"compression": ok}}, env={}).kafka.compression == ok
+    with pytest.raises(ValueError, match="kafka.compression"):
+        config_mod.from_dict({"kafka": {"compression": "brotli"}}, env={})
