@@ -51,6 +51,10 @@ class Unauthenticated(PaycoreError):
     status, code = 401, "UNAUTHENTICATED"
 
 
+class Replayed(Unauthenticated):
+    """A request whose nonce was already used (found where its write recorded the nonce)."""
+
+
 class NotFound(PaycoreError):
     status, code = 404, "NOT_FOUND"
 

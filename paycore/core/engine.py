@@ -20,12 +20,12 @@ from channels.base import (ChannelAdapter, ChannelError, ChannelResult, Flow, Me
                            NotificationRejected, PayRequest, RefundRequest, RefundResult, RefundStatus, TradeRef,
                            TradeStatus, UnsupportedFlow)
 from paycore.metrics import Metrics
-from paycore.merchants.auth import Merchant
+from paycore.merchants.auth import Merchant, PendingNonce
 from paycore.core.breaker import Breaker
 from paycore.core.fees import FeeBook
 from paycore.config import Config
 from paycore.errors import (AmountLimitExceeded, ChannelFault, ChannelUnavailable, IdempotencyConflict,
-                            InvalidRequest, InvalidState, NotFound, RefundExceedsAmount, Stale, Unavailable,
+                            InvalidRequest, InvalidState, NotFound, RefundExceedsAmount, Replayed, Stale, Unavailable,
                             UnsupportedMethod)
 from paycore.core import attention
 from paycore.core.calls import CallLog
@@ -243,7 +243,10 @@ class Engine:
             raise ChannelUnavailable(f"channel {channel} is not configured", field="channel")
         return adapter
 
-    async def create_payment(self, merchant: Merchant, req: CreatePayment) -> tuple[Payment, bool]:
+    async def create_payment(self, merchant: Merchant, req: CreatePayment,
+                             nonce: PendingNonce | None = None) -> tuple[Payment, bool]:
+        """``nonce``: the API request's, not yet recorded — the payment's journal statement records it
+        (a replay is refused there, 401, nothing written); paths that act before that claim it first."""
         channel = self.router.route(req.method, req.channel, req.auth_code, req.nfc.wallet if req.nfc else None)
         adapter = self.adapter_for(channel)
         if req.method not in adapter.methods and not (req.method is Method.SONIC and Method.BARCODE in adapter.methods):
@@ -277,6 +280,8 @@ class Engine:
         )
         breaker = self.breakers[channel]
         if not breaker.allow():
+            if nonce is not None:
+                await nonce.claim()
             existing = await self._db(load_payment_by_order(self.pool, merchant.id, req.merchant_order_no))
             if existing is not None:
                 return self._idempotent(existing, req)
@@ -286,13 +291,26 @@ class Engine:
             if Flow.SHARE not in adapter.flows:
                 breaker.release_probe()
                 raise UnsupportedMethod(f"{channel} does not support profit sharing", field="profit_sharing")
+            if nonce is not None:
+                try:
+                    await nonce.claim()
+                except BaseException:
+                    breaker.release_probe()
+                    raise
             await self._db(self.pool.execute("insert into payment_holds (payment_id) values ($1) "
                                              "on conflict do nothing", p.id))
         try:
-            inserted = await self._commit(Change(p, None, created))
+            inserted = await self._commit(Change(p, None, created, nonce=nonce.for_write() if nonce else None))
+        except Replayed:
+            breaker.release_probe()  # a replayed request: nothing written, nothing reached the channel
+            if nonce is not None:
+                nonce.replayed()
+            raise
         except Unavailable:
             breaker.release_probe()  # nothing reached the channel
             raise
+        if nonce is not None:
+            nonce.written()
         if not inserted:
             breaker.release_probe()   # an identical retry: nothing goes to the channel
             existing = await self._db(load_payment_by_order(self.pool, merchant.id, req.merchant_order_no))

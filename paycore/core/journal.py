@@ -5,8 +5,11 @@ change queued so far (after waiting at most ``max_wait_ms`` for company) and
 writes them with ONE statement (one round trip, one implicit transaction),
 whatever the batch size, made of data-modifying CTEs:
 
-* new payments: ``insert … select * from unnest($1::payments[]) on conflict do nothing``
-  (a conflict on (merchant, merchant_order_no) is the idempotency answer);
+* new payments: ``insert … from unnest($1::payments[]) on conflict do nothing``
+  (a conflict on (merchant, merchant_order_no) is the idempotency answer); a
+  new payment may carry its API request's nonce, inserted into ``nonces`` by
+  the same statement and gating the payment's row (replay protection without
+  a round trip of its own; a nonce already there refuses the change);
 * changed payments: one ``update … from unnest(…)`` guarded by ``seq``
   (optimistic concurrency: a change computed from a stale row is refused and
   the caller reloads and decides again);
@@ -28,7 +31,7 @@ from typing import Any
 import asyncpg
 
 from paycore.metrics import Metrics
-from paycore.errors import Unavailable
+from paycore.errors import Replayed, Unavailable
 from paycore.core.models import Payment, Refund
 
 log = logging.getLogger("paycore.journal")
@@ -42,9 +45,18 @@ _EVENTS = ("unnest($6::text[], $7::text[], $8::int[], $9::text[], $10::timestamp
 # One statement per batch: its CTEs share one snapshot and a batch holds at most one
 # change per payment, so the insert and the update never meet on a row. The event
 # payload travels once, as the exact bytes the outbox and webhooks keep.
+_PAY_U = ", ".join(f"u.{c}" for c in Payment.COLUMNS)
 WRITE_BATCH = f"""
-with ins as (
-    insert into payments ({_PAY_COLS}) select * from unnest($1::payments[]) on conflict do nothing returning id
+with non as (
+    insert into nonces (merchant_id, nonce, expires_at)
+    select * from unnest($17::text[], $18::text[], $19::timestamptz[]) on conflict do nothing
+    returning merchant_id, nonce
+), ins as (
+    insert into payments ({_PAY_COLS}) select {_PAY_U}
+    from unnest($1::payments[], $20::text[]) as u({_PAY_COLS}, claim_nonce)
+    where u.claim_nonce is null
+       or exists (select 1 from non where non.merchant_id = u.merchant_id and non.nonce = u.claim_nonce)
+    on conflict do nothing returning id
 ), upd as (
     update payments p set {_PAY_SET} from unnest($2::payments[], $3::int[]) as u({_PAY_COLS}, expected)
     where p.id = u.id and p.seq = u.expected returning p.id
@@ -71,7 +83,7 @@ with ins as (
          as h(event_id, merchant_id, payment_id, url, payload)
     where h.payment_id in (select id from ok) returning 1
 )
-select id from ok"""
+select id, null::text from ok union all select merchant_id, nonce from non"""
 
 #: events that announce a final status: each becomes a merchant webhook when notify_url is set
 FINAL_EVENT_TYPES = frozenset({"payment.succeeded", "payment.failed", "payment.closed", "payment.reversed",
@@ -95,6 +107,8 @@ class Change:
     event: tuple[str, str, bytes, datetime] | None = None
     refund: Refund | None = None
     refund_insert: bool = False
+    #: a new payment's API request nonce and its expiry: recorded with the payment, or the change is a replay
+    nonce: tuple[str, datetime] | None = None
     future: asyncio.Future[bool] | None = field(default=None, repr=False)
 
 
@@ -135,7 +149,9 @@ class Journal:
     async def commit(self, change: Change) -> bool:
         """Queue ``change``; True once committed, False if refused (idempotency
         conflict on insert, stale seq on update). Raises Unavailable if the
-        database could not be reached; then nothing was committed."""
+        database could not be reached; then nothing was committed. Raises
+        Replayed if the change carries a nonce that was already used (then
+        nothing was committed either)."""
         change.future = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(change)
         return await change.future
@@ -205,9 +221,14 @@ class Journal:
                 return
         for c, ok in zip(batch, results):
             if c.future and not c.future.done():
-                c.future.set_result(ok)
+                if ok is None:
+                    c.future.set_exception(Replayed("nonce already used"))
+                else:
+                    c.future.set_result(ok)
 
-    async def _write(self, batch: list[Change]) -> list[bool]:
+    async def _write(self, batch: list[Change]) -> list[bool | None]:
+        """Write the batch; per change True (applied), False (refused: idempotency or stale seq)
+        or None (its nonce was already used: a replayed request, nothing written for it)."""
         ins: list[tuple] = []
         upd: list[tuple] = []
         expected: list[int] = []
@@ -220,10 +241,25 @@ class Journal:
         e_at: list[datetime] = []
         e_body: list[bytes] = []
         hooks: tuple[list, list, list, list, list] = ([], [], [], [], [])
-        for c in batch:
+        ins_nonce: list[str | None] = []
+        n_m: list[str] = []
+        n_n: list[str] = []
+        n_exp: list[datetime] = []
+        replayed: set[int] = set()
+        seen_nonces: set[tuple[str, str]] = set()
+        for i, c in enumerate(batch):
             p = c.payment
             if c.expected_seq is None:
+                if c.nonce is not None:
+                    if (p.merchant_id, c.nonce[0]) in seen_nonces:   # the same request twice in one batch
+                        replayed.add(i)
+                        continue
+                    seen_nonces.add((p.merchant_id, c.nonce[0]))
+                    n_m.append(p.merchant_id)
+                    n_n.append(c.nonce[0])
+                    n_exp.append(c.nonce[1])
                 ins.append(p.to_record())
+                ins_nonce.append(c.nonce[0] if c.nonce is not None else None)
             else:
                 upd.append(p.to_record())
                 expected.append(c.expected_seq)
@@ -242,9 +278,13 @@ class Journal:
                         col.append(v)
         async with self.pool.acquire(timeout=self.acquire_timeout) as conn:
             rows = await conn.fetch(WRITE_BATCH, ins, upd, expected, new_refunds, changed_refunds,
-                                    e_id, e_pay, e_seq, e_type, e_at, e_body, *hooks)
-        applied = {r[0] for r in rows}
-        ok = [c.payment.id in applied for c in batch]
+                                    e_id, e_pay, e_seq, e_type, e_at, e_body, *hooks, n_m, n_n, n_exp, ins_nonce)
+        applied = {r[0] for r in rows if r[1] is None}
+        claimed = {(r[0], r[1]) for r in rows if r[1] is not None}
+        ok: list[bool | None] = [
+            None if i in replayed or (c.nonce is not None and c.expected_seq is None
+                                      and (c.payment.merchant_id, c.nonce[0]) not in claimed)
+            else c.payment.id in applied for i, c in enumerate(batch)]
         self.metrics.events_written.inc(sum(1 for c, good in zip(batch, ok) if good and c.event is not None))
         return ok
 

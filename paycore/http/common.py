@@ -15,7 +15,7 @@ from paycore.merchants.auth import Merchant
 from paycore.core.engine import Engine
 from paycore.core.models import dumps
 from paycore.errors import InvalidRequest, PayloadTooLarge, PaycoreError
-from paycore.merchants.auth import Authenticator
+from paycore.merchants.auth import Authenticator, PendingNonce
 from paycore.metrics import Metrics
 from paycore.outbox.relay import Relay
 
@@ -59,6 +59,16 @@ async def merchant_of(request: web.Request) -> tuple[Merchant, bytes]:
     merchant = await request.app[AUTH].authenticate(request.method, request.path_qs, request.headers, body)
     logs.merchant_id.set(merchant.id)
     return merchant, body
+
+
+async def merchant_of_deferred(request: web.Request) -> tuple[Merchant, bytes, PendingNonce]:
+    """As ``merchant_of``, but the request's nonce is left for its write to record (one round
+    trip fewer): the caller hands the PendingNonce to the engine, and claims it on any error."""
+    body = await read_body(request)
+    auth = request.app[AUTH]
+    merchant = await auth.authenticate(request.method, request.path_qs, request.headers, body, defer_nonce=True)
+    logs.merchant_id.set(merchant.id)
+    return merchant, body, PendingNonce(auth, merchant.id, request.headers["X-Paycore-Nonce"])
 
 
 def wait_param(request: web.Request) -> float:

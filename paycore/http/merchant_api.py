@@ -4,17 +4,24 @@ from __future__ import annotations
 from aiohttp import web
 
 from paycore.core import validation
-from paycore.errors import InvalidRequest
-from paycore.http.common import AUTH, CONFIG, ENGINE, json_response, merchant_of, wait_param
+from paycore.errors import InvalidRequest, Unauthenticated
+from paycore.http.common import AUTH, CONFIG, ENGINE, json_response, merchant_of, merchant_of_deferred, wait_param
 
 
 async def create_payment(request: web.Request) -> web.Response:
-    merchant, body = await merchant_of(request)
+    # the nonce rides the new payment's journal statement (Engine.create_payment): no round trip of its own
+    merchant, body, nonce = await merchant_of_deferred(request)
     cfg = request.app[CONFIG]
-    req = validation.create_payment(validation.parse_json_object(body), max_expire_in=cfg.payments.max_expire_in,
-                                    allow_http=cfg.webhooks.allow_http, allow_private=cfg.webhooks.allow_private)
-    with request.app[AUTH].inflight.slot(merchant.id):   # fair share of the channel calls
-        payment, created = await request.app[ENGINE].create_payment(merchant, req)
+    try:
+        req = validation.create_payment(validation.parse_json_object(body), max_expire_in=cfg.payments.max_expire_in,
+                                        allow_http=cfg.webhooks.allow_http, allow_private=cfg.webhooks.allow_private)
+        with request.app[AUTH].inflight.slot(merchant.id):   # fair share of the channel calls
+            payment, created = await request.app[ENGINE].create_payment(merchant, req, nonce=nonce)
+    except Unauthenticated:
+        raise
+    except Exception:
+        await nonce.claim()   # refused before its write: still recorded, so that a replay is 401, not this answer
+        raise
     return json_response(payment.to_api(), 201 if created else 200)
 
 

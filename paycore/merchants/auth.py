@@ -186,7 +186,7 @@ class NonceStore:
             else:
                 seen.add((m, n))
                 unique.append((m, n, f))
-        expires = datetime.now(timezone.utc) + timedelta(seconds=2 * self.window)
+        expires = self.expiry()
         try:
             rows = await self.pool.fetch(
                 "insert into nonces (merchant_id, nonce, expires_at) "
@@ -204,6 +204,10 @@ class NonceStore:
         for m, n, f in unique:
             if not f.done():
                 f.set_result((m, n) in inserted)
+
+    def expiry(self) -> datetime:
+        """Until when a nonce recorded now is kept: twice the window its timestamp may be off by."""
+        return datetime.now(timezone.utc) + timedelta(seconds=2 * self.window)
 
     async def purge(self) -> int:
         r = await self.pool.execute("delete from nonces where expires_at < now()")
@@ -273,7 +277,11 @@ class Authenticator:
         self.limiter = limiter
         self.window = window
 
-    async def authenticate(self, method: str, path_qs: str, headers: Any, body: bytes) -> Merchant:
+    async def authenticate(self, method: str, path_qs: str, headers: Any, body: bytes, *,
+                           defer_nonce: bool = False) -> Merchant:
+        """The merchant who signed the request, or Unauthenticated. ``defer_nonce``: everything but
+        recording the nonce, which the caller must then do — with its write (Engine.create_payment's
+        journal statement records it with the payment) or by ``claim`` — before it acts or answers."""
         mid = headers.get("X-Paycore-Merchant", "")
         ts = headers.get("X-Paycore-Timestamp", "")
         nonce = headers.get("X-Paycore-Nonce", "")
@@ -309,9 +317,20 @@ class Authenticator:
         except RateLimited:
             self.metrics.rate_limited.labels(merchant.id).inc()
             raise
-        if not await self.nonces.fresh(mid, nonce):
-            return self._fail("replay", "nonce already used")
+        if not defer_nonce:
+            await self.claim(mid, nonce)
         return merchant
+
+    async def claim(self, merchant_id: str, nonce: str) -> None:
+        """Record a request's nonce; Unauthenticated if it was already used (a replay)."""
+        if not await self.nonces.fresh(merchant_id, nonce):
+            self.replayed()
+
+    def replayed(self):
+        return self._fail("replay", "nonce already used")
+
+    def nonce_expiry(self) -> datetime:
+        return self.nonces.expiry()
 
     @staticmethod
     def _signed_with(merchant: Merchant, given: bytes, method: str, path_qs: str, ts: str, nonce: str,
@@ -328,6 +347,37 @@ class Authenticator:
     def _fail(self, reason: str, message: str):
         self.metrics.auth_failures.labels(reason).inc()
         raise Unauthenticated(message)
+
+
+class PendingNonce:
+    """A request's nonce that authentication left unrecorded (``defer_nonce``): the new payment's
+    journal statement records it (``for_write``), or ``claim`` does before anything else is done
+    or answered. Either way a replay answers 401 and changes nothing."""
+
+    __slots__ = ("auth", "merchant_id", "value", "recorded")
+
+    def __init__(self, auth: "Authenticator", merchant_id: str, value: str) -> None:
+        self.auth = auth
+        self.merchant_id = merchant_id
+        self.value = value
+        self.recorded = False
+
+    def for_write(self) -> tuple[str, datetime] | None:
+        """(nonce, expiry) for the journal change that records it; None once it is recorded."""
+        return None if self.recorded else (self.value, self.auth.nonce_expiry())
+
+    async def claim(self) -> None:
+        if not self.recorded:
+            self.recorded = True
+            await self.auth.claim(self.merchant_id, self.value)
+
+    def written(self) -> None:
+        """The journal statement that carried it ran: the nonce is recorded."""
+        self.recorded = True
+
+    def replayed(self):
+        self.recorded = True
+        return self.auth.replayed()
 
 
 def signed_headers(merchant_id: str, secret: str | bytes, method: str, path_qs: str, body: bytes = b"",

@@ -207,6 +207,53 @@ async def test_bad_signature_old_timestamp_reused_nonce_are_401(stack):
                                      body["merchant_order_no"]) == 0
 
 
+async def test_a_replayed_create_is_401_and_charges_nothing(stack):
+    """A create's nonce is recorded by the payment's own journal statement (no round trip of its own):
+    the replay of a create — after it, at the same moment, after a read that used the nonce, after a
+    refused create — is 401 and writes nothing, and a read replaying a create's nonce is 401 too."""
+    def body(tag: str, amount_fen: int = 0) -> dict:
+        return {"merchant_order_no": f"replay-{tag}-" + secrets.token_hex(5), "amount": amount_fen or amount(),
+                "currency": "CNY", "method": "barcode", "auth_code": auth_code("wechatpay")}
+
+    async def rows(order_no: str) -> int:
+        return await stack.pool.fetchval("select count(*) from payments where merchant_order_no = $1", order_no)
+
+    # after it: the same signed request again
+    b, nonce = body("after"), secrets.token_hex(12)
+    first = await stack.api("POST", "/v1/payments", b, nonce=nonce)
+    assert first.status == 201 and first.body["status"] == "SUCCEEDED", first.body
+    again = await stack.api("POST", "/v1/payments", b, nonce=nonce)
+    assert again.status == 401 and again.error == "UNAUTHENTICATED", again.body
+    assert "nonce" in again.body["error"]["message"]
+    assert sim_order(stack, "wechatpay", first.body["id"]).pay_calls == 1
+    assert [e["type"] for e in await stack.events(first.body["id"])] == ["payment.created", "payment.succeeded"]
+    # the nonce is in the table every worker checks: a read replaying it is refused as well
+    read = await stack.api("GET", f"/v1/payments/{first.body['id']}", nonce=nonce)
+    assert read.status == 401
+
+    # at the same moment: two identical requests in flight (most often in one journal batch)
+    b, nonce = body("twin"), secrets.token_hex(12)
+    got = await asyncio.gather(*(stack.api("POST", "/v1/payments", b, nonce=nonce) for _ in range(2)))
+    assert sorted(g.status for g in got) == [201, 401], [(g.status, g.body) for g in got]
+    assert await rows(b["merchant_order_no"]) == 1
+    won = next(g for g in got if g.status == 201)
+    assert sim_order(stack, "wechatpay", won.body["id"]).pay_calls == 1
+
+    # a nonce a read used first: the create is refused and no payment exists
+    b, nonce = body("read-first"), secrets.token_hex(12)
+    assert (await stack.api("GET", "/v1/payments?merchant_order_no=nothing-here", nonce=nonce)).status == 404
+    late = await stack.api("POST", "/v1/payments", b, nonce=nonce)
+    assert late.status == 401 and await rows(b["merchant_order_no"]) == 0
+
+    # a create refused before its write (amount over the limit) still records its nonce
+    b, nonce = body("refused", amount_fen=20_000_000), secrets.token_hex(12)
+    refused = await stack.api("POST", "/v1/payments", b, nonce=nonce)
+    assert refused.status == 422, refused.body
+    assert (await stack.api("POST", "/v1/payments", b, nonce=nonce)).status == 401
+    assert await stack.pool.fetchval("select count(*) from nonces where merchant_id = $1 and nonce = $2",
+                                     stack.merchant_id, nonce) == 1
+
+
 async def test_long_poll_answers_when_final(stack):
     r = await stack.pay(amount=amount(11), method="barcode", auth_code=auth_code("wechatpay"))
     got = await stack.api("GET", f"/v1/payments/{r.body['id']}?wait=20")
