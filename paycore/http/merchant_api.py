@@ -4,7 +4,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from paycore.core import validation
-from paycore.errors import InvalidRequest, Unauthenticated
+from paycore.errors import InvalidRequest, Unauthenticated, Unavailable
 from paycore.http.common import AUTH, CONFIG, ENGINE, json_response, merchant_of, merchant_of_deferred, wait_param
 
 
@@ -17,8 +17,8 @@ async def create_payment(request: web.Request) -> web.Response:
                                         allow_http=cfg.webhooks.allow_http, allow_private=cfg.webhooks.allow_private)
         with request.app[AUTH].inflight.slot(merchant.id):   # fair share of the channel calls
             payment, created = await request.app[ENGINE].create_payment(merchant, req, nonce=nonce)
-    except Unauthenticated:
-        raise
+    except (Unauthenticated, Unavailable):
+        raise   # a replay, or the database is away: nothing was accepted, and a claim would wait on it again
     except Exception:
         await nonce.claim()   # refused before its write: still recorded, so that a replay is 401, not this answer
         raise

@@ -14,6 +14,7 @@ import asyncio
 
 import pytest
 
+from paycore.core.journal import WRITE_BATCH
 from tests.support.helpers import amount, auth_code, sim_order, sim_state
 from tests.support.ops import eventually
 
@@ -97,7 +98,7 @@ async def test_a_commit_whose_answer_was_lost_is_reread_not_reported_as_nothing_
                                             {"refund_no": "lost-answer", "amount": total}))
         await eventually(lambda: stack.pool.fetchval(
             "select count(*) from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock' "
-            "and query like '%with ins as%'"),
+            "and query like $1", "%" + WRITE_BATCH.strip()[:40] + "%"),   # the journal's one statement
             timeout=10, interval=0.01, what="the journal's write to wait on the lock")
         chaos.proxy("postgres").set("reset")    # the write's connection dies with its statement in Postgres
         await asyncio.sleep(0.05)

@@ -48,6 +48,15 @@ async def webhook_row(stack, event_id: str):
     return await stack.pool.fetchrow("select * from webhooks where event_id = $1", event_id)
 
 
+async def recorded_row(stack, event_id: str):
+    """The delivery's row once the dispatcher has recorded an outcome: the receiver answers
+    (and the test sees it) before the dispatcher writes what it answered."""
+    async def done():
+        r = await webhook_row(stack, event_id)
+        return r if r is not None and r["status"] != "PENDING" else None
+    return await eventually(done, timeout=10, what="the dispatcher to record the delivery")
+
+
 async def test_final_payment_and_refund_webhooks_are_signed_event_json(stack, receiver):
     name, pid = await pay_with_hook(stack, receiver, "ok", 200)
     (d,) = await eventually(lambda: receiver.received(name), what="the payment webhook")
@@ -73,7 +82,7 @@ async def test_final_payment_and_refund_webhooks_are_signed_event_json(stack, re
     refund_event = orjson.loads(got[1].body)
     assert refund_event["type"] == "refund.succeeded" and refund_event["refund"]["id"] == rr.body["id"]
     assert merchant_verifies(stack.secret, got[1].body, got[1].headers["X-Paycore-Signature"])
-    row = await webhook_row(stack, event["event_id"])
+    row = await recorded_row(stack, event["event_id"])
     assert row["status"] == "DELIVERED" and row["attempts"] == 1
 
 
@@ -87,7 +96,7 @@ async def test_a_failing_receiver_gets_retries_until_it_answers_2xx(stack, recei
     assert [d.headers["X-Paycore-Delivery-Attempt"] for d in attempts] == ["1", "2", "3"]
     assert len({d.headers["X-Paycore-Event-Id"] for d in attempts}) == 1, "one event, delivered again"
     assert all(merchant_verifies(stack.secret, d.body, d.headers["X-Paycore-Signature"]) for d in attempts)
-    row = await webhook_row(stack, attempts[0].headers["X-Paycore-Event-Id"])
+    row = await recorded_row(stack, attempts[0].headers["X-Paycore-Event-Id"])
     assert row["status"] == "DELIVERED" and row["attempts"] == 3 and row["last_status"] == 200
 
 
@@ -137,7 +146,7 @@ async def test_a_given_up_webhook_is_listed_and_replayed_by_the_operator(stack, 
     assert replay.rc == 0 and json.loads(replay.out) == {"replayed": [row["id"]]}, replay
     await eventually(lambda: [d for d in receiver.received(name) if d.status == 204],
                      what="the replayed delivery")
-    again = await webhook_row(stack, row["event_id"])
+    again = await recorded_row(stack, row["event_id"])
     assert again["status"] == "DELIVERED" and again["replays"] == 1 and again["attempts"] == 1
 
     text = await _metrics(stack)
