@@ -85,12 +85,25 @@ class Meter:
 
     def stop(self, payments: float) -> dict[str, Any]:
         wall = time.monotonic() - self.t0
-        out: dict[str, Any] = {"wall_s": round(wall, 1)}
-        for k, f in self.parts.items():
-            s = f() - self.c0[k]
-            out[k] = {"cpu_s": round(s, 1), "cores": round(s / wall, 2),
-                      "us_per_payment": round(s / payments * 1e6) if payments else None}
-        return out
+        return cpu_table({k: f() - self.c0[k] for k, f in self.parts.items()}, wall, payments)
+
+
+#: the stack kept at least this share of the machine's cores busy: the machine, not one part, ran out
+SATURATED = 0.85
+
+
+def cpu_table(seconds: dict[str, float], wall: float, payments: float) -> dict[str, Any]:
+    """CPU seconds per component over ``wall`` seconds → seconds, cores busy and µs per payment
+    each, and the same for the whole stack under ``all``."""
+    out: dict[str, Any] = {"wall_s": round(wall, 1)}
+    for k, s in {**seconds, "all": sum(seconds.values())}.items():
+        out[k] = {"cpu_s": round(s, 1), "cores": round(s / wall, 2),
+                  "us_per_payment": round(s / payments * 1e6) if payments else None}
+    return out
+
+
+def saturated(cpu: dict[str, Any], cores: int) -> bool:
+    return cpu["all"]["cores"] >= SATURATED * cores
 
 
 async def main_async(args) -> int:
@@ -126,8 +139,14 @@ async def main_async(args) -> int:
         verdict = {"scale": args.scale, "target_tps": p["target_tps"], "duration_s": args.duration,
                    "cores": cores, "paycore_workers": p["workers"], "locust_processes": p["locust_processes"],
                    "postgres": stack.postgres, "postgres_tuning": tuned, "payments_created": made,
-                   "outbox_left": outbox, "cpu": cpu, "passed": code == 0, "loadavg_1m": os.getloadavg()[0]}
+                   "outbox_left": outbox, "cpu": cpu, "machine_saturated": saturated(cpu, cores),
+                   "passed": code == 0, "loadavg_1m": os.getloadavg()[0]}
         print("PAYCORE-PEAK " + json.dumps(verdict), flush=True)
+        if code != 0 and verdict["machine_saturated"]:
+            print(f"the stack kept {cpu['all']['cores']} of {cores} cores busy ({cpu['all']['us_per_payment']} µs of "
+                  f"CPU per payment, all parts together): this machine ran out, not one part of it — run the check "
+                  f"on more cores, or at a lower --scale (docs/performance.md, capacity model)",
+                  file=sys.stderr, flush=True)
         if args.out:
             Path(args.out).write_text(json.dumps(verdict, indent=2) + "\n")
         clean = True

@@ -31,12 +31,23 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
     return None
 
 
+#: Plan every statement for its parameters, never from a plan cached on the connection. asyncpg
+#: prepares each statement once per pooled connection, and Postgres then keeps a *generic* plan made
+#: from the statistics of that moment for the connection's life: ANALYZE does not replace it. A pool
+#: opened on young tables kept plans made for empty ones — the journal's batch statement hash-joining
+#: a sequential scan of all payments and refunds, the lookup by merchant_order_no walking the
+#: merchant's every payment — and each grew slower with the table (docs/performance.md). A custom plan
+#: also sees the real length of the batch's arrays. It costs planning on every execution.
+PLAN_CACHE_MODE = "force_custom_plan"
+
+
 async def create_pool(cfg: DatabaseConfig, *, min_size: int | None = None, max_size: int | None = None) -> asyncpg.Pool:
     return await asyncpg.create_pool(
         cfg.url, min_size=cfg.pool_min if min_size is None else min_size,
         max_size=cfg.pool_max if max_size is None else max_size,
         command_timeout=cfg.command_timeout, timeout=cfg.connect_timeout, init=init_connection,
         max_inactive_connection_lifetime=60, reset=_keep_session,
+        server_settings={"plan_cache_mode": PLAN_CACHE_MODE},
     )
 
 

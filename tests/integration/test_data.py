@@ -269,3 +269,29 @@ async def test_paycore_maintain_command(stack):
     rep = json.loads(out)
     assert rep["ran"] and set(rep["partitions"]) == {"events", "webhooks", "settlement_lines"}
     assert datetime.fromisoformat(rep["ahead_until"]["events"]) > NOW + timedelta(days=14)
+
+
+# ------------------------------------------------------------------ plans of a young database
+async def test_pooled_connections_plan_each_statement_for_its_parameters(stack):
+    """asyncpg prepares each statement once per pooled connection, and Postgres then keeps the
+    generic plan it made after five executions for the connection's life, whatever ANALYZE learns
+    later: a pool opened on young tables kept plans made for empty ones (the journal's batch
+    hash-joining a scan of every payment, the merchant_order_no lookup walking the merchant's
+    payments), slower with every row. paycore's pool plans each execution for its parameters."""
+    from paycore.core.journal import load_payment_by_order
+    like = "%from payments where merchant_id = $1 and merchant_order_no = $2%"
+    plans = "select generic_plans, custom_plans from pg_prepared_statements where statement like $1"
+    async with stack.pool.acquire() as conn:   # the pool paycore builds (paycore.storage.db.create_pool)
+        assert await conn.fetchval("select current_setting('plan_cache_mode')") == db.PLAN_CACHE_MODE
+        for i in range(12):
+            assert await load_payment_by_order(conn, stack.merchant_id, f"no-such-order-{i}") is None
+        row = await conn.fetchrow(plans, like)
+        assert row["generic_plans"] == 0 and row["custom_plans"] >= 12, dict(row)
+    # what it prevents: a connection with Postgres's default switches to the cached generic plan
+    plain = await asyncpg.connect(stack.db_url)
+    try:
+        for i in range(12):
+            await load_payment_by_order(plain, stack.merchant_id, f"no-such-order-{i}")
+        assert (await plain.fetchrow(plans, like))["generic_plans"] > 0
+    finally:
+        await plain.close()

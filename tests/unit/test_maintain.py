@@ -5,7 +5,7 @@ from datetime import date, datetime, timezone
 
 import pytest
 
-from loadtest.peak import plan
+from loadtest.peak import cpu_table, plan, saturated
 from paycore.bizday import Calendar
 from paycore.config import DataConfig
 from paycore.ops.maintain import TABLES, ahead, days_between, months_back, parse_bound, retention_cutoff
@@ -54,3 +54,12 @@ def test_the_peak_check_sizes_workers_and_locust_for_the_rate_and_the_machine():
     tenth = plan(0.1, 2)
     assert tenth["target_tps"] == 500 and tenth["workers"] == 1 and tenth["locust_processes"] == 1
     assert plan(0.1, 16)["workers"] == 2
+
+
+def test_the_peak_check_sums_the_stacks_cpu_and_says_when_the_machine_ran_out():
+    cpu = cpu_table({"paycore": 46.3, "postgres": 15.0, "simulators": 27.8, "broker": 0.4, "locust": 16.3},
+                    wall=60.7, payments=27086)
+    assert cpu["paycore"] == {"cpu_s": 46.3, "cores": 0.76, "us_per_payment": 1709}
+    assert cpu["all"] == {"cpu_s": 105.8, "cores": 1.74, "us_per_payment": 3906}
+    assert saturated(cpu, 2) and not saturated(cpu, 16)
+    assert cpu_table({"paycore": 1.0}, wall=10.0, payments=0)["all"]["us_per_payment"] is None
