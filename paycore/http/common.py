@@ -54,9 +54,10 @@ async def read_body(request: web.Request) -> bytes:
         raise PayloadTooLarge(f"request body exceeds {max_body} bytes") from None
 
 
-async def merchant_of(request: web.Request) -> tuple[Merchant, bytes]:
+async def merchant_of(request: web.Request, *, defer_nonce: bool = False) -> tuple[Merchant, bytes]:
     body = await read_body(request)
-    merchant = await request.app[AUTH].authenticate(request.method, request.path_qs, request.headers, body)
+    merchant = await request.app[AUTH].authenticate(request.method, request.path_qs, request.headers, body,
+                                                    defer_nonce=defer_nonce)
     logs.merchant_id.set(merchant.id)
     return merchant, body
 
@@ -64,11 +65,8 @@ async def merchant_of(request: web.Request) -> tuple[Merchant, bytes]:
 async def merchant_of_deferred(request: web.Request) -> tuple[Merchant, bytes, PendingNonce]:
     """As ``merchant_of``, but the request's nonce is left for its write to record (one round
     trip fewer): the caller hands the PendingNonce to the engine, and claims it on any error."""
-    body = await read_body(request)
-    auth = request.app[AUTH]
-    merchant = await auth.authenticate(request.method, request.path_qs, request.headers, body, defer_nonce=True)
-    logs.merchant_id.set(merchant.id)
-    return merchant, body, PendingNonce(auth, merchant.id, request.headers["X-Paycore-Nonce"])
+    merchant, body = await merchant_of(request, defer_nonce=True)
+    return merchant, body, PendingNonce(request.app[AUTH], merchant.id, request.headers["X-Paycore-Nonce"])
 
 
 def wait_param(request: web.Request) -> float:
