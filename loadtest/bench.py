@@ -17,10 +17,19 @@ It never asserts: figures go to stdout, progress to stderr.
 
     python -m loadtest.bench [--workers 1] [--scenarios barcode_hmac,…] [--grown-rows 10000000]
 
-``barcode_hmac_grown`` first COPYs ``--grown-rows`` payments (ten days, with
-their events and refunds: loadtest/grow.py) into the database, then runs the
-HMAC barcode climb again; a last line compares it with ``barcode_hmac`` at the
-highest rate both sustained (paycore CPU, Postgres CPU per payment, p99).
+``barcode_hmac_grown`` is HMAC barcode on a database holding ``--grown-rows``
+payments (ten days, with their events and refunds, COPYed in: loadtest/grow.py).
+Asked together with ``barcode_hmac`` (as ``make bench`` does), the two run side by
+side: two more paycores on the same cores, one on a fresh database and one on the
+preloaded one, sharing the simulators and the broker, each step run on the
+empty one and then at once on the grown one, so both meet the same machine (a
+shared VM's speed drifts by tens of % within minutes, more than the bound).
+A last line compares them at the operating point (the highest step at or below
+3/4 of the highest rate both sustained; at that knee every figure is queueing,
+and it is printed beside): paycore CPU, Postgres CPU per payment and p99, each
+the median of five alternating turns per database; within 10 % is the bound.
+Asked alone, ``barcode_hmac_grown`` preloads the bench's own database and
+climbs once.
 """
 from __future__ import annotations
 
@@ -29,6 +38,7 @@ import asyncio
 import os
 import platform
 import re
+import statistics
 import sys
 import tempfile
 import time
@@ -41,7 +51,7 @@ import orjson
 
 from loadtest.charts import chart
 from loadtest.grow import preload
-from loadtest.stack import BenchStack, cpu_plan, pinned, proc_tree_cpu
+from loadtest.stack import BackendCpu, BenchStack, cpu_plan, pinned, proc_tree_cpu
 from paycore.runtime import run as _run  # uvloop when present
 
 #: name → (generator kind, channel, rates to climb, goal µs of paycore CPU per payment or None)
@@ -161,21 +171,39 @@ async def drive(stack: BenchStack, spec: dict[str, Any], cpu_of) -> dict[str, An
     assert proc.stdin and proc.stdout
     proc.stdin.write(orjson.dumps(spec))
     proc.stdin.close()
-    others = {"sim": stack.sims_cpu, "postgres": stack.postgres_cpu, "broker": stack.broker_cpu}
+    others = {"sim": stack.sims_cpu, "broker": stack.broker_cpu}
+    pg = BackendCpu(stack.dbname)
     c0 = c1 = t0 = t1 = 0.0
     o0: dict[str, float] = {}
     o1: dict[str, float] = {}
     result: dict[str, Any] = {}
-    while True:
-        line = await proc.stdout.readline()
-        if not line:
-            break
-        if line.startswith(b"START"):
-            c0, t0, o0 = cpu_of(), time.monotonic(), {k: f() for k, f in others.items()}
-        elif line.startswith(b"END"):
-            c1, t1, o1 = cpu_of(), time.monotonic(), {k: f() for k, f in others.items()}
-        elif line.startswith(b"RESULT "):
-            result = orjson.loads(line[7:])
+    sampler: asyncio.Task | None = None
+
+    async def sampling() -> None:
+        while True:
+            await asyncio.sleep(0.25)
+            pg.sample()
+
+    try:
+        while True:
+            line = await proc.stdout.readline()
+            if not line:
+                break
+            if line.startswith(b"START"):
+                c0, t0, o0 = cpu_of(), time.monotonic(), {k: f() for k, f in others.items()}
+                pg.start()
+                sampler = asyncio.create_task(sampling())
+            elif line.startswith(b"END"):
+                c1, t1, o1 = cpu_of(), time.monotonic(), {k: f() for k, f in others.items()}
+                if sampler is not None:
+                    sampler.cancel()
+                pg.sample()
+                o0["postgres"], o1["postgres"] = 0.0, pg.seconds()
+            elif line.startswith(b"RESULT "):
+                result = orjson.loads(line[7:])
+    finally:
+        if sampler is not None:
+            sampler.cancel()
     await proc.wait()
     if not result:
         raise RuntimeError("the generator gave no result")
@@ -184,7 +212,7 @@ async def drive(stack: BenchStack, spec: dict[str, Any], cpu_of) -> dict[str, An
     result["cpu_s"] = round(c1 - c0, 3)
     result["cpu_util"] = round((c1 - c0) / window, 3)
     result["cpu_us"] = round((c1 - c0) / done * 1e6, 1) if done else None
-    for k in others:
+    for k in (*others, "postgres"):
         result[f"{k}_cpu_us"] = round((o1.get(k, 0) - o0.get(k, 0)) / done * 1e6, 1) if done else None
     return result
 
@@ -235,118 +263,250 @@ async def outbox_drained(pool, timeout: float = 30.0) -> int:
         await asyncio.sleep(0.25)
 
 
-async def scenario(stack: BenchStack, session: aiohttp.ClientSession, pool, name: str, args) -> dict[str, Any]:
-    kind, channel, rates, goal = SCENARIOS[name]
+async def measure(stack: BenchStack, session: aiohttp.ClientSession, kind: str, channel: str, rate: float,
+                  duration: float, args, payments: list[str], label: str = "") -> dict[str, Any]:
+    """One step: ``rate`` offered for ``duration`` seconds (after the warm-up); logged, with
+    ``ok`` (sustained) and the relay's lag over the step."""
+    spec = {"kind": kind, "target": stack.base, "rate": rate, "duration": duration, "warmup": args.warmup,
+            "merchant": "m_bench", "secret": stack.secret, "channel": channel, "payments": payments,
+            "refund_amount": 500, "sim": stack.sim_url(channel) if kind == "qr" else None}
+    s0 = await scrape(session, stack.base)
+    r = await drive(stack, spec, stack.paycore_cpu)
+    r.pop("ids", None)
+    r["ok"] = sustained(r, args.p99_ms)
+    await asyncio.sleep(1.0)   # let the journal and relay catch up between steps
+    s1 = await scrape(session, stack.base)
+    step_lag = hist_quantile(s0, s1, "paycore_relay_lag_seconds", 0.99)
+    r["relay_lag_p99_ms"] = round(step_lag * 1000, 1) if step_lag is not None else None
+    log(f"  {label}{rate:>6}/s offered: {r['achieved']:>8}/s  p50 {r['p50_ms']} ms  p99 {r['p99_ms']} ms  "
+        f"errors {sum(r['errors'].values()) + r['unfinished']}  paycore {r['cpu_us']} µs/payment "
+        f"({r['cpu_util'] * 100:.0f}% of its cores)  postgres {r['postgres_cpu_us']} µs  sims {r['sim_cpu_us']} µs  "
+        f"relay lag p99 {r['relay_lag_p99_ms']} ms  {'ok' if r['ok'] else 'NOT sustained'}")
+    return r
+
+
+def step_row(r: dict[str, Any]) -> dict[str, Any]:
+    return {"rate": r["rate"], "achieved": r["achieved"], "p99_ms": r["p99_ms"], "cpu_us": r["cpu_us"],
+            "errors": sum(r["errors"].values()) + r["unfinished"], "relay_lag_p99_ms": r["relay_lag_p99_ms"],
+            "postgres_cpu_us": r["postgres_cpu_us"]}
+
+
+class Climb:
+    """What a scenario's figures are taken from: its database's counts before, and its steps."""
+
+    def __init__(self, stack: BenchStack, pool, name: str) -> None:
+        self.stack, self.pool, self.name = stack, pool, name
+        self.kind, self.channel, self.rates, self.goal = SCENARIOS[name]
+        self.steps: list[dict[str, Any]] = []
+        self.best: dict[str, Any] | None = None
+        self.last: dict[str, Any] | None = None
+        self.grown: dict[str, Any] = {}
+
+    async def begin(self, session: aiohttp.ClientSession) -> None:
+        self.m0 = await scrape(session, self.stack.base)
+        self.since = datetime.now(timezone.utc).isoformat()
+        self.pay0 = await self.pool.fetchval("select count(*) from payments")
+
+    def record(self, r: dict[str, Any]) -> bool:
+        self.steps.append(step_row(r))
+        self.last = r
+        if r["ok"]:
+            self.best = r
+        return r["ok"]
+
+    async def summary(self, session: aiohttp.ClientSession, args) -> dict[str, Any]:
+        stack, pool, kind, channel = self.stack, self.pool, self.kind, self.channel
+        top = self.best if self.best is not None else self.last   # nothing sustained: the lowest rate tried
+        assert top is not None
+        left = await outbox_drained(pool)
+        m1 = await scrape(session, stack.base)
+        checked = await audit(stack, self.since)
+        pay1 = await pool.fetchval("select count(*) from payments")
+        lag = hist_quantile(self.m0, m1, "paycore_relay_lag_seconds", 0.99)
+        batches = metric(m1, "paycore_journal_batch_size_count") - metric(self.m0, "paycore_journal_batch_size_count")
+        changes = metric(m1, "paycore_journal_batch_size_sum") - metric(self.m0, "paycore_journal_batch_size_sum")
+        log(f"  floor at {top['rate']}/s …")
+        fl = await floor_at(stack, channel, top["rate"], args.duration, args.warmup)
+        log(f"  floor: {fl['cpu_us']} µs/request at {fl['achieved']}/s")
+        completed = None
+        if kind == "qr":
+            completed = await pool.fetchval(
+                "select count(*) from payments where method = 'qr' and status = 'SUCCEEDED'")
+        out = {
+            "scenario": self.name, "channel": channel, "flow": kind, "sustained": self.best is not None,
+            "rate_offered": top["rate"], "payments_per_s": top["achieved"], "p50_ms": top["p50_ms"],
+            "p99_ms": top["p99_ms"], "errors": sum(top["errors"].values()) + top["unfinished"],
+            "error_kinds": dict(top["errors"], **({"unfinished": top["unfinished"]} if top["unfinished"] else {})),
+            "paycore_cpu_us_per_payment": top["cpu_us"], "paycore_core_util": top["cpu_util"],
+            "goal_cpu_us": self.goal,
+            "floor_cpu_us_per_request": fl["cpu_us"], "floor_does_rsa": channel in RSA_CHANNELS,
+            "floor_over_paycore": round(fl["cpu_us"] / top["cpu_us"], 3) if fl["cpu_us"] and top["cpu_us"] else None,
+            "sim_cpu_us_per_payment": top["sim_cpu_us"], "postgres_cpu_us_per_payment": top["postgres_cpu_us"],
+            "broker_cpu_us_per_payment": top["broker_cpu_us"], "generator_cpu_s": top["gen_cpu_s"],
+            "payments_created": int(pay1 - self.pay0) if kind != "refund" else 0,
+            "qr_paid_by_notification": completed,
+            "events_written": checked.get("postgres_events"),
+            # the topic holds earlier scenarios' events too ("unknown" to this audit's window)
+            "events_published": (checked["kafka_events"] - checked.get("unknown", 0))
+            if "kafka_events" in checked else None,
+            "events_missing": checked.get("missing"), "events_duplicated": checked.get("duplicated"),
+            "events_out_of_order": checked.get("out_of_order"), "audit_ok": checked.get("ok"),
+            "outbox_left": left,
+            "relay_lag_p99_ms": top["relay_lag_p99_ms"],
+            "relay_lag_p99_ms_all_steps": round(lag * 1000, 1) if lag is not None else None,
+            "journal_batch_avg": round(changes / batches, 1) if batches else None,
+            "steps": self.steps,
+        }
+        if self.grown:
+            out["rows_preloaded"] = self.grown["payments"]
+            out["preload"] = self.grown
+        return out
+
+
+def climb_rates(rates: tuple[int, ...], args) -> tuple[int, ...]:
     if args.max_rate:
-        rates = tuple(r for r in rates if r <= args.max_rate) or rates[:1]
-    log(f"== {name}: {kind} through {channel}")
-    grown: dict[str, Any] = {}
+        return tuple(r for r in rates if r <= args.max_rate) or rates[:1]
+    return rates
+
+
+async def scenario(stack: BenchStack, session: aiohttp.ClientSession, pool, name: str, args) -> dict[str, Any]:
+    c = Climb(stack, pool, name)
+    log(f"== {name}: {c.kind} through {c.channel}")
     if name.endswith("_grown"):
         log(f"  preloading {args.grown_rows:,} payments over 10 days (COPY) …")
-        grown = await preload(stack.db_url, args.grown_rows, connections=args.load_connections, log=log)
+        c.grown = await preload(stack.db_url, args.grown_rows, connections=args.load_connections, log=log)
         await asyncio.sleep(5.0)   # let the checkpoint after the load pass before measuring
+    await c.begin(session)
     payments: list[str] = []
-    m0 = await scrape(session, stack.base)
-    since = datetime.now(timezone.utc).isoformat()
-    pay0 = await pool.fetchval("select count(*) from payments")
-    steps: list[dict[str, Any]] = []
-    best: dict[str, Any] | None = None
-    for rate in rates:
-        if kind == "refund":   # fresh paid payments for each step, REFUNDS_PER_PAYMENT refunds each
+    for rate in climb_rates(c.rates, args):
+        if c.kind == "refund":   # fresh paid payments for each step, REFUNDS_PER_PAYMENT refunds each
             n = int(rate * (args.duration + args.warmup) / REFUNDS_PER_PAYMENT) + 50
-            payments = await prepare_payments(stack, n, channel, rate=min(1000.0, max(200.0, rate / 2)))
+            payments = await prepare_payments(stack, n, c.channel, rate=min(1000.0, max(200.0, rate / 2)))
             await outbox_drained(pool)
-        spec = {"kind": kind, "target": stack.base, "rate": rate, "duration": args.duration, "warmup": args.warmup,
-                "merchant": "m_bench", "secret": stack.secret, "channel": channel, "payments": payments,
-                "refund_amount": 500, "sim": stack.sim_url(channel) if kind == "qr" else None}
-        s0 = await scrape(session, stack.base)
-        r = await drive(stack, spec, stack.paycore_cpu)
-        r.pop("ids", None)
-        ok = sustained(r, args.p99_ms)
-        await asyncio.sleep(1.0)   # let the journal and relay catch up between steps
-        s1 = await scrape(session, stack.base)
-        step_lag = hist_quantile(s0, s1, "paycore_relay_lag_seconds", 0.99)
-        r["relay_lag_p99_ms"] = round(step_lag * 1000, 1) if step_lag is not None else None
-        log(f"  {rate:>6}/s offered: {r['achieved']:>8}/s  p50 {r['p50_ms']} ms  p99 {r['p99_ms']} ms  "
-            f"errors {sum(r['errors'].values()) + r['unfinished']}  paycore {r['cpu_us']} µs/payment "
-            f"({r['cpu_util'] * 100:.0f}% of its cores)  sims {r['sim_cpu_us']} µs  relay lag p99 "
-            f"{r['relay_lag_p99_ms']} ms  {'ok' if ok else 'NOT sustained'}")
-        steps.append({"rate": rate, "achieved": r["achieved"], "p99_ms": r["p99_ms"], "cpu_us": r["cpu_us"],
-                      "errors": sum(r["errors"].values()) + r["unfinished"], "relay_lag_p99_ms": r["relay_lag_p99_ms"],
-                      "postgres_cpu_us": r["postgres_cpu_us"]})
-        if ok:
-            best = r
-        else:
+        if not c.record(await measure(stack, session, c.kind, c.channel, rate, args.duration, args, payments)):
             break
-    top = best if best is not None else r   # nothing sustained: report the lowest rate tried
-    left = await outbox_drained(pool)
-    m1 = await scrape(session, stack.base)
-    checked = await audit(stack, since)
-    pay1 = await pool.fetchval("select count(*) from payments")
-    lag = hist_quantile(m0, m1, "paycore_relay_lag_seconds", 0.99)
-    batches = metric(m1, "paycore_journal_batch_size_count") - metric(m0, "paycore_journal_batch_size_count")
-    changes = metric(m1, "paycore_journal_batch_size_sum") - metric(m0, "paycore_journal_batch_size_sum")
-    log(f"  floor at {top['rate']}/s …")
-    fl = await floor_at(stack, channel, top["rate"], args.duration, args.warmup)
-    log(f"  floor: {fl['cpu_us']} µs/request at {fl['achieved']}/s")
-    completed = None
-    if kind == "qr":
-        completed = await pool.fetchval("select count(*) from payments where method = 'qr' and status = 'SUCCEEDED'")
-    out = {
-        "scenario": name, "channel": channel, "flow": kind, "sustained": best is not None,
-        "rate_offered": top["rate"], "payments_per_s": top["achieved"], "p50_ms": top["p50_ms"],
-        "p99_ms": top["p99_ms"], "errors": sum(top["errors"].values()) + top["unfinished"],
-        "error_kinds": dict(top["errors"], **({"unfinished": top["unfinished"]} if top["unfinished"] else {})),
-        "paycore_cpu_us_per_payment": top["cpu_us"], "paycore_core_util": top["cpu_util"],
-        "goal_cpu_us": goal,
-        "floor_cpu_us_per_request": fl["cpu_us"], "floor_does_rsa": channel in RSA_CHANNELS,
-        "floor_over_paycore": round(fl["cpu_us"] / top["cpu_us"], 3) if fl["cpu_us"] and top["cpu_us"] else None,
-        "sim_cpu_us_per_payment": top["sim_cpu_us"], "postgres_cpu_us_per_payment": top["postgres_cpu_us"],
-        "broker_cpu_us_per_payment": top["broker_cpu_us"], "generator_cpu_s": top["gen_cpu_s"],
-        "payments_created": int(pay1 - pay0) if kind != "refund" else 0,
-        "qr_paid_by_notification": completed,
-        "events_written": checked.get("postgres_events"),
-        # the topic holds earlier scenarios' events too ("unknown" to this audit's window)
-        "events_published": (checked["kafka_events"] - checked.get("unknown", 0)) if "kafka_events" in checked else None,
-        "events_missing": checked.get("missing"), "events_duplicated": checked.get("duplicated"),
-        "events_out_of_order": checked.get("out_of_order"), "audit_ok": checked.get("ok"),
-        "outbox_left": left,
-        "relay_lag_p99_ms": top["relay_lag_p99_ms"],
-        "relay_lag_p99_ms_all_steps": round(lag * 1000, 1) if lag is not None else None,
-        "journal_batch_avg": round(changes / batches, 1) if batches else None,
-        "steps": steps,
-    }
-    if grown:
-        out["rows_preloaded"] = grown["payments"]
-        out["preload"] = grown
-    return out
+    return await c.summary(session, args)
 
 
-def compare_grown(empty: dict[str, Any], grown: dict[str, Any]) -> dict[str, Any]:
-    """The grown run beside the empty one at the same offered rate (CPU per payment falls with
-    the rate, so only equal rates compare): the highest rate both sustained, else the lowest
-    both tried (then ``sustained`` says so). Each figure's ratio is grown / empty."""
+#: the grown comparison's operating point: the highest step at or below this share of the highest
+#: rate both databases sustained (where a node is run; at the knee a p99 is queueing noise)
+OPERATING_SHARE = 0.75
+#: turns each database gets at the operating point, alternating, each this many step durations;
+#: the comparison takes each figure's median over the turns (one disturbed turn does not decide)
+COMPARE_ROUNDS, COMPARE_STEPS = 5, 2
+
+
+async def paired(stack: BenchStack, session: aiohttp.ClientSession, args) -> list[dict[str, Any]]:
+    """``barcode_hmac`` and ``barcode_hmac_grown`` side by side: two more paycores (same cores) on two
+    fresh databases, one of them preloaded, sharing the simulators and the broker; every step runs
+    on the empty one, then at once on the grown one, so that both meet the same machine (a shared
+    VM drifts by tens of % within minutes). Then the comparison at the operating point, in
+    alternating turns. Returns the two scenario lines and the comparison line."""
+    from paycore.config import DatabaseConfig
+    from paycore.storage import db
+    empty = await stack.twin("empty")
+    grown = await stack.twin("grown")
+    pools = []
+    try:
+        for t in (empty, grown):
+            pools.append(await db.create_pool(DatabaseConfig(url=t.db_url), min_size=1, max_size=2))
+        ce, cg = Climb(empty, pools[0], "barcode_hmac"), Climb(grown, pools[1], "barcode_hmac_grown")
+        log(f"== barcode_hmac and barcode_hmac_grown, turn by turn: {ce.kind} through {ce.channel}")
+        log(f"  preloading {args.grown_rows:,} payments over 10 days (COPY) into the grown database …")
+        cg.grown = await preload(grown.db_url, args.grown_rows, connections=args.load_connections, log=log)
+        await asyncio.sleep(5.0)   # let the checkpoint after the load pass before measuring
+        for c in (ce, cg):
+            await c.begin(session)
+        both: list[int] = []
+        for rate in climb_rates(ce.rates, args):
+            ok_e = ce.record(await measure(empty, session, ce.kind, ce.channel, rate, args.duration, args, [],
+                                           "empty "))
+            ok_g = cg.record(await measure(grown, session, cg.kind, cg.channel, rate, args.duration, args, [],
+                                           "grown "))
+            if not (ok_e and ok_g):
+                break
+            both.append(rate)
+        op = operating_rate(both)
+        turns: dict[str, list[dict[str, Any]]] = {"empty": [], "grown": []}
+        if op is not None:
+            log(f"  operating point {op}/s: {COMPARE_ROUNDS} turns each of {COMPARE_STEPS * args.duration:.0f} s")
+            for _ in range(COMPARE_ROUNDS):
+                for key, t, c in (("empty", empty, ce), ("grown", grown, cg)):
+                    turns[key].append(await measure(t, session, c.kind, c.channel, op, COMPARE_STEPS * args.duration,
+                                                    args, [], f"{key} "))
+        e_out, g_out = await ce.summary(session, args), await cg.summary(session, args)
+        return [e_out, g_out, compare_grown(e_out, g_out, op, turns)]
+    finally:
+        for p in pools:
+            await p.close()
+        for t in (empty, grown):
+            await t.stop()
+
+
+def operating_rate(sustained_both: list[int]) -> int | None:
+    """The highest rate both sustained at or below OPERATING_SHARE of the highest they both sustained."""
+    if not sustained_both:
+        return None
+    under = [r for r in sustained_both if r <= OPERATING_SHARE * sustained_both[-1]]
+    return under[-1] if under else sustained_both[0]
+
+
+_KEYS = ("achieved", "errors", "cpu_us", "postgres_cpu_us", "p99_ms")
+
+
+def _ratios(e: dict[str, Any], g: dict[str, Any]) -> dict[str, float | None]:
+    def ratio(key: str) -> float | None:
+        return round(g[key] / e[key], 3) if e.get(key) and g.get(key) is not None else None
+    return {"paycore_cpu": ratio("cpu_us"), "postgres_cpu": ratio("postgres_cpu_us"), "p99": ratio("p99_ms")}
+
+
+def _within(ratios: dict[str, float | None]) -> bool:
+    return all(v is not None and v <= 1 + GROWN_BOUND for v in ratios.values())
+
+
+def _median_of(turns: list[dict[str, Any]]) -> dict[str, Any]:
+    def median(key: str) -> float | None:
+        vals = [t[key] for t in turns if t.get(key) is not None]
+        return round(statistics.median(vals), 1) if vals else None
+    return {"achieved": median("achieved"), "errors": sum(sum(t["errors"].values()) + t["unfinished"] for t in turns),
+            "cpu_us": median("cpu_us"), "postgres_cpu_us": median("postgres_cpu_us"), "p99_ms": median("p99_ms"),
+            "p99_ms_each": [t["p99_ms"] for t in turns], "sustained": all(t["ok"] for t in turns)}
+
+
+def compare_grown(empty: dict[str, Any], grown: dict[str, Any], op: int | None = None,
+                  turns: dict[str, list[dict[str, Any]]] | None = None) -> dict[str, Any]:
+    """The grown run beside the empty one at equal offered rates (CPU per payment falls with the
+    rate, so only equal rates compare); each ratio is grown / empty.
+
+    ``at_knee``: the highest rate both sustained in the climb (else the lowest both tried). Every
+    figure there is queueing at the edge of saturation: a few % of CPU or one checkpoint multiply a
+    p99, and the journal's batches grow with the queue, so Postgres's CPU per payment falls (a run
+    measured 263 µs at its knee against 571 µs a step lower, on the same database). With ``turns``
+    (the paired run) the bound is judged at the operating point ``op``, each figure the median over
+    alternating turns on each database, and the knee is reported beside it. Without (the grown run
+    after the empty one in one database), at the knee."""
     def good(s: dict[str, Any]) -> bool:
         return s["errors"] == 0 and s["achieved"] >= 0.97 * s["rate"]
 
+    head = {"compare": "barcode_hmac_grown / barcode_hmac", "rows_preloaded": grown.get("rows_preloaded"),
+            "bound": 1 + GROWN_BOUND}
     e_steps = {s["rate"]: s for s in empty["steps"]}
     g_steps = {s["rate"]: s for s in grown["steps"]}
     both = sorted(e_steps.keys() & g_steps.keys())
     ok = [r for r in both if good(e_steps[r]) and good(g_steps[r])]
     if not both:
-        return {"compare": "barcode_hmac_grown / barcode_hmac", "rate": None, "within_bound": False}
+        return {**head, "rate": None, "within_bound": False}
     rate = ok[-1] if ok else both[0]
     e, g = e_steps[rate], g_steps[rate]
-
-    def ratio(key: str) -> float | None:
-        return round(g[key] / e[key], 3) if e.get(key) and g.get(key) is not None else None
-
-    keys = ("achieved", "errors", "cpu_us", "postgres_cpu_us", "p99_ms")
-    ratios = {"paycore_cpu": ratio("cpu_us"), "postgres_cpu": ratio("postgres_cpu_us"), "p99": ratio("p99_ms")}
-    return {"compare": "barcode_hmac_grown / barcode_hmac", "rows_preloaded": grown.get("rows_preloaded"),
-            "rate": rate, "sustained": bool(ok), "empty": {k: e.get(k) for k in keys},
-            "grown": {k: g.get(k) for k in keys}, "ratio": ratios, "bound": 1 + GROWN_BOUND,
-            "within_bound": bool(ok) and all(v is not None and v <= 1 + GROWN_BOUND for v in ratios.values())}
+    knee = {"rate": rate, "sustained": bool(ok), "empty": {k: e.get(k) for k in _KEYS},
+            "grown": {k: g.get(k) for k in _KEYS}, "ratio": _ratios(e, g)}
+    if not (op and turns and turns.get("empty") and turns.get("grown")):
+        return {**head, **knee, "within_bound": bool(ok) and _within(knee["ratio"])}
+    me, mg = _median_of(turns["empty"]), _median_of(turns["grown"])
+    ratios = _ratios(me, mg)
+    within = bool(ok) and me["sustained"] and mg["sustained"] and _within(ratios)
+    return {**head, "rate": op, "at": "operating point", "turns_each": len(turns["empty"]),
+            "empty": me, "grown": mg, "ratio": ratios, "at_knee": knee, "within_bound": within}
 
 
 async def main_async(args) -> int:
@@ -378,16 +538,21 @@ async def main_async(args) -> int:
                 "sim_latency_ms": args.sim_latency_ms, "step_seconds": args.duration,
                 "paycore_idle_core_util": round(idle, 3), "loadavg_1m": os.getloadavg()[0],
                 "calibration": calib}).decode(), flush=True)
-            results: dict[str, dict[str, Any]] = {}
-            for name in args.scenarios.split(","):
-                out = results[name.strip()] = await scenario(stack, session, pool, name.strip(), args)
-                print(orjson.dumps(out).decode(), flush=True)
-                if args.charts:
-                    png = chart(out, Path(args.charts) / f"bench-{out['scenario']}.png", p99_bound_ms=args.p99_ms)
-                    log(f"  chart: {png}")
-            if "barcode_hmac" in results and "barcode_hmac_grown" in results:
-                print(orjson.dumps(compare_grown(results["barcode_hmac"], results["barcode_hmac_grown"])).decode(),
-                      flush=True)
+            names = [n.strip() for n in args.scenarios.split(",")]
+            pair = "barcode_hmac" in names and "barcode_hmac_grown" in names
+            for name in names:
+                if pair and name == "barcode_hmac":
+                    continue   # measured with its grown twin, turn by turn, where that one stands
+                if pair and name == "barcode_hmac_grown":
+                    outs = await paired(stack, session, args)
+                else:
+                    outs = [await scenario(stack, session, pool, name, args)]
+                for out in outs:
+                    print(orjson.dumps(out).decode(), flush=True)
+                    if args.charts and "scenario" in out:
+                        png = chart(out, Path(args.charts) / f"bench-{out['scenario']}.png",
+                                    p99_bound_ms=args.p99_ms)
+                        log(f"  chart: {png}")
             print(orjson.dumps({"end": True, "calibration": await calibrate(stack.paycore_cpus),
                                 "loadavg_1m": os.getloadavg()[0]}).decode(), flush=True)
         await pool.close()

@@ -16,6 +16,7 @@ Nothing here is a mock: the same code paths as production, on one machine.
 from __future__ import annotations
 
 import asyncio
+import copy
 import os
 import random
 import secrets
@@ -85,11 +86,11 @@ def proc_tree_cpu(root: int) -> float:
     return total / tick
 
 
-def postgres_backends_cpu(dbname: str) -> float:
-    """utime + stime (seconds) of the Postgres backends serving ``dbname`` (their process
-    title names it); the server's shared processes (WAL writer, checkpointer) are not in it."""
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0
+def postgres_backend_ticks(dbname: str) -> dict[int, int]:
+    """utime + stime (clock ticks) of each Postgres backend serving ``dbname`` (their process
+    title names it, autovacuum workers too); the server's shared processes (WAL writer,
+    checkpointer) are not in it."""
+    out: dict[int, int] = {}
     needle = f" {dbname} ".encode()
     for d in os.listdir("/proc"):
         if not d.isdigit():
@@ -103,8 +104,35 @@ def postgres_backends_cpu(dbname: str) -> float:
         except OSError:
             continue
         rest = raw[raw.rfind(b")") + 2:].split()
-        total += int(rest[11]) + int(rest[12])
-    return total / tick
+        out[int(d)] = int(rest[11]) + int(rest[12])
+    return out
+
+
+def postgres_backends_cpu(dbname: str) -> float:
+    """utime + stime (seconds) of the backends serving ``dbname`` now (see BackendCpu for a window)."""
+    return sum(postgres_backend_ticks(dbname).values()) / os.sysconf("SC_CLK_TCK")
+
+
+class BackendCpu:
+    """CPU seconds of a database's backends over a window, sampled while it runs: a backend that
+    exits inside it (an autovacuum worker, a pool's connection) counts up to its last sample, one
+    born inside it from zero. (The difference of two sums over the backends alive at each end
+    loses an exiting backend's whole life, and went negative when an autovacuum worker ended.)"""
+
+    def __init__(self, dbname: str) -> None:
+        self.dbname = dbname
+        self.first: dict[int, int] = {}
+        self.last: dict[int, int] = {}
+
+    def start(self) -> None:
+        self.first = postgres_backend_ticks(self.dbname)
+        self.last = dict(self.first)
+
+    def sample(self) -> None:
+        self.last.update(postgres_backend_ticks(self.dbname))
+
+    def seconds(self) -> float:
+        return sum(v - self.first.get(pid, 0) for pid, v in self.last.items()) / os.sysconf("SC_CLK_TCK")
 
 
 def _free_block(n: int) -> int:
@@ -175,6 +203,9 @@ class BenchStack:
     sims: subprocess.Popen | None = None
     env: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    overrides: dict[str, Any] = field(default_factory=dict)
+    #: a twin: its broker and simulators are its parent's (stopped with the parent, not with it)
+    shared: bool = False
 
     @property
     def base(self) -> str:
@@ -205,9 +236,20 @@ class BenchStack:
         overrides["security"] = {"rate_limit_per_second": 1_000_000.0, "rate_limit_burst": 2_000_000.0,
                                  "merchant_concurrency": 1_000_000}
         overrides["server"]["log_level"] = os.environ.get("PAYCORE_LOG_LEVEL", "INFO")
-        self.config_path = self.var / "paycore.toml"
-        self.config_path.write_text(devstack.toml_dump(overrides))
+        self.overrides = overrides
         self.master_key = secrets.token_hex(32)
+        await self._configure()
+        self.env = dict(os.environ, PAYCORE_MASTER_KEY=self.master_key, PYTHONUNBUFFERED="1")
+        self.env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        self.env.pop("PAYCORE_CONFIG", None)
+        self._start_sims(base)
+        self.start_paycore()
+        return self
+
+    async def _configure(self) -> None:
+        """Write this paycore's config and add the bench merchant to its database."""
+        self.config_path = self.var / "paycore.toml"
+        self.config_path.write_text(devstack.toml_dump(self.overrides))
         conn = await asyncpg.connect(self.db_url)
         await db.init_connection(conn)
         try:
@@ -215,12 +257,25 @@ class BenchStack:
                                               "Benchmark merchant", upsert=True)
         finally:
             await conn.close()
-        self.env = dict(os.environ, PAYCORE_MASTER_KEY=self.master_key, PYTHONUNBUFFERED="1")
-        self.env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-        self.env.pop("PAYCORE_CONFIG", None)
-        self._start_sims(base)
-        self.start_paycore()
-        return self
+
+    async def twin(self, name: str) -> "BenchStack":
+        """Another paycore (same workers and cores) on a database of its own, sharing this stack's
+        simulators and broker, publishing to its own topic: two databases measured turn by turn
+        under the same machine conditions (the bench's empty and grown runs side by side)."""
+        t = BenchStack(self.var / name, workers=self.workers, sim_latency_ms=self.sim_latency_ms,
+                       paycore_cpus=self.paycore_cpus, side_cpus=self.side_cpus, admin_url=self.admin_url,
+                       embedded=self.embedded, broker=self.broker, sim_ports=self.sim_ports, sims=self.sims,
+                       master_key=self.master_key, env=self.env, shared=True)
+        t.var.mkdir(parents=True, exist_ok=True)
+        await t._create_database(f"{self.dbname}_{name}")
+        t.port = devstack.free_port()
+        t.overrides = copy.deepcopy(self.overrides)
+        t.overrides["server"].update(port=t.port, public_base_url=t.base)
+        t.overrides["database"]["url"] = t.db_url
+        t.overrides["kafka"]["topic"] = f"paycore.payments.{name}"
+        await t._configure()
+        t.start_paycore()
+        return t
 
     async def _database(self) -> None:
         try:
@@ -232,7 +287,11 @@ class BenchStack:
             self.embedded = True
             self.admin_url = db.with_database(admin, "postgres")
             self.notes.append("postgres: embedded (the machine's did not answer)")
-        self.dbname = f"paycore_bench_{os.getpid()}_{secrets.token_hex(3)}"
+        await self._create_database(f"paycore_bench_{os.getpid()}_{secrets.token_hex(3)}")
+
+    async def _create_database(self, name: str) -> None:
+        """Create ``name`` on the admin server and bring it to paycore's schema."""
+        self.dbname = name
         conn = await asyncpg.connect(self.admin_url)
         try:
             await conn.execute(f'create database "{self.dbname}"')
@@ -281,9 +340,10 @@ class BenchStack:
         """Stop every process and drop the database; ``remove_var`` also deletes the
         state directory (keys, logs): for a temporary one after a clean run."""
         _stop(self.paycore)
-        _stop(self.sims)
-        if self.broker:
-            self.broker.stop()
+        if not self.shared:
+            _stop(self.sims)
+            if self.broker:
+                self.broker.stop()
         if self.dbname and self.admin_url:
             try:
                 conn = await asyncpg.connect(self.admin_url)

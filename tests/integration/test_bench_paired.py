@@ -1,0 +1,46 @@
+"""``make bench``'s grown comparison end to end, at a toy size: the empty and the grown database
+each get their own paycore (sharing the simulators and the broker), every step runs on both, and
+the comparison line is made of turns at the operating point. Figures are not judged here (a
+test never times anything); what the bench's user reads is: both scenario lines, the preload's
+rows in the grown database only, every event published from each, and a comparison line that
+says at which rate and from how many turns it judged."""
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+
+import orjson
+
+
+async def test_the_bench_runs_the_empty_and_the_grown_database_turn_by_turn(tmp_path):
+    argv = [sys.executable, "-m", "loadtest.bench", "--scenarios", "barcode_hmac,barcode_hmac_grown",
+            "--grown-rows", "3000", "--max-rate", "200", "--duration", "1", "--warmup", "0.3",
+            "--charts", str(tmp_path / "charts"), "--var", str(tmp_path / "var")]
+    proc = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE,
+                                                stderr=asyncio.subprocess.PIPE, cwd=os.getcwd())
+    out, err = await asyncio.wait_for(proc.communicate(), 600)
+    assert proc.returncode == 0, err.decode()[-3000:]
+    lines = [orjson.loads(x) for x in out.splitlines() if x.strip()]
+    by = {x["scenario"]: x for x in lines if "scenario" in x}
+    empty, grown = by["barcode_hmac"], by["barcode_hmac_grown"]
+    compare = next(x for x in lines if "compare" in x)
+
+    assert grown["rows_preloaded"] == 3000 and "rows_preloaded" not in empty
+    assert [s["rate"] for s in empty["steps"]] == [s["rate"] for s in grown["steps"]][:len(empty["steps"])]
+    for s in (empty, grown):
+        assert s["errors"] == 0 and s["audit_ok"] is True
+        assert s["events_written"] == s["events_published"] > 0
+        assert s["events_missing"] == 0 and s["events_duplicated"] == 0 and s["outbox_left"] == 0
+        # the grown database's preloaded payments are not counted as this run's
+        assert 0 < s["payments_created"] < 3000
+    assert compare["rows_preloaded"] == 3000
+    assert compare["at"] == "operating point" and compare["turns_each"] == 5
+    assert len(compare["empty"]["p99_ms_each"]) == len(compare["grown"]["p99_ms_each"]) == 5
+    assert compare["rate"] in [s["rate"] for s in empty["steps"]]
+    assert compare["at_knee"]["rate"] >= compare["rate"]
+    assert set(compare["ratio"]) == {"paycore_cpu", "postgres_cpu", "p99"}
+    assert isinstance(compare["within_bound"], bool)
+    assert (tmp_path / "charts" / "bench-barcode_hmac_grown.png").stat().st_size > 1000
+    # its databases are dropped at the end: no bench database is left behind on the machine's Postgres
+    assert b"could not drop" not in err

@@ -1,0 +1,77 @@
+"""The bench's grown comparison (loadtest/bench.py compare_grown): which rate it judges at and how."""
+from __future__ import annotations
+
+from loadtest.bench import GROWN_BOUND, compare_grown, operating_rate
+
+
+def step(rate, cpu, pg, p99, achieved=None, errors=0):
+    return {"rate": rate, "achieved": achieved if achieved is not None else rate, "p99_ms": p99, "cpu_us": cpu,
+            "errors": errors, "relay_lag_p99_ms": 50.0, "postgres_cpu_us": pg}
+
+
+def turn(rate, cpu, pg, p99, ok=True):
+    return {"rate": rate, "achieved": rate, "errors": {}, "unfinished": 0, "cpu_us": cpu, "postgres_cpu_us": pg,
+            "p99_ms": p99, "ok": ok}
+
+
+def climb(*steps, rows=None):
+    out = {"steps": list(steps)}
+    if rows:
+        out["rows_preloaded"] = rows
+    return out
+
+
+EMPTY = climb(step(500, 900, 400, 20), step(1000, 600, 300, 40), step(1250, 560, 290, 160))
+GROWN = climb(step(500, 910, 410, 22), step(1000, 610, 310, 45), step(1250, 580, 300, 900), rows=10_000_000)
+
+
+def test_the_operating_point_is_the_highest_step_at_three_quarters_of_what_both_sustained():
+    assert operating_rate([100, 200, 300, 500, 750, 1000, 1250]) == 750
+    assert operating_rate([100, 200, 300, 500, 750, 1000]) == 750
+    assert operating_rate([100, 200]) == 100
+    assert operating_rate([100]) == 100
+    assert operating_rate([]) is None
+
+
+def test_without_turns_the_knee_decides_all_three():
+    c = compare_grown(EMPTY, GROWN)
+    assert c["rate"] == 1250 and c["sustained"]
+    assert c["ratio"]["p99"] == round(900 / 160, 3)
+    assert c["within_bound"] is False   # p99 at the knee 5.6x
+
+
+def test_with_turns_p99_is_judged_at_the_operating_point_on_the_median_turn():
+    turns = {"empty": [turn(1000, 600, 300, 40), turn(1000, 640, 320, 300), turn(1000, 610, 305, 42)],
+             "grown": [turn(1000, 615, 310, 43), turn(1000, 620, 300, 41), turn(1000, 630, 315, 44)]}
+    c = compare_grown(EMPTY, GROWN, 1000, turns)
+    assert c["rate"] == 1000 and c["at"] == "operating point" and c["turns_each"] == 3
+    assert c["empty"]["p99_ms"] == 42 and c["grown"]["p99_ms"] == 43   # the 300 ms turn is not the median
+    assert c["empty"]["p99_ms_each"] == [40, 300, 42]
+    assert c["at_knee"]["rate"] == 1250 and c["at_knee"]["ratio"]["p99"] > 1 + GROWN_BOUND
+    assert c["within_bound"] is True
+    assert c["rows_preloaded"] == 10_000_000
+
+
+def test_a_grown_p99_beyond_the_bound_at_the_operating_point_fails():
+    turns = {"empty": [turn(1000, 600, 300, 40)] * 3, "grown": [turn(1000, 600, 300, 45)] * 3}
+    c = compare_grown(EMPTY, GROWN, 1000, turns)
+    assert c["ratio"]["p99"] == 1.125 and c["within_bound"] is False
+
+
+def test_the_knee_is_reported_beside_the_operating_point_and_cpu_there_decides():
+    grown = climb(step(500, 910, 410, 22), step(1000, 610, 310, 45), step(1250, 700, 300, 200), rows=10)
+    same = {"empty": [turn(1000, 600, 300, 40)] * 3, "grown": [turn(1000, 600, 300, 40)] * 3}
+    c = compare_grown(EMPTY, grown, 1000, same)
+    assert c["ratio"] == {"paycore_cpu": 1.0, "postgres_cpu": 1.0, "p99": 1.0}
+    assert c["at_knee"]["ratio"]["paycore_cpu"] == 1.25 and c["within_bound"] is True
+    costlier = {"empty": [turn(1000, 600, 300, 40)] * 3,
+                "grown": [turn(1000, 600, 340, 40), turn(1000, 600, 335, 40), turn(1000, 600, 200, 40)]}
+    c = compare_grown(EMPTY, grown, 1000, costlier)
+    assert c["grown"]["postgres_cpu_us"] == 335 and c["ratio"]["postgres_cpu"] == 1.117
+    assert c["within_bound"] is False
+
+
+def test_a_turn_not_sustained_fails_the_comparison():
+    turns = {"empty": [turn(1000, 600, 300, 40)] * 3,
+             "grown": [turn(1000, 600, 300, 40), turn(1000, 600, 300, 40, ok=False), turn(1000, 600, 300, 40)]}
+    assert compare_grown(EMPTY, GROWN, 1000, turns)["within_bound"] is False
