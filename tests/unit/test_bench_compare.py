@@ -71,7 +71,14 @@ def test_the_knee_is_reported_beside_the_operating_point_and_cpu_there_decides()
     assert c["within_bound"] is False
 
 
-def test_a_turn_not_sustained_fails_the_comparison():
-    turns = {"empty": [turn(1000, 600, 300, 40)] * 3,
-             "grown": [turn(1000, 600, 300, 40), turn(1000, 600, 300, 40, ok=False), turn(1000, 600, 300, 40)]}
-    assert compare_grown(EMPTY, GROWN, 1000, turns)["within_bound"] is False
+def test_the_median_turn_decides_sustained_too_and_any_error_fails():
+    good, slow = turn(1000, 600, 300, 40), turn(1000, 600, 300, 40, ok=False)
+    one_slow = {"empty": [good] * 5, "grown": [good, slow, good, good, good]}
+    c = compare_grown(EMPTY, GROWN, 1000, one_slow)
+    assert c["grown"]["turns_sustained"] == 4 and c["grown"]["sustained"] and c["within_bound"] is True
+    three_slow = {"empty": [good] * 5, "grown": [slow, slow, good, slow, good]}
+    c = compare_grown(EMPTY, GROWN, 1000, three_slow)
+    assert c["grown"]["turns_sustained"] == 2 and c["within_bound"] is False
+    failed = dict(good, errors={"http_503": 1})
+    c = compare_grown(EMPTY, GROWN, 1000, {"empty": [good] * 5, "grown": [good, good, failed, good, good]})
+    assert c["grown"]["errors"] == 1 and c["within_bound"] is False
