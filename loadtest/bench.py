@@ -177,13 +177,8 @@ async def drive(stack: BenchStack, spec: dict[str, Any], cpu_of) -> dict[str, An
     o0: dict[str, float] = {}
     o1: dict[str, float] = {}
     result: dict[str, Any] = {}
+    pg_s = 0.0
     sampler: asyncio.Task | None = None
-
-    async def sampling() -> None:
-        while True:
-            await asyncio.sleep(0.25)
-            pg.sample()
-
     try:
         while True:
             line = await proc.stdout.readline()
@@ -192,13 +187,13 @@ async def drive(stack: BenchStack, spec: dict[str, Any], cpu_of) -> dict[str, An
             if line.startswith(b"START"):
                 c0, t0, o0 = cpu_of(), time.monotonic(), {k: f() for k, f in others.items()}
                 pg.start()
-                sampler = asyncio.create_task(sampling())
+                sampler = asyncio.create_task(pg.sampling())
             elif line.startswith(b"END"):
                 c1, t1, o1 = cpu_of(), time.monotonic(), {k: f() for k, f in others.items()}
                 if sampler is not None:
                     sampler.cancel()
                 pg.sample()
-                o0["postgres"], o1["postgres"] = 0.0, pg.seconds()
+                pg_s = pg.seconds()
             elif line.startswith(b"RESULT "):
                 result = orjson.loads(line[7:])
     finally:
@@ -212,8 +207,9 @@ async def drive(stack: BenchStack, spec: dict[str, Any], cpu_of) -> dict[str, An
     result["cpu_s"] = round(c1 - c0, 3)
     result["cpu_util"] = round((c1 - c0) / window, 3)
     result["cpu_us"] = round((c1 - c0) / done * 1e6, 1) if done else None
-    for k in (*others, "postgres"):
+    for k in others:
         result[f"{k}_cpu_us"] = round((o1.get(k, 0) - o0.get(k, 0)) / done * 1e6, 1) if done else None
+    result["postgres_cpu_us"] = round(pg_s / done * 1e6, 1) if done else None
     return result
 
 

@@ -131,6 +131,12 @@ class BackendCpu:
     def sample(self) -> None:
         self.last.update(postgres_backend_ticks(self.dbname))
 
+    async def sampling(self, every: float = 0.25) -> None:
+        """Sample until cancelled (run it as a task over the window)."""
+        while True:
+            await asyncio.sleep(every)
+            self.sample()
+
     def seconds(self) -> float:
         return sum(v - self.first.get(pid, 0) for pid, v in self.last.items()) / os.sysconf("SC_CLK_TCK")
 
