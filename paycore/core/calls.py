@@ -4,8 +4,10 @@ error with its kind), normalised answer, HTTP status, latency and time.
 
 Never the request or answer bodies: they can hold card tokens and payer ids.
 Rows are queued in memory and written by one background insert at a time
-(``copy`` of everything queued meanwhile, like the nonce store's batching), so
-a payment never waits for its call to be recorded. This is a diagnostic
+(``copy`` of everything queued over ``gather`` seconds, 0.1 by default), so a
+payment never waits for its call to be recorded. The gathering matters: a
+copy per few rows cost ~6 % of paycore's CPU at 750 payments/s (one COPY
+round trip each); ten copies a second cost nothing measurable. This is a diagnostic
 record, not money state: when Postgres is away the queued rows are kept up to
 ``max_pending`` and the oldest dropped beyond that (counted in the log).
 """
@@ -61,8 +63,9 @@ def classify(e: BaseException) -> str:
 
 
 class CallLog:
-    def __init__(self, pool: Any, *, max_pending: int = 20_000) -> None:
+    def __init__(self, pool: Any, *, max_pending: int = 20_000, gather: float = 0.1) -> None:
         self.pool = pool
+        self.gather = gather
         self.max_pending = max_pending
         self._pending: list[tuple] = []
         self._task: asyncio.Task | None = None
@@ -101,6 +104,7 @@ class CallLog:
     async def _drain(self) -> None:
         # one copy in flight at a time: what is queued meanwhile goes into the next
         while self._pending:
+            await asyncio.sleep(self.gather)
             batch, self._pending = self._pending, []
             try:
                 await self.pool.copy_records_to_table("channel_calls", records=batch, columns=COLUMNS)
