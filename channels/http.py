@@ -1,9 +1,10 @@
 """The one injectable HTTP client every adapter talks to its provider through.
 
-It owns nothing global: paycore creates one aiohttp ClientSession per process
-(keep-alive, no per-request connection set-up) and hands each adapter a
-ChannelHttp bound to its channel name. Transport failures become typed
-ChannelErrors; every call is timed for metrics through ``observe``.
+It owns nothing global: paycore creates one ProviderClient per process
+(channels.client: keep-alive pools per provider origin, no per-request
+connection set-up) and hands each adapter a ChannelHttp bound to its channel
+name. Transport failures become typed ChannelErrors; every call is timed for
+metrics through ``observe``.
 """
 from __future__ import annotations
 
@@ -13,9 +14,8 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Mapping
 
-import aiohttp
-
 from channels.base import ChannelError
+from channels.client import Lost, ProviderClient, Unreached
 
 Observer = Callable[[str, str, str, float], None]  # channel, flow, outcome, seconds
 
@@ -38,9 +38,9 @@ class HttpReply:
 
 
 class ChannelHttp:
-    def __init__(self, session: aiohttp.ClientSession, channel: str, timeout: float,
+    def __init__(self, client: ProviderClient, channel: str, timeout: float,
                  observe: Observer = _no_observer) -> None:
-        self.session = session
+        self.client = client
         self.channel = channel
         self.timeout = timeout
         self.observe = observe
@@ -57,22 +57,18 @@ class ChannelHttp:
         outcome = "ok"
         status = 0
         try:
-            async with self.session.request(
-                method, url, headers=headers, data=data,
-                timeout=aiohttp.ClientTimeout(total=timeout or self.timeout),
-            ) as resp:
-                body = await resp.read()
-                status = resp.status
-                if resp.status >= 500:
-                    outcome = "http_5xx"
-                return HttpReply(resp.status, resp.headers, body)
+            status, answer_headers, body = await self.client.request(method, url, headers, data,
+                                                                     timeout or self.timeout)
+            if status >= 500:
+                outcome = "http_5xx"
+            return HttpReply(status, answer_headers, body)
         except asyncio.TimeoutError as e:
             outcome = "timeout"
             raise ChannelError(f"{self.channel} {flow}: timed out", retriable=True, kind="timeout") from e
-        except aiohttp.ClientConnectorError as e:
+        except Unreached as e:
             outcome = "connect"
             raise ChannelError(f"{self.channel} {flow}: cannot connect", retriable=False, kind="connect") from e
-        except (aiohttp.ClientError, OSError) as e:
+        except (Lost, OSError) as e:
             outcome = "reset"
             raise ChannelError(f"{self.channel} {flow}: transport error ({type(e).__name__})",
                                retriable=True, kind="reset") from e

@@ -9,7 +9,7 @@ import json
 import sys
 from typing import Any, AsyncIterator
 
-import aiohttp
+from channels.client import ProviderClient
 
 from paycore.cli.common import load, run, with_connection
 from paycore.config import Config
@@ -32,7 +32,7 @@ async def engine_for(cfg: Config) -> AsyncIterator[Engine]:
     pool = await db.create_pool(cfg.database, min_size=1, max_size=2)
     journal = Journal(pool, metrics=metrics)
     journal.start()
-    session = aiohttp.ClientSession()
+    session = ProviderClient()
     adapters = build_adapters(cfg, session, metrics)
     try:
         eng = Engine(cfg, pool, journal, adapters, {n: Breaker(n, metrics=metrics) for n in adapters},

@@ -7,7 +7,7 @@ import argparse
 import sys
 from typing import Any
 
-import aiohttp
+from channels.client import ProviderClient
 import asyncpg
 
 from channels.base import ChannelError, UnsupportedFlow
@@ -82,7 +82,7 @@ async def _requery(conn: asyncpg.Connection, cfg: Any, p: payouts.Payout) -> int
     if settings is None or p.channel not in ADAPTERS:
         print(f"channel {p.channel} is not configured", file=sys.stderr)
         return 2
-    async with aiohttp.ClientSession() as session:
+    async with ProviderClient() as session:
         adapter = ADAPTERS[p.channel](settings, ChannelHttp(session, p.channel, max(settings.timeout, 10.0)))
         try:
             result, after = await payouts.query_once(conn, adapter, p)

@@ -15,13 +15,13 @@ import logging
 import time
 from typing import Any
 
-import aiohttp
 import asyncpg
 import orjson
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
 from channels.base import ChannelAdapter
+from channels.client import ProviderClient
 from channels.http import ChannelHttp
 from channels.registry import ADAPTERS
 from paycore import logs
@@ -129,7 +129,7 @@ class AppRunner(web.AppRunner):
 
 
 # ------------------------------------------------------------------ wiring
-def build_adapters(cfg: Config, session: aiohttp.ClientSession, metrics: Metrics) -> dict[str, ChannelAdapter]:
+def build_adapters(cfg: Config, session: ProviderClient, metrics: Metrics) -> dict[str, ChannelAdapter]:
     adapters = {}
     for name, settings in cfg.channels.items():
         if settings.enabled:
@@ -149,8 +149,7 @@ def create_app(cfg: Config, *, run_relay: bool = True, run_recovery: bool = True
         journal = Journal(pool, cfg.journal.batch_max, cfg.journal.max_wait_ms, metrics=metrics,
                           acquire_timeout=cfg.database.command_timeout)
         journal.start()
-        session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, limit_per_host=512,
-                                                                       keepalive_timeout=60, ttl_dns_cache=300))
+        session = ProviderClient(limit_per_origin=512)
         adapters = build_adapters(cfg, session, metrics)
         b = cfg.breaker
         breakers = {name: Breaker(name, window=int(b.get("window", 20)), failure_ratio=float(b.get("failure_ratio", .5)),

@@ -38,7 +38,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timezone
 from typing import Any
 
-import aiohttp
+from channels.client import ProviderClient
 import asyncpg
 
 from channels.base import ChannelError, ChannelResult, StatementLine, TradeStatus, UnsupportedFlow
@@ -336,7 +336,7 @@ async def run(cfg: Any, channel: str, day: date, *, save: bool = True, engine: E
     conn = await asyncpg.connect(cfg.database.url, timeout=cfg.database.connect_timeout)
     await init_connection(conn)
     try:
-        async with aiohttp.ClientSession() as session:
+        async with ProviderClient() as session:
             adapter = ADAPTERS[channel](settings, ChannelHttp(session, channel, max(settings.timeout, 30.0)))
             try:
                 lines = await adapter.statement(day)

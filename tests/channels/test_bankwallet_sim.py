@@ -16,6 +16,7 @@ import pytest
 from channels.bankwallet import transformers as tf
 from channels.bankwallet.adapter import BankWalletAdapter
 from channels.base import ChannelError, Method, NotificationRejected, TradeStatus
+from channels.client import ProviderClient
 from channels.http import ChannelHttp
 from channels.secrets import Secret
 from tests.support.channel_checks import ref
@@ -79,7 +80,7 @@ async def test_forged_and_stale_notifications_are_rejected(keys_dir: Path) -> No
 async def test_request_signed_with_wrong_key_is_refused(keys_dir: Path) -> None:
     async with SimPair.start("bankwallet", keys_dir) as pair:
         settings = dataclasses.replace(pair.adapter.settings, secret=Secret("z" * 32))
-        async with aiohttp.ClientSession() as session:
+        async with ProviderClient() as session:
             wrong = BankWalletAdapter(settings, ChannelHttp(session, "bankwallet", 1.0))
             req = pair.pay_request(amount=100, method=Method.BARCODE, auth_code=CODE)
             with pytest.raises(ChannelError) as e:

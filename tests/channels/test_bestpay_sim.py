@@ -10,13 +10,13 @@ import dataclasses
 from pathlib import Path
 from urllib.parse import urlencode
 
-import aiohttp
 import pytest
 from aiohttp import web
 
 from channels.base import ChannelError, Method, NotificationRejected, TradeRef, UnsupportedFlow
 from channels.bestpay import transformers as tf
 from channels.bestpay.adapter import BestpayAdapter
+from channels.client import ProviderClient
 from channels.http import ChannelHttp
 from channels.secrets import Secret
 from tests.support.channel_checks import barcode, check_forged_answer_is_rejected, refund_req
@@ -57,7 +57,7 @@ async def test_forged_notifications_are_rejected(keys: Path) -> None:
 async def test_request_with_wrong_key_is_refused_with_mac_error(keys: Path) -> None:
     async with SimPair.start("bestpay", keys) as pair:
         settings = dataclasses.replace(pair.adapter.settings, secret=Secret("W" * 32))
-        async with aiohttp.ClientSession() as session:
+        async with ProviderClient() as session:
             wrong = BestpayAdapter(settings, ChannelHttp(session, "bestpay", 2.0))
             req = pair.pay_request(amount=100, method=Method.BARCODE, auth_code=CODE)
             with pytest.raises(ChannelError) as e:

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from channels.base import ChannelError, Method, NotificationRejected, RefundStatus, TradeStatus
 from channels.ecny import transformers as tf
 from channels.ecny.adapter import EcnyAdapter, load_private_key
+from channels.client import ProviderClient
 from channels.http import ChannelHttp
 from tests.support.channel_checks import barcode, ref, refund_req
 from tests.support.simpair import SimPair
@@ -92,7 +93,7 @@ async def test_request_signed_with_wrong_key_is_refused(keys_dir: Path, tmp_path
                                         serialization.NoEncryption()))
     async with SimPair.start("ecny", keys_dir) as pair:
         settings = dataclasses.replace(pair.adapter.settings, private_key_file=str(pem))
-        async with aiohttp.ClientSession() as session:
+        async with ProviderClient() as session:
             wrong = EcnyAdapter(settings, ChannelHttp(session, "ecny", 1.0))
             req = pair.pay_request(amount=100, method=Method.BARCODE, auth_code=CODE)
             with pytest.raises(ChannelError) as e:

@@ -9,13 +9,13 @@ import base64
 import dataclasses
 from pathlib import Path
 
-import aiohttp
 import pytest
 from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from channels.base import ChannelError, Method, Notification, NotificationRejected, RefundStatus, TradeStatus
+from channels.client import ProviderClient
 from channels.http import ChannelHttp
 from channels.jdpay import transformers as tf
 from channels.jdpay.adapter import JdPayAdapter, load_private_key
@@ -100,7 +100,7 @@ async def test_request_signed_with_wrong_key_is_refused(keys: Path, tmp_path: Pa
         pem.write_bytes(other.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                             serialization.NoEncryption()))
         settings = dataclasses.replace(pair.adapter.settings, private_key_file=str(pem))
-        async with aiohttp.ClientSession() as session:
+        async with ProviderClient() as session:
             wrong = JdPayAdapter(settings, ChannelHttp(session, "jdpay", 2.0))
             req = pair.pay_request(amount=100, method=Method.BARCODE, auth_code=CODE)
             with pytest.raises(ChannelError) as e:

@@ -8,10 +8,10 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-import aiohttp
 import pytest
 
 from channels.base import ChannelError, Method, NotificationRejected, TradeStatus
+from channels.client import ProviderClient
 from channels.http import ChannelHttp
 from channels.qqwallet import transformers as tf
 from channels.qqwallet.adapter import QqWalletAdapter
@@ -99,7 +99,7 @@ async def test_forged_notifications_are_rejected(keys_dir: Path) -> None:
 async def test_request_signed_with_wrong_key_is_refused(keys_dir: Path) -> None:
     async with SimPair.start("qqwallet", keys_dir) as pair:
         settings = dataclasses.replace(pair.adapter.settings, secret=Secret("y" * 32))
-        async with aiohttp.ClientSession() as session:
+        async with ProviderClient() as session:
             wrong = QqWalletAdapter(settings, ChannelHttp(session, "qqwallet", 1.0))
             req = pair.pay_request(amount=100, method=Method.BARCODE, auth_code=AUTH_CODE)
             with pytest.raises(ChannelError) as e:

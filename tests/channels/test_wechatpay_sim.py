@@ -17,6 +17,7 @@ from channels.base import (
     ChannelAdapter, ChannelError, Method, Notification, NotificationRejected, RefundRequest, RefundStatus, TradeRef,
     TradeStatus,
 )
+from channels.client import ProviderClient
 from channels.http import ChannelHttp
 from channels.registry import ADAPTERS
 from tests.support.simpair import SimPair
@@ -247,7 +248,7 @@ async def impostor(pair: SimPair, tmp_path: Path) -> AsyncIterator[ChannelAdapte
     (tmp_path / "other.pem").write_bytes(other.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
     settings = dataclasses.replace(pair.adapter.settings, private_key_file=str(tmp_path / "other.pem"))
-    async with aiohttp.ClientSession() as session:
+    async with ProviderClient() as session:
         yield ADAPTERS[pair.name](settings, ChannelHttp(session, pair.name, 1.0))
 
 

@@ -12,6 +12,7 @@ import json
 from datetime import datetime, timedelta, timezone
 
 from channels.base import Method, PayRequest, TradeStatus
+from channels.client import ProviderClient
 from channels.http import ChannelHttp
 from channels.registry import ADAPTERS
 from simulators.kit import OrderState
@@ -58,12 +59,14 @@ async def test_seeded_discrepancies_are_each_found_and_stored(stack):
 
     # the channel has it, we do not: an order placed at the provider past paycore
     cfg = config_mod.load(stack.config_path, env=stack.env)
-    adapter = ADAPTERS[ch](cfg.channels[ch], ChannelHttp(stack.session, ch, 5.0))
     theirs_only = new_id("pay")
-    res = await adapter.pay(PayRequest(
-        out_trade_no=theirs_only, amount=4321, method=Method.BARCODE, subject="not through paycore",
-        notify_url=f"{stack.base}/notify/{ch}", expire_at=datetime.now(timezone.utc) + timedelta(minutes=5),
-        auth_code=auth_code(ch)))
+    async with ProviderClient() as client:
+        adapter = ADAPTERS[ch](cfg.channels[ch], ChannelHttp(client, ch, 5.0))
+        res = await adapter.pay(PayRequest(
+            out_trade_no=theirs_only, amount=4321, method=Method.BARCODE, subject="not through paycore",
+            notify_url=f"{stack.base}/notify/{ch}", expire_at=datetime.now(timezone.utc) + timedelta(minutes=5),
+            auth_code=auth_code(ch)))
+        await adapter.aclose()
     assert res.status is TradeStatus.SUCCEEDED
 
     # same payment, different amount at the channel

@@ -21,6 +21,7 @@ import pytest
 from aiohttp import web
 
 from channels.base import ChannelError, Method, Notification, RefundRequest, RefundStatus, TradeRef, TradeStatus
+from channels.client import ProviderClient
 from channels.http import ChannelHttp
 from tests.support.simpair import SimPair, free_port
 from tests.support.helpers import business_today
@@ -256,7 +257,7 @@ async def check_forged_answer_is_rejected(pair: SimPair, code: str,
     runner, url = await serve(routes)
     try:
         settings = dataclasses.replace(pair.adapter.settings, base_url=url)
-        async with aiohttp.ClientSession() as session:
+        async with ProviderClient() as session:
             adapter = type(pair.adapter)(settings, ChannelHttp(session, pair.name, 2.0))
             with pytest.raises(ChannelError) as e:
                 await adapter.pay(pair.pay_request(amount=100, method=Method.BARCODE, auth_code=code))

@@ -21,6 +21,7 @@ from aiohttp import web
 
 from simulators import devkeys
 from channels.base import ChannelAdapter, Method, Notification, NotificationRejected, PayRequest
+from channels.client import ProviderClient
 from channels.http import ChannelHttp
 from channels.registry import ADAPTERS
 from simulators.registry import SIMULATORS
@@ -78,7 +79,7 @@ class SimPair:
         await sim_runner.setup()
         await web.TCPSite(sim_runner, "127.0.0.1", sim_port).start()
 
-        session = aiohttp.ClientSession()
+        session = ProviderClient()
         adapter = ADAPTERS[name](settings, ChannelHttp(session, name, timeout))
         pair = cls(name, adapter, sim_app[STATE_KEY], f"http://127.0.0.1:{sim_port}", notify_base)
 
