@@ -34,6 +34,13 @@ async def test_the_bench_runs_the_empty_and_the_grown_database_turn_by_turn(tmp_
         assert s["events_missing"] == 0 and s["events_duplicated"] == 0 and s["outbox_left"] == 0
         # the grown database's preloaded payments are not counted as this run's
         assert 0 < s["payments_created"] < 3000
+    # the floor ratio: the empty run's from three turns (paycore and the floor each time, at the top
+    # rate), the median of their ratios; the grown twin's from one
+    assert len(empty["floor_turns"]) == 3 and len(grown["floor_turns"]) == 1
+    ratios = sorted(t["ratio"] for t in empty["floor_turns"])
+    assert empty["floor_over_paycore"] == ratios[1]
+    assert all(t["ratio"] == round(t["floor_cpu_us"] / t["paycore_cpu_us"], 3) for t in empty["floor_turns"])
+    assert empty["floor_turns"][0]["paycore_cpu_us"] == empty["paycore_cpu_us_per_payment"]
     assert compare["rows_preloaded"] == 3000
     assert compare["at"] == "operating point" and compare["turns_each"] == 5
     assert len(compare["empty"]["p99_ms_each"]) == len(compare["grown"]["p99_ms_each"]) == 5
