@@ -18,7 +18,8 @@ uses) for the answer:
 * one deadline per request covering the wait for a connection, the connect,
   the TLS handshake, sending and the whole answer; a connection whose answer
   did not arrive in time is aborted, never reused;
-* a connection is reused only after a complete answer that allows keep-alive.
+* a connection is reused only after a complete answer that allows keep-alive;
+* a GET follows redirects (statement downloads), nothing else does.
 
 Failures are :class:`Unreached` (nothing was sent: refused, unresolvable,
 TLS handshake failed — the provider cannot have acted), :class:`Lost` (the
@@ -33,12 +34,14 @@ import ssl as ssl_mod
 import time
 import zlib
 from typing import Mapping
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import httptools
 from multidict import CIMultiDict, CIMultiDictProxy
 
 USER_AGENT = "paycore/1"
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
+MAX_REDIRECTS = 5
 
 
 class Unreached(Exception):
@@ -291,7 +294,27 @@ class ProviderClient:
 
     async def request(self, method: str, url: str, headers: Mapping[str, str] | None = None,
                       data: bytes | str | None = None, timeout: float = 10.0) -> tuple[int, CIMultiDictProxy, bytes]:
-        """(status, headers, body) of one exchange; raises Unreached, Lost or TimeoutError."""
+        """(status, headers, body) of one call; raises Unreached, Lost or TimeoutError.
+
+        A GET (a statement or file download) follows up to MAX_REDIRECTS redirects within its
+        deadline, never from https to http, and without the caller's Authorization header once it
+        leaves the origin; any other method gets the redirect as its answer (a provider's API does
+        not redirect a payment call, and repeating one elsewhere is not ours to decide)."""
+        deadline = time.monotonic() + timeout
+        status, answer, body = await self._exchange(method, url, headers, data, deadline)
+        hops = 0
+        while method == "GET" and status in REDIRECTS and hops < MAX_REDIRECTS and answer.get("Location"):
+            nxt = urljoin(url, answer["Location"])
+            if url.startswith("https:") and not nxt.startswith("https:"):
+                break
+            if headers and urlsplit(nxt)[:2] != urlsplit(url)[:2]:
+                headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
+            url, hops = nxt, hops + 1
+            status, answer, body = await self._exchange(method, url, headers, None, deadline)
+        return status, answer, body
+
+    async def _exchange(self, method: str, url: str, headers: Mapping[str, str] | None, data: bytes | str | None,
+                        deadline: float) -> tuple[int, CIMultiDictProxy, bytes]:
         pool, target = self._target(url)
         _check(method)
         body = data.encode() if isinstance(data, str) else (data or b"")
@@ -314,7 +337,6 @@ class ProviderClient:
             lines.append(b"Content-Length: %d\r\n" % len(body))
         lines.append(b"\r\n")
         lines.append(body)
-        deadline = time.monotonic() + timeout
         c = await pool.acquire(deadline)
         try:
             status, heads, parts = await c.send(b"".join(lines), max(0.001, deadline - time.monotonic()))

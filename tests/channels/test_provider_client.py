@@ -262,3 +262,29 @@ async def test_lost_is_what_a_half_answer_raises():
     async with server, ProviderClient() as client:
         with pytest.raises(Lost):
             await client.request("GET", f"http://127.0.0.1:{port}/", None, None, 2.0)
+
+
+async def test_a_get_follows_redirects_and_a_post_does_not():
+    async def routes(request: web.Request) -> web.StreamResponse:
+        if request.path == "/bill":
+            raise web.HTTPFound("/files/bill.csv")
+        if request.path == "/loop":
+            raise web.HTTPFound("/loop")
+        if request.path == "/files/bill.csv":
+            return web.Response(text=f"csv auth={request.headers.get('Authorization')}")
+        raise web.HTTPNotFound()
+    async with Server(routes) as srv, ProviderClient() as client:
+        status, _, body = await client.request("GET", srv.url("/bill"), {"Authorization": "t"}, None, 2.0)
+        assert (status, body) == (200, b"csv auth=t")   # same origin: the header stays
+        status, headers, _ = await client.request("POST", srv.url("/bill"), None, b"{}", 2.0)
+        assert status == 302 and headers["Location"] == "/files/bill.csv"
+        status, _, _ = await client.request("GET", srv.url("/loop"), None, None, 2.0)
+        assert status == 302   # gave up after five hops: the redirect is the answer
+        assert sum(1 for r in srv.seen if r.path == "/loop") == 6
+    # to another origin: without the caller's Authorization
+    async with Server(routes) as files:
+        async def away(request: web.Request) -> web.StreamResponse:
+            raise web.HTTPFound(files.url("/files/bill.csv"))
+        async with Server(away) as srv, ProviderClient() as client:
+            _, _, body = await client.request("GET", srv.url("/bill"), {"Authorization": "t"}, None, 2.0)
+            assert body == b"csv auth=None"
