@@ -32,7 +32,7 @@ from typing import Any
 import asyncpg
 
 from loadtest.run import run_locust
-from loadtest.stack import BenchStack, cpu_plan
+from loadtest.stack import BackendCpu, BenchStack, cpu_plan
 from paycore.runtime import run as _run
 
 PEAK_TPS = 5000.0
@@ -67,11 +67,17 @@ async def tune_postgres(stack: BenchStack) -> dict[str, str]:
 
 
 class Meter:
-    """CPU seconds of each component between ``start`` and ``stop``."""
+    """CPU seconds of each component between ``start`` and ``stop`` (call both inside the event loop).
+
+    Postgres's are its backends', sampled over the window (loadtest.stack.BackendCpu): a backend
+    that ends inside it (an autovacuum worker, a recycled pool connection) counts up to its last
+    sample instead of taking its whole life out of the difference of two sums."""
 
     def __init__(self, stack: BenchStack) -> None:
-        self.parts = {"paycore": stack.paycore_cpu, "postgres": stack.postgres_cpu, "simulators": stack.sims_cpu,
+        self.parts = {"paycore": stack.paycore_cpu, "simulators": stack.sims_cpu,
                       "broker": stack.broker_cpu, "locust": self._waited_children}
+        self.pg = BackendCpu(stack.dbname)
+        self.sampler: asyncio.Task | None = None
         self.t0 = 0.0
         self.c0: dict[str, float] = {}
 
@@ -82,10 +88,16 @@ class Meter:
 
     def start(self) -> None:
         self.t0, self.c0 = time.monotonic(), {k: f() for k, f in self.parts.items()}
+        self.pg.start()
+        self.sampler = asyncio.get_running_loop().create_task(self.pg.sampling())
 
     def stop(self, payments: float) -> dict[str, Any]:
         wall = time.monotonic() - self.t0
-        return cpu_table({k: f() - self.c0[k] for k, f in self.parts.items()}, wall, payments)
+        if self.sampler is not None:
+            self.sampler.cancel()
+        self.pg.sample()
+        used = {k: f() - self.c0[k] for k, f in self.parts.items()}
+        return cpu_table({"paycore": used.pop("paycore"), "postgres": self.pg.seconds(), **used}, wall, payments)
 
 
 #: the stack kept at least this share of the machine's cores busy: the machine, not one part, ran out
