@@ -45,7 +45,7 @@ Trade states: unpaid → WAIT_BUYER_PAY; paid → TRADE_SUCCESS; fully refunded
 → TRADE_CLOSED with ``send_pay_date``; closed, declined or cancelled →
 TRADE_CLOSED without it. Bills are served as Alipay serves them: a short-lived
 ``bill_download_url`` to a zip of GBK CSVs (see transformers.bill_files);
-days are UTC days here (simkit's), Beijing days at Alipay.
+days are Beijing days, as at Alipay (simkit's statement rows count them so).
 """
 from __future__ import annotations
 
@@ -576,7 +576,7 @@ class AlipaySim:
             day = date.fromisoformat(str(biz.get("bill_date", "")))
         except ValueError:
             return fail("ACQ.INVALID_PARAMETER", "参数无效: bill_date")
-        if day > datetime.now(timezone.utc).date():
+        if day > datetime.now(simkit.CHINA).date():   # Beijing's today: the bill of a day not begun yet
             return fail(t.BILL_NOT_EXIST, "账单不存在")
         file_id = self.state.token(24)
         self.bills[file_id] = day
@@ -601,7 +601,7 @@ class AlipaySim:
                                       received=-r.amount, out_request_no=r.out_refund_no, **common))
         for o in self.state.orders.values():    # a cancel that refunded a paid trade
             at = o.extra.get("cancelled_at")
-            if at and o.extra.get("cancel_refund") and at.date() == day:
+            if at and o.extra.get("cancel_refund") and at.astimezone(simkit.CHINA).date() == day:
                 rows.append(t.BillRow(kind=t.KIND_REFUND, trade_no=o.channel_trade_no, out_trade_no=o.out_trade_no,
                                       subject=str(o.extra.get("subject", "")), created=o.created_at.astimezone(t.CST),
                                       finished=at.astimezone(t.CST), order_amount=o.amount,

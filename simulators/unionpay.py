@@ -410,7 +410,7 @@ class UnionPaySimulator:
     async def _file(self, f: t.Fields) -> t.Fields:
         self._need(f, "settleDate", "fileType")
         try:
-            day = t.settle_date_to_day(f["settleDate"], datetime.now(timezone.utc).date())
+            day = t.settle_date_to_day(f["settleDate"], datetime.now(t.BEIJING).date())   # Beijing's today
         except ValueError:
             raise Refused("10", "报文格式错误[settleDate]") from None
         rows: list[t.Fields] = []
