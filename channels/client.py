@@ -125,10 +125,7 @@ class _Conn(asyncio.Protocol):
 
     # ---------------------------------------------------------- the exchange
     def status_line_seen(self) -> bool:
-        try:
-            return self.parser.get_status_code() > 0
-        except Exception:
-            return False
+        return self.parser.get_status_code() > 0   # 0 until llhttp has read one
 
     def send(self, data: bytes, timeout: float) -> asyncio.Future:
         loop = asyncio.get_running_loop()
@@ -188,7 +185,7 @@ class _Pool:
                     async with asyncio.timeout_at(loop.time() + (deadline - now)):
                         _, c = await loop.create_connection(lambda: _Conn(self), self.host, self.port,
                                                             ssl=self.ssl, server_hostname=self.host if self.ssl else None)
-                except TimeoutError:
+                except TimeoutError:    # before OSError, its base class: a timeout stays a timeout
                     self.open -= 1
                     raise
                 except (OSError, ssl_mod.SSLError) as e:

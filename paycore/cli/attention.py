@@ -10,7 +10,6 @@ import sys
 from typing import Any, AsyncIterator
 
 from channels.client import ProviderClient
-
 from paycore.cli.common import load, run, with_connection
 from paycore.config import Config
 from paycore.core import attention

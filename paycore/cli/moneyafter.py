@@ -7,10 +7,10 @@ import argparse
 import sys
 from typing import Any
 
-from channels.client import ProviderClient
 import asyncpg
 
 from channels.base import ChannelError, UnsupportedFlow
+from channels.client import ProviderClient
 from channels.http import ChannelHttp
 from channels.registry import ADAPTERS
 from paycore.cli.common import load, with_connection

@@ -7,9 +7,10 @@ Rows are queued in memory and written by one background insert at a time
 (``copy`` of everything queued over ``gather`` seconds, 0.1 by default), so a
 payment never waits for its call to be recorded. The gathering matters: a
 copy per few rows cost ~6 % of paycore's CPU at 750 payments/s (one COPY
-round trip each); ten copies a second cost nothing measurable. This is a diagnostic
-record, not money state: when Postgres is away the queued rows are kept up to
-``max_pending`` and the oldest dropped beyond that (counted in the log).
+round trip each); ten copies a second cost nothing measurable. This is a
+diagnostic record, not money state: when Postgres is away the queued rows
+are kept up to ``max_pending`` and the oldest dropped beyond that (counted
+in the log).
 """
 from __future__ import annotations
 
