@@ -1,6 +1,7 @@
 """``make bench``: where paycore's microseconds go, measured.
 
-Brings up the stack (loadtest/stack.py: machine or embedded Postgres, the
+Brings up the stack (loadtest/stack.py: a Postgres of its own sized for the
+machine, or the machine's with ``--postgres machine``; the
 Tansu broker, the simulators in their own process, paycore with N workers
 pinned to its own cores), then for each scenario drives paycore at rising
 rates with the open-loop generator (loadtest/gen.py) until a rate is not
@@ -546,7 +547,7 @@ async def main_async(args) -> int:
         os.sched_setaffinity(0, _cpus(side_cpus))
     var = Path(args.var or tempfile.mkdtemp(prefix="paycore-bench-"))
     stack = BenchStack(var, workers=args.workers, sim_latency_ms=args.sim_latency_ms, paycore_cpus=paycore_cpus,
-                       side_cpus=side_cpus)
+                       side_cpus=side_cpus, pg=args.postgres)
     t_start = time.monotonic()
     clean = False
     log(f"bringing up the stack in {var} (paycore cores: {paycore_cpus or 'any'}, "
@@ -623,6 +624,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-rate", type=int, default=0, help="climb no higher than this")
     ap.add_argument("--p99-ms", type=float, default=1000.0, help="a step with a higher p99 is not sustained")
     ap.add_argument("--sim-latency-ms", type=float, default=0.0, help="added to every simulator answer")
+    ap.add_argument("--postgres", choices=("own", "machine", "auto"), default="own",
+                    help="own (default): a private Postgres sized for the machine, as a production one is for its "
+                         "data (loadtest/stack.py sized_settings); machine: the machine's at PAYCORE_BENCH_PG as its "
+                         "owner set it; auto: the machine's if it answers, else a private one")
     ap.add_argument("--var", default=None, help="state directory (default: a temporary one)")
     ap.add_argument("--charts", default="test-output/bench",
                     help="where to write one PNG chart per scenario ('' for none)")

@@ -1,8 +1,8 @@
 """``make peak``: the festival peak check, 5,000 payments a second for five minutes.
 
 One command on a machine with 16 or more cores: brings up the whole stack
-(loadtest/stack.py: Postgres — its own, tuned for the machine, when no
-machine Postgres answers —, the broker, the simulators, paycore with a worker
+(loadtest/stack.py: Postgres — the machine's if it answers, else its own,
+tuned for the machine; ``--postgres own`` always its own —, the broker, the simulators, paycore with a worker
 per ~400 payments/s on its own cores), runs the festival mix
 (loadtest/locustfile.py) with distributed locust (one worker process per
 core it is given), and prints the verdict (rate within 3 %, failures ≤ 0.1 %,
@@ -32,15 +32,11 @@ from typing import Any
 import asyncpg
 
 from loadtest.run import run_locust
-from loadtest.stack import BackendCpu, BenchStack, cpu_plan
+from loadtest.stack import BackendCpu, BenchStack, cpu_plan, sized_settings
 from paycore.runtime import run as _run
 
 PEAK_TPS = 5000.0
 PER_WORKER_TPS = 400.0   # the mix at ~70 % of a core (docs/performance.md, capacity model)
-#: reloadable settings for a Postgres of our own on a big machine (never applied to a shared one)
-PG_TUNING = {"max_wal_size": "8GB", "checkpoint_timeout": "15min", "checkpoint_completion_target": "0.9",
-             "work_mem": "16MB", "maintenance_work_mem": "1GB", "effective_cache_size": "32GB",
-             "wal_compression": "on", "autovacuum_vacuum_cost_limit": "2000", "random_page_cost": "1.1"}
 
 
 def plan(scale: float, cores: int, workers: int = 0, processes: int = 0) -> dict[str, Any]:
@@ -54,16 +50,21 @@ def plan(scale: float, cores: int, workers: int = 0, processes: int = 0) -> dict
 
 
 async def tune_postgres(stack: BenchStack) -> dict[str, str]:
+    """The settings the stack's Postgres runs with: an own one's (sized at its start), the reloadable
+    ones applied now to the embedded one ``auto`` fell back to, none for the machine's."""
+    if stack.pg_settings:
+        return stack.pg_settings
     if not stack.embedded:
         return {}   # the machine's Postgres may be shared: leave it as its owner set it
+    tuning = {k: v for k, v in sized_settings().items() if k != "shared_buffers"}   # that one needs a restart
     conn = await asyncpg.connect(stack.admin_url)
     try:
-        for k, v in PG_TUNING.items():
+        for k, v in tuning.items():
             await conn.execute(f"alter system set {k} = '{v}'")
         await conn.execute("select pg_reload_conf()")
     finally:
         await conn.close()
-    return PG_TUNING
+    return tuning
 
 
 class Meter:
@@ -124,7 +125,7 @@ async def main_async(args) -> int:
     pin = cores >= 8 and not args.no_pin
     paycore_cpus, _ = cpu_plan(p["workers"]) if pin else (None, None)
     var = Path(args.var or tempfile.mkdtemp(prefix="paycore-peak-"))
-    stack = BenchStack(var, workers=p["workers"], paycore_cpus=paycore_cpus)
+    stack = BenchStack(var, workers=p["workers"], paycore_cpus=paycore_cpus, pg=args.postgres)
     print(f"peak check at scale {args.scale}: {p['target_tps']:.0f} payments/s for {args.duration:.0f} s; "
           f"{cores} cores: paycore {p['workers']} worker(s) on {paycore_cpus or 'any core'}, "
           f"locust {p['locust_processes']} process(es), {p['users']} users", file=sys.stderr, flush=True)
@@ -175,6 +176,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--p99-ms", type=float, default=500.0)
     ap.add_argument("--workers", type=int, default=0, help="paycore workers (default: one per 400/s, ≤ cores/2)")
     ap.add_argument("--processes", type=int, default=0, help="locust worker processes (default: cores/4)")
+    ap.add_argument("--postgres", choices=("auto", "own", "machine"), default="auto",
+                    help="auto: the machine's if it answers, else one of its own; own: a private one sized for "
+                         "the machine (loadtest/stack.py); machine: the machine's, as its owner set it")
     ap.add_argument("--no-pin", action="store_true", help="do not pin paycore to its own cores")
     ap.add_argument("--var", default=None)
     ap.add_argument("--out", default=None, help="write the verdict JSON here")

