@@ -32,7 +32,7 @@ from typing import Any
 import asyncpg
 
 from loadtest.run import run_locust
-from loadtest.stack import BackendCpu, BenchStack, cpu_plan, sized_settings
+from loadtest.stack import BackendCpu, BenchStack, cpu_plan
 from paycore.runtime import run as _run
 
 PEAK_TPS = 5000.0
@@ -47,24 +47,6 @@ def plan(scale: float, cores: int, workers: int = 0, processes: int = 0) -> dict
     p = processes or (max(1, cores // 4) if cores >= 8 else 1)
     return {"target_tps": tps, "workers": w, "locust_processes": p,
             "users": max(10, math.ceil(tps / 2))}
-
-
-async def tune_postgres(stack: BenchStack) -> dict[str, str]:
-    """The settings the stack's Postgres runs with: an own one's (sized at its start), the reloadable
-    ones applied now to the embedded one ``auto`` fell back to, none for the machine's."""
-    if stack.pg_settings:
-        return stack.pg_settings
-    if not stack.embedded:
-        return {}   # the machine's Postgres may be shared: leave it as its owner set it
-    tuning = {k: v for k, v in sized_settings().items() if k != "shared_buffers"}   # that one needs a restart
-    conn = await asyncpg.connect(stack.admin_url)
-    try:
-        for k, v in tuning.items():
-            await conn.execute(f"alter system set {k} = '{v}'")
-        await conn.execute("select pg_reload_conf()")
-    finally:
-        await conn.close()
-    return tuning
 
 
 class Meter:
@@ -132,7 +114,6 @@ async def main_async(args) -> int:
     clean = False
     try:
         await stack.start()
-        tuned = await tune_postgres(stack)
         ns = argparse.Namespace(
             target_tps=p["target_tps"], run_time=f"{int(args.duration)}s", users=p["users"], spawn_rate=0.0,
             processes=p["locust_processes"], p99_ms=args.p99_ms, max_fail_ratio=0.001, warmup_s=args.warmup_s,
@@ -151,7 +132,7 @@ async def main_async(args) -> int:
             await conn.close()
         verdict = {"scale": args.scale, "target_tps": p["target_tps"], "duration_s": args.duration,
                    "cores": cores, "paycore_workers": p["workers"], "locust_processes": p["locust_processes"],
-                   "postgres": stack.postgres, "postgres_tuning": tuned, "payments_created": made,
+                   "postgres": stack.postgres, "postgres_tuning": stack.pg_settings, "payments_created": made,
                    "outbox_left": outbox, "cpu": cpu, "machine_saturated": saturated(cpu, cores),
                    "passed": code == 0, "loadavg_1m": os.getloadavg()[0]}
         print("PAYCORE-PEAK " + json.dumps(verdict), flush=True)

