@@ -1,0 +1,75 @@
+"""The hot path's cheaper metrics: counts gathered and applied later, and many
+observations applied in one update per bucket, must export exactly what one
+``inc``/``observe`` per event would. These compare the rendered exposition
+both ways (they also guard the prometheus_client internals observe_many uses)."""
+from __future__ import annotations
+
+import math
+import random
+
+from aiokafka.partitioner import DefaultPartitioner
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
+
+from paycore.metrics import observe_many
+from paycore.outbox.relay import PartitionMemo
+
+BUCKETS = (.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30)
+
+
+def _hist(labels=()) -> tuple[CollectorRegistry, Histogram]:
+    reg = CollectorRegistry()
+    return reg, Histogram("x_seconds", "x", list(labels), buckets=BUCKETS, registry=reg)
+
+
+def _exposition(reg: CollectorRegistry) -> list[str]:
+    return [line for line in generate_latest(reg).decode().splitlines() if "_created" not in line]
+
+
+def test_observe_many_exports_what_one_observe_each_would():
+    rnd = random.Random(7)
+    # on the bounds themselves (a bound is inclusive), between them, above the last, zero
+    amounts = list(BUCKETS) + [0.0, 31.0, 1e9] + [rnd.uniform(0, 12) for _ in range(500)]
+    one, h1 = _hist()
+    for a in amounts:
+        h1.observe(a)
+    many, h2 = _hist()
+    observe_many(h2, amounts[:200])
+    observe_many(h2, amounts[200:])
+    observe_many(h2, [])
+    # buckets and count exactly; the sum up to float addition order
+    plain = [[line for line in _exposition(r) if not line.startswith("x_seconds_sum")] for r in (one, many)]
+    assert plain[0] == plain[1]
+    sums = [float(next(line for line in _exposition(r) if line.startswith("x_seconds_sum")).split()[1])
+            for r in (one, many)]
+    assert math.isclose(sums[0], sums[1], rel_tol=1e-12)
+    assert 'x_seconds_bucket{le="0.0005"} 2.0' in _exposition(many)      # 0.0005 itself and 0.0
+    assert 'x_seconds_count 518.0' in _exposition(many)
+
+
+class _Producer:
+    """What PartitionMemo asks of an AIOKafkaProducer: its partitioner's choice for a key."""
+
+    def __init__(self, partitions: int) -> None:
+        self.partitions = list(range(partitions))
+        self.asked = 0
+
+    def _partition(self, topic, partition, key, value, serialized_key, serialized_value) -> int:
+        self.asked += 1
+        return DefaultPartitioner()(serialized_key, self.partitions, self.partitions)
+
+
+def test_partition_memo_answers_as_the_partitioner_and_forgets_when_the_topic_changes():
+    memo = PartitionMemo(size=100)
+    p12 = _Producer(12)
+    keys = [f"pay_{i:024x}".encode() for i in range(60)]
+    for key in keys + keys:   # each payment's second event is remembered
+        assert memo.of(p12, "t", 12, key, b"{}") == DefaultPartitioner()(key, p12.partitions, p12.partitions)
+    assert p12.asked == 60
+    assert len({memo.of(p12, "t", 12, k, b"") for k in keys}) > 1   # keys spread over partitions
+    p7 = _Producer(7)   # the topic now has 7 partitions: what was remembered for 12 is not used
+    for key in keys:
+        assert memo.of(p7, "t", 7, key, b"{}") == DefaultPartitioner()(key, p7.partitions, p7.partitions)
+    assert p7.asked == 60
+    for key in [f"pay_x{i}".encode() for i in range(150)]:   # bounded: cleared at size
+        memo.of(p7, "t", 7, key, b"")
+    assert len(memo.known) <= 100
