@@ -137,7 +137,7 @@ class Engine:
         ``decide`` mutates the copy and returns (event type or None, refund or
         None, refund_insert) — or None for "nothing to do"."""
         for _ in range(attempts):
-            new = dataclasses.replace(p, pay_params=p.pay_params, metadata=p.metadata)
+            new = p.copy()
             out = decide(new)
             if out is None:
                 return p
@@ -165,7 +165,7 @@ class Engine:
         refunds, attention items opened or resolved — one transaction."""
         drop_open = False
         for _ in range(attempts):
-            new = dataclasses.replace(p, pay_params=p.pay_params, metadata=p.metadata)
+            new = p.copy()
             plan = decide(new)
             if plan is not None and drop_open:
                 plan.opened = []      # opened meanwhile by someone else: that item stands

@@ -56,6 +56,17 @@ def test_refund_transitions():
         r.transition(RefundState.FAILED, now)
 
 
+def test_a_copy_equals_the_payment_field_for_field_and_changing_it_leaves_the_original():
+    import dataclasses
+    p = _payment(Status.PROCESSING)
+    p.pay_params, p.metadata, p.fee, p.intent = {"k": 1}, {"m": "v"}, 3, "close"
+    c = p.copy()
+    assert c == p and c is not p and type(c) is Payment
+    assert all(getattr(c, f.name) is getattr(p, f.name) for f in dataclasses.fields(Payment))   # shallow, as replace
+    c.transition(Status.SUCCEEDED, datetime.now(timezone.utc))
+    assert p.status is Status.PROCESSING and p.seq == 1 and c.seq == 2
+
+
 def test_ids_are_prefixed_time_ordered_and_unique():
     ids = [new_id("pay") for _ in range(2000)]
     assert len(set(ids)) == 2000
