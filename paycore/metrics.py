@@ -7,7 +7,12 @@ its samples to shared files and any worker answers ``/metrics`` for all of
 them. Labels are bounded (channel, method,
 status, route template, reason), never ids.
 
-Counters and histograms are events, incremented where they happen. Gauges
+Counters and histograms are events, incremented where they happen; the
+per-request ones (HTTP requests and latency, payments created and final,
+provider calls) are gathered in a plain dict by :meth:`Metrics.count` and
+:meth:`Metrics.time` and applied by :class:`Flusher` every second and before
+every ``/metrics`` answer (a multiprocess increment is a lock, a pid check and
+an mmap write: ~3 µs, a dozen per payment). Gauges
 that describe a shared state (outbox depth, webhook backlog, the latest
 reconciliation) are *sampled* from Postgres by :class:`Sampler` in every
 worker and use ``mostrecent``, so a dead or idle worker's old value cannot
@@ -165,15 +170,63 @@ class Metrics:
         self.late_payments = c("paycore_late_payments_total",
                                "Money reported for payments already closed, failed or reversed", ["channel", "action"])
 
+        # what the per-request path counts waits here until flush() (Flusher, every second, and
+        # every /metrics answer): an increment is a dict update, not a lock + pid check + mmap write
+        self._counts: dict[tuple[Any, tuple[str, ...]], int] = {}
+        self._times: dict[tuple[Any, tuple[str, ...]], list[float]] = {}
+
+    def count(self, counter: Counter, *labels: str) -> None:
+        """``counter.labels(*labels).inc()``, applied at the next flush."""
+        key = (counter, labels)
+        self._counts[key] = self._counts.get(key, 0) + 1
+
+    def time(self, hist: Histogram, seconds: float, *labels: str) -> None:
+        """``hist.labels(*labels).observe(seconds)``, applied at the next flush."""
+        key = (hist, labels)
+        pending = self._times.get(key)
+        if pending is None:
+            self._times[key] = [seconds]
+        else:
+            pending.append(seconds)
+
+    def flush(self) -> None:
+        """Move what :meth:`count` and :meth:`time` gathered into the exported values."""
+        counts, self._counts = self._counts, {}
+        times, self._times = self._times, {}
+        for (counter, labels), n in counts.items():
+            (counter.labels(*labels) if labels else counter).inc(n)
+        for (hist, labels), amounts in times.items():
+            observe_many(hist.labels(*labels) if labels else hist, amounts)
+
     def observe_channel_call(self, channel: str, flow: str, outcome: str, seconds: float) -> None:
-        self.channel_calls.labels(channel, flow, outcome).observe(seconds)
+        self.time(self.channel_calls, seconds, channel, flow, outcome)
 
     def render(self) -> tuple[bytes, str]:
+        self.flush()   # this process's counts are current; another worker's are at most a second old
         if multiprocess_dir():
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry)
             return generate_latest(registry), CONTENT_TYPE_LATEST
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+class Flusher(Loop):
+    """Applies each process's gathered counts (:meth:`Metrics.flush`) every ``interval``
+    seconds and once more when it stops, so that a scrape answered by another worker
+    (multiprocess mode) sees them within that time and a stopping worker loses none."""
+    name = "metrics-flush"
+    logger = "paycore.metrics"
+
+    def __init__(self, metrics: Metrics, interval: float = 1.0) -> None:
+        super().__init__(interval=interval, backoff_max=interval)
+        self.metrics = metrics
+
+    async def step(self) -> float:
+        self.metrics.flush()
+        return self.interval
+
+    async def teardown(self) -> None:
+        self.metrics.flush()
 
 
 # ------------------------------------------------------------------ sampling

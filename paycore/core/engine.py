@@ -149,7 +149,7 @@ class Engine:
             event = self._event(new, etype, at, refund) if etype else None
             if await self._commit(Change(new, p.seq, event, refund, refund_insert)):
                 if etype and new.status.final and etype.startswith("payment."):
-                    self.metrics.payments_final.labels(new.channel, str(new.method), str(new.status)).inc()
+                    self.metrics.count(self.metrics.payments_final, new.channel, str(new.method), str(new.status))
                 return new
             p = await self._reload(p)
         raise Stale(f"payment {p.id} kept changing")
@@ -320,7 +320,7 @@ class Engine:
             if self._lacks_params(existing):
                 existing = await self._ask_again(existing, req)
             return existing, created
-        self.metrics.payments_created.labels(channel, str(req.method)).inc()
+        self.metrics.count(self.metrics.payments_created, channel, str(req.method))
         pay_req = self._pay_request(p, req)
         try:
             async with self.calls.call(p.id, channel, "pay") as c:

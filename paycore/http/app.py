@@ -39,7 +39,7 @@ from paycore.errors import PaycoreError
 from paycore.http import console, merchant_api, moneyafter_api, notify, onecode, ops, ops_api, settlements
 from paycore.http.common import AUTH, CONFIG, ENGINE, JSON, METRICS, POOL, RELAY, error_response
 from paycore.merchants.auth import Authenticator, InFlight, Merchants, NonceStore, RateLimiter, SecretBox
-from paycore.metrics import Metrics, Sampler
+from paycore.metrics import Flusher, Metrics, Sampler
 from paycore.ops.maintain import Maintainer
 from paycore.ops.webhooks import Dispatcher
 from paycore.outbox.relay import Relay
@@ -90,8 +90,8 @@ async def errors_and_metrics(request: web.Request, handler):
                             status=500, content_type=JSON)
     finally:
         m = request.app[METRICS]
-        m.http_requests.labels(route, request.method, str(status)).inc()
-        m.http_latency.labels(route).observe(time.perf_counter() - t0)
+        m.count(m.http_requests, route, request.method, str(status))
+        m.time(m.http_latency, time.perf_counter() - t0, route)
         if request.app[CONFIG].server.access_log:
             access_log.info("%s %s %d %.1fms", request.method, request.path, status, (time.perf_counter() - t0) * 1e3)
 
@@ -194,6 +194,9 @@ def create_app(cfg: Config, *, run_relay: bool = True, run_recovery: bool = True
         sampler = Sampler(pool, metrics, cfg.metrics.sample_interval)   # pool, outbox, webhook, reconciliation gauges
         sampler.start()
         background.append(sampler)
+        flusher = Flusher(metrics)   # the per-request counts, into the exported values every second
+        flusher.start()
+        background.append(flusher)
         yield
         for task in background:
             await task.stop()
@@ -211,6 +214,7 @@ def create_app(cfg: Config, *, run_relay: bool = True, run_recovery: bool = True
             await asyncio.wait_for(pool.close(), cfg.database.connect_timeout + 2.0)
         except (asyncio.TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
             pool.terminate()
+        metrics.flush()   # what the last requests counted
 
     app.cleanup_ctx.append(resources)
     r = app.router

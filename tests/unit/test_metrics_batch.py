@@ -10,7 +10,7 @@ import random
 from aiokafka.partitioner import DefaultPartitioner
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
-from paycore.metrics import observe_many
+from paycore.metrics import Metrics, observe_many
 from paycore.outbox.relay import PartitionMemo
 
 BUCKETS = (.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30)
@@ -44,6 +44,31 @@ def test_observe_many_exports_what_one_observe_each_would():
     assert math.isclose(sums[0], sums[1], rel_tol=1e-12)
     assert 'x_seconds_bucket{le="0.0005"} 2.0' in _exposition(many)      # 0.0005 itself and 0.0
     assert 'x_seconds_count 518.0' in _exposition(many)
+
+
+def test_counts_and_times_appear_at_flush_and_equal_direct_updates():
+    direct, gathered = Metrics(), Metrics()
+    for route, status, dt in [("/v1/payments", "201", 0.003), ("/v1/payments", "201", 0.7),
+                              ("/v1/payments/{id}", "200", 0.0005), ("/v1/payments", "400", 12.0)]:
+        direct.http_requests.labels(route, "POST", status).inc()
+        direct.http_latency.labels(route).observe(dt)
+        gathered.count(gathered.http_requests, route, "POST", status)
+        gathered.time(gathered.http_latency, dt, route)
+    direct.channel_calls.labels("wechatpay", "pay", "ok").observe(0.02)
+    gathered.observe_channel_call("wechatpay", "pay", "ok", 0.02)
+
+    def text(m: Metrics) -> list[str]:
+        return [line for line in generate_latest(m.registry).decode().splitlines()
+                if line.startswith(("paycore_http_", "paycore_channel_call_seconds")) and "_created" not in line]
+    assert not any(line.startswith("paycore_http_requests_total{") for line in text(gathered))   # not yet applied
+    gathered.flush()
+    assert text(gathered) == text(direct)
+    assert 'paycore_http_requests_total{method="POST",route="/v1/payments",status="201"} 2.0' in text(gathered)
+    gathered.flush()   # nothing gathered since: nothing changes
+    assert text(gathered) == text(direct)
+    # a /metrics answer applies what this process gathered first
+    gathered.count(gathered.payments_created, "alipay", "qr")
+    assert b'paycore_payments_created_total{channel="alipay",method="qr"} 1.0' in gathered.render()[0]
 
 
 class _Producer:
