@@ -215,14 +215,12 @@ class PartitionMemo:
         return part
 
 
-async def _send_batches(producer: AIOKafkaProducer, topic: str, rows,
-                        memo: PartitionMemo | None = None) -> list[asyncio.Future]:
+async def _send_batches(producer: AIOKafkaProducer, topic: str, rows, memo: PartitionMemo) -> list[asyncio.Future]:
     """Queue ``rows`` (in outbox order) as one record batch per partition, chosen
     by the producer's own partitioner on the payment id exactly as ``send`` would,
     instead of one ``send`` (a coroutine, a future, a metadata check) per event.
     Per partition the batches go out in order, one at a time, as sends do."""
     count = len(await producer.partitions_for(topic))  # metadata known before partitioning
-    memo = memo or PartitionMemo()
     futures: list[asyncio.Future] = []
     open_batches: dict[int, object] = {}
     for r in rows:
