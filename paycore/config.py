@@ -78,6 +78,11 @@ class JournalConfig:
     # relay leadership: Postgres ends the leader's lock session after relay_lease seconds without a
     # heartbeat (a frozen or cut-off leader), so another process takes over within about that bound
     relay_lease: float = 3.0
+    # the relay deletes from the outbox's head as fast as payments insert at its tail: it vacuums the
+    # outbox itself once this many rows were deleted (at most every relay_vacuum_interval seconds),
+    # since autovacuum visits a database once a minute and the relay's scan walks every dead entry
+    relay_vacuum_rows: int = 5000
+    relay_vacuum_interval: float = 2.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -125,6 +125,9 @@ class Metrics:
                                  ["reason"])
         self.worker_restarts = c("paycore_worker_restarts_total", "Dead serve workers restarted by the supervisor")
         self.relay_errors = c("paycore_relay_errors_total", "Relay publish failures", ["kind"])
+        self.relay_vacuums = c("paycore_relay_vacuums_total", "The relay leader's vacuums of the outbox", ["outcome"])
+        self.relay_vacuum_seconds = h("paycore_relay_vacuum_seconds", "How long the relay's outbox vacuum took",
+                                      buckets=_LAT)
 
         self.recovery_backlog = g("paycore_recovery_backlog", "Payments and refunds awaiting recovery",
                              ["kind"], multiprocess_mode="max")

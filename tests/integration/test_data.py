@@ -295,3 +295,64 @@ async def test_pooled_connections_plan_each_statement_for_its_parameters(stack):
         assert (await plain.fetchrow(plans, like))["generic_plans"] > 0
     finally:
         await plain.close()
+
+
+async def _relay_scan_buffers(conn) -> int:
+    """Buffers the relay's batch query touches (what every batch pays)."""
+    plan = json.loads(await conn.fetchval(
+        "explain (analyze, buffers, format json) select id, payment_id, payload, created_at from outbox "
+        "order by id limit 1000"))[0]["Plan"]
+    return plan.get("Shared Hit Blocks", 0) + plan.get("Shared Read Blocks", 0)
+
+
+async def test_the_relay_vacuums_the_outbox_it_drains(scratch):
+    """The outbox is a queue: the relay deletes at its head what payments insert at its tail.
+    Left to autovacuum (a visit a minute), its scan walks every dead entry; the relay vacuums the
+    table itself once enough rows were deleted, and the scan is short again."""
+    from paycore.config import Config, DatabaseConfig, JournalConfig
+    from paycore.metrics import Metrics
+    from paycore.outbox.relay import OutboxVacuum
+
+    await db.migrate(scratch)
+    conn = await connect(scratch)
+    try:
+        await conn.execute("alter table outbox set (autovacuum_enabled = off)")   # only the relay's vacuum here
+        await conn.execute("insert into outbox (event_id, payment_id, payload) select 'evt_' || i, 'pay_' || i, "
+                           "convert_to(repeat('x', 600), 'UTF8') from generate_series(1, 30000) i")
+        ids = [r["id"] for r in await conn.fetch("select id from outbox order by id")]
+        for k in range(0, len(ids), 1000):     # drained as the relay drains it: a batch at a time, from the head
+            await conn.execute("delete from outbox where id = any($1::bigint[])", ids[k:k + 1000])
+        dirty = await _relay_scan_buffers(conn)
+
+        metrics = Metrics()
+        cfg = Config(database=DatabaseConfig(url=scratch),
+                     journal=JournalConfig(relay_vacuum_rows=5000, relay_vacuum_interval=0.0))
+        vacuum = OutboxVacuum(cfg, metrics=metrics)
+        vacuum.deleted(4999)
+        assert vacuum.task is None                       # not yet enough deleted rows
+        vacuum.deleted(1)
+        assert vacuum.task is not None
+        vacuum.deleted(50_000)                           # one at a time: no second vacuum while one runs
+        first = vacuum.task
+        await first
+        assert vacuum.task is first
+        await vacuum.close()
+        assert metrics.relay_vacuums.labels("done")._value.get() == 1
+        assert metrics.relay_vacuums.labels("failed")._value.get() == 0
+
+        clean = await _relay_scan_buffers(conn)
+        assert dirty > 50, dirty                        # the dead head: tens of index pages and more
+        assert clean <= 5, clean                        # vacuumed: the root and a leaf
+        assert await conn.fetchval("select vacuum_count from pg_stat_user_tables where relname = 'outbox'") == 1
+
+        # a database that cannot be reached: the round is counted as failed, nothing raises
+        down = OutboxVacuum(Config(database=DatabaseConfig(url="postgresql://nobody@127.0.0.1:1/none",
+                                                           connect_timeout=0.5),
+                                   journal=JournalConfig(relay_vacuum_rows=1, relay_vacuum_interval=0.0)),
+                            metrics=metrics)
+        down.deleted(1)
+        await down.task
+        await down.close()
+        assert metrics.relay_vacuums.labels("failed")._value.get() == 1
+    finally:
+        await conn.close()
