@@ -146,7 +146,8 @@ def create_app(cfg: Config, *, run_relay: bool = True, run_recovery: bool = True
     async def resources(app: web.Application):
         pool = await db.create_pool(cfg.database)
         app[POOL] = pool
-        journal = Journal(pool, cfg.journal.batch_max, cfg.journal.max_wait_ms, metrics=metrics,
+        jpool = await db.journal_pool(cfg.database)
+        journal = Journal(jpool, cfg.journal.batch_max, cfg.journal.max_wait_ms, metrics=metrics,
                           acquire_timeout=cfg.database.command_timeout)
         journal.start()
         session = ProviderClient(limit_per_origin=512)
@@ -210,10 +211,11 @@ def create_app(cfg: Config, *, run_relay: bool = True, run_recovery: bool = True
         for a in adapters.values():
             await a.aclose()
         await session.close()
-        try:   # a database that does not answer must not hold the process's exit (SIGTERM → exit)
-            await asyncio.wait_for(pool.close(), cfg.database.connect_timeout + 2.0)
-        except (asyncio.TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
-            pool.terminate()
+        for p in (jpool, pool):
+            try:   # a database that does not answer must not hold the process's exit (SIGTERM → exit)
+                await asyncio.wait_for(p.close(), cfg.database.connect_timeout + 2.0)
+            except (asyncio.TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                p.terminate()
         metrics.flush()   # what the last requests counted
 
     app.cleanup_ctx.append(resources)

@@ -41,14 +41,32 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
 PLAN_CACHE_MODE = "force_custom_plan"
 
 
-async def create_pool(cfg: DatabaseConfig, *, min_size: int | None = None, max_size: int | None = None) -> asyncpg.Pool:
+#: The journal's connections (``journal_pool``) run one statement, the batch, whose plan has one
+#: right shape whatever the tables hold: the arrays unnested, joined to ``payments`` and ``refunds``
+#: by primary key, inserted with their conflict checks. Planning it for each execution (as
+#: PLAN_CACHE_MODE does everywhere else) cost Postgres ~700 µs a batch, a quarter of the statement
+#: (pg_stat_statements, docs/performance.md); these connections plan it once and keep the plan, with
+#: the scans and joins that made a young table's generic plan a trap (a sequential scan of every
+#: payment hash-joined to the batch) switched off, so the plan they keep is the index one.
+JOURNAL_SETTINGS = {"plan_cache_mode": "force_generic_plan", "enable_seqscan": "off", "enable_hashjoin": "off",
+                    "enable_mergejoin": "off"}
+
+
+async def create_pool(cfg: DatabaseConfig, *, min_size: int | None = None, max_size: int | None = None,
+                      settings: dict[str, str] | None = None) -> asyncpg.Pool:
     return await asyncpg.create_pool(
         cfg.url, min_size=cfg.pool_min if min_size is None else min_size,
         max_size=cfg.pool_max if max_size is None else max_size,
         command_timeout=cfg.command_timeout, timeout=cfg.connect_timeout, init=init_connection,
         max_inactive_connection_lifetime=60, reset=_keep_session,
-        server_settings={"plan_cache_mode": PLAN_CACHE_MODE},
+        server_settings={"plan_cache_mode": PLAN_CACHE_MODE, **(settings or {})},
     )
+
+
+async def journal_pool(cfg: DatabaseConfig) -> asyncpg.Pool:
+    """The journal's own connections (JOURNAL_SETTINGS): one flusher writes one batch at a time,
+    and a second connection serves the re-read after a write whose outcome was lost."""
+    return await create_pool(cfg, min_size=1, max_size=2, settings=JOURNAL_SETTINGS)
 
 
 async def migrate(dsn: str, until: str | None = None) -> list[str]:
