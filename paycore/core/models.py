@@ -101,21 +101,17 @@ def now() -> datetime:
 
 
 _B32 = "abcdefghijklmnopqrstuvwxyz234567"
-_B32_PAIRS = tuple(a + b for a in _B32 for b in _B32)   # 10 bits -> 2 chars
+#: a random byte → one of the 32 characters by its low five bits (256 is a multiple of 32: uniform)
+_B32_OF_BYTE = bytes(ord(_B32[b & 31]) for b in range(256))
 
 
 def new_id(prefix: str) -> str:
     """``prefix_`` + 24 chars of [0-9a-z]: 11 hex of milliseconds (time-ordered,
-    index-friendly) + 13 base32 chars of randomness (65 bits).
-
-    The 13 chars are exactly ``base32(8 random bytes)`` lowercased without
-    padding, built from a table (base64.b32encode is pure Python: 3 ids per
-    payment made it a visible share of the profile)."""
-    n = int.from_bytes(os.urandom(8), "big") << 1    # 64 bits + the zero bit base32 pads with
-    p = _B32_PAIRS
-    rnd = (p[n >> 55] + p[(n >> 45) & 1023] + p[(n >> 35) & 1023] + p[(n >> 25) & 1023] + p[(n >> 15) & 1023]
-           + p[(n >> 5) & 1023] + _B32[n & 31])
-    return f"{prefix}_{int(time.time() * 1000):011x}{rnd}"
+    index-friendly) + 13 chars of [a-z2-7] randomness (65 bits: 13 random bytes,
+    five bits of each, mapped by ``bytes.translate`` in C — 1.0 µs an id against
+    1.95 for the table of character pairs it replaced, itself 5.5 → 3.1 µs
+    against ``base64.b32encode``; three ids per payment)."""
+    return f"{prefix}_{int(time.time() * 1000):011x}{os.urandom(13).translate(_B32_OF_BYTE).decode()}"
 
 
 @dataclass(slots=True)

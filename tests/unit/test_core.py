@@ -71,6 +71,8 @@ def test_ids_are_prefixed_time_ordered_and_unique():
     ids = [new_id("pay") for _ in range(2000)]
     assert len(set(ids)) == 2000
     assert all(len(i) == 28 and i.startswith("pay_") and i[4:].isalnum() and i[4:].islower() for i in ids)
+    # 13 characters of randomness from base32's alphabet, all 32 of them in use
+    assert set("".join(i[15:] for i in ids)) == set("abcdefghijklmnopqrstuvwxyz234567")
     later = new_id("pay")
     time.sleep(0.002)
     assert new_id("pay")[4:15] >= later[4:15]
