@@ -12,7 +12,7 @@ import tempfile
 from aiohttp import web
 
 from paycore import config as config_mod
-from paycore import logs
+from paycore import logs, runtime
 from paycore import workers as workers_mod
 from paycore.cli.common import load, run
 from paycore.core.journal import DB_DOWN
@@ -43,6 +43,7 @@ def _worker(config_path: str | None, workers: int, reuse_port: bool) -> None:
                 site = web.TCPSite(runner, cfg.server.host, cfg.server.port, reuse_port=reuse_port, backlog=4096)
                 await site.start()
                 log.info("worker %d listening on %s:%d", os.getpid(), cfg.server.host, cfg.server.port)
+                runtime.tune_gc()
                 await stop.wait()
         finally:
             await runner.cleanup()

@@ -167,3 +167,21 @@ def test_kafka_compression_is_a_codec_aiokafka_has():
         assert config_mod.from_dict({"kafka": {"compression": ok}}, env={}).kafka.compression == ok
     with pytest.raises(ValueError, match="kafka.compression"):
         config_mod.from_dict({"kafka": {"compression": "brotli"}}, env={})
+
+
+def test_a_serve_worker_tunes_the_cyclic_collector_once_started():
+    import gc
+
+    from paycore import runtime
+    before = gc.get_threshold()
+    try:
+        runtime.tune_gc()
+        assert gc.get_freeze_count() > 1000          # start-up's objects are out of the collector's sight
+        assert gc.get_threshold() == (runtime.GC_THRESHOLD0, before[1], before[2])
+        cycle: list = []
+        cycle.append(cycle)                           # cycles are still collected
+        del cycle
+        assert gc.collect() >= 1
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
