@@ -305,8 +305,7 @@ class Climb:
 
     async def begin(self, session: aiohttp.ClientSession) -> None:
         self.m0 = await scrape(session, self.stack.base)
-        self.since_at = datetime.now(timezone.utc)
-        self.since = self.since_at.isoformat()
+        self.since = datetime.now(timezone.utc)
 
     def record(self, r: dict[str, Any]) -> bool:
         self.steps.append(step_row(r))
@@ -352,10 +351,10 @@ class Climb:
         floors = [t["floor_cpu_us"] for t in pairs if t["floor_cpu_us"]]
         left = await outbox_drained(pool)
         m1 = await scrape(session, stack.base)
-        checked = await audit(stack, self.since)
+        checked = await audit(stack, self.since.isoformat())
         # the scenario's own payments, through the index on created_at: a count of the whole table
         # (10 M rows preloaded) outran the pool's command timeout
-        created = await pool.fetchval("select count(*) from payments where created_at >= $1", self.since_at)
+        created = await pool.fetchval("select count(*) from payments where created_at >= $1", self.since)
         lag = hist_quantile(self.m0, m1, "paycore_relay_lag_seconds", 0.99)
         batches = metric(m1, "paycore_journal_batch_size_count") - metric(self.m0, "paycore_journal_batch_size_count")
         changes = metric(m1, "paycore_journal_batch_size_sum") - metric(self.m0, "paycore_journal_batch_size_sum")
@@ -363,7 +362,7 @@ class Climb:
         if kind == "qr":
             completed = await pool.fetchval(
                 "select count(*) from payments where created_at >= $1 and method = 'qr' and status = 'SUCCEEDED'",
-                self.since_at)
+                self.since)
         out = {
             "scenario": self.name, "channel": channel, "flow": kind, "sustained": self.best is not None,
             "rate_offered": top["rate"], "payments_per_s": top["achieved"], "p50_ms": top["p50_ms"],

@@ -228,9 +228,8 @@ class OutboxVacuum:
 
     def deleted(self, n: int) -> None:
         self.pending += n
-        if self.rows <= 0 or self.pending < self.rows or (self.task is not None and not self.task.done()):
-            return
-        if time.monotonic() - self.last < self.interval:
+        running = self.task is not None and not self.task.done()
+        if self.rows <= 0 or self.pending < self.rows or running or time.monotonic() - self.last < self.interval:
             return
         self.pending = 0
         self.last = time.monotonic()
