@@ -453,7 +453,8 @@ async def paired(stack: BenchStack, session: aiohttp.ClientSession, args) -> lis
         for c in (ce, cg):
             await c.begin(session)
         both: list[int] = []
-        for rate in climb_rates(ce.rates, args):
+        rates = climb_rates(ce.rates, args)
+        for rate in rates:
             ok_e = ce.record(await measure(empty, session, ce.kind, ce.channel, rate, args.duration, args, [],
                                            "empty "))
             ok_g = cg.record(await measure(grown, session, cg.kind, cg.channel, rate, args.duration, args, [],
@@ -461,14 +462,14 @@ async def paired(stack: BenchStack, session: aiohttp.ClientSession, args) -> lis
             if not (ok_e and ok_g):
                 break
             both.append(rate)
-        op = operating_rate(both)
+        op = operating_rate(both, rates[0])
         turns: dict[str, list[dict[str, Any]]] = {"empty": [], "grown": []}
-        if op is not None:
-            log(f"  operating point {op}/s: {COMPARE_ROUNDS} turns each of {COMPARE_STEPS * args.duration:.0f} s")
-            for _ in range(COMPARE_ROUNDS):
-                for key, t, c in (("empty", empty, ce), ("grown", grown, cg)):
-                    turns[key].append(await measure(t, session, c.kind, c.channel, op, COMPARE_STEPS * args.duration,
-                                                    args, [], f"{key} "))
+        log(f"  operating point {op}/s{'' if both else ' (no rate sustained by both: the lowest tried)'}: "
+            f"{COMPARE_ROUNDS} turns each of {COMPARE_STEPS * args.duration:.0f} s")
+        for _ in range(COMPARE_ROUNDS):
+            for key, t, c in (("empty", empty, ce), ("grown", grown, cg)):
+                turns[key].append(await measure(t, session, c.kind, c.channel, op, COMPARE_STEPS * args.duration,
+                                                args, [], f"{key} "))
         e_out, g_out = await ce.summary(session, args), await cg.summary(session, args)
         return [e_out, g_out, compare_grown(e_out, g_out, op, turns)]
     finally:
@@ -478,10 +479,12 @@ async def paired(stack: BenchStack, session: aiohttp.ClientSession, args) -> lis
             await t.stop()
 
 
-def operating_rate(sustained_both: list[int]) -> int | None:
-    """The highest rate both sustained at or below OPERATING_SHARE of the highest they both sustained."""
+def operating_rate(sustained_both: list[int], lowest_tried: int) -> int:
+    """The highest rate both sustained at or below OPERATING_SHARE of the highest they both sustained.
+    Where neither sustained even the first step (a loaded machine), the turns still run, at the
+    lowest rate tried: the comparison keeps its form and says it is not within bound (not sustained)."""
     if not sustained_both:
-        return None
+        return lowest_tried
     under = [r for r in sustained_both if r <= OPERATING_SHARE * sustained_both[-1]]
     return under[-1] if under else sustained_both[0]
 

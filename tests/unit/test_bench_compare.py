@@ -26,11 +26,11 @@ GROWN = climb(step(500, 910, 410, 22), step(1000, 610, 310, 45), step(1250, 580,
 
 
 def test_the_operating_point_is_the_highest_step_at_three_quarters_of_what_both_sustained():
-    assert operating_rate([100, 200, 300, 500, 750, 1000, 1250]) == 750
-    assert operating_rate([100, 200, 300, 500, 750, 1000]) == 750
-    assert operating_rate([100, 200]) == 100
-    assert operating_rate([100]) == 100
-    assert operating_rate([]) is None
+    assert operating_rate([100, 200, 300, 500, 750, 1000, 1250], 100) == 750
+    assert operating_rate([100, 200, 300, 500, 750, 1000], 100) == 750
+    assert operating_rate([100, 200], 100) == 100
+    assert operating_rate([100], 100) == 100
+    assert operating_rate([], 100) == 100   # nothing sustained: the lowest rate tried
 
 
 def test_without_turns_the_knee_decides_all_three():
@@ -82,3 +82,16 @@ def test_the_median_turn_decides_sustained_too_and_any_error_fails():
     failed = dict(good, errors={"http_503": 1})
     c = compare_grown(EMPTY, GROWN, 1000, {"empty": [good] * 5, "grown": [good, good, failed, good, good]})
     assert c["grown"]["errors"] == 1 and c["within_bound"] is False
+
+
+def test_nothing_sustained_still_compares_in_turns_at_the_lowest_rate_and_is_not_within_bound():
+    # a loaded machine: the first step already falls short on the empty database
+    empty = climb(step(100, 900, 400, 20, achieved=80))
+    grown = climb(step(100, 910, 410, 22), rows=3000)
+    op = operating_rate([], 100)
+    same = {"empty": [turn(100, 900, 400, 20)] * 3, "grown": [turn(100, 900, 400, 20)] * 3}
+    c = compare_grown(empty, grown, op, same)
+    assert c["at"] == "operating point" and c["rate"] == 100 and c["turns_each"] == 3
+    assert c["at_knee"]["rate"] == 100 and c["at_knee"]["sustained"] is False
+    assert c["ratio"] == {"paycore_cpu": 1.0, "postgres_cpu": 1.0, "p99": 1.0}
+    assert c["within_bound"] is False   # equal figures, but nothing was sustained
