@@ -52,6 +52,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from paycore.metrics import Metrics, observe_many
+from paycore.outbox.partition import partition_of
 from paycore.tasks import Loop
 from paycore.config import Config
 
@@ -269,31 +270,31 @@ class OutboxVacuum:
 
 
 class PartitionMemo:
-    """The partition of each recent payment id, as the producer's partitioner chose it.
+    """The partition of each recent payment id, as Kafka's default partitioner places it
+    (``partition.partition_of``: what aiokafka's ``send`` and the Java client would choose).
 
-    A payment's events follow each other within milliseconds (created, then its
-    outcome), and the default partitioner's murmur2 is pure Python (~7 µs a key
-    here): remembering the answer halves that. Forgotten when the topic's
-    partition count changes, and wholesale past ``size`` keys."""
+    A payment's events follow each other within milliseconds (created, then its outcome):
+    remembering the answer saves the hash for the second. Forgotten when the topic's partition
+    count changes, and wholesale past ``size`` keys."""
 
     def __init__(self, size: int = 65536) -> None:
         self.size = size
         self.count = 0
         self.known: dict[bytes, int] = {}
 
-    def of(self, producer: AIOKafkaProducer, topic: str, partitions: int, key: bytes, value: bytes) -> int:
+    def of(self, partitions: int, key: bytes) -> int:
         if partitions != self.count or len(self.known) >= self.size:
             self.known.clear()
             self.count = partitions
         part = self.known.get(key)
         if part is None:
-            part = self.known[key] = producer._partition(topic, None, None, None, key, value)
+            part = self.known[key] = partition_of(key, partitions)
         return part
 
 
 async def _send_batches(producer: AIOKafkaProducer, topic: str, rows, memo: PartitionMemo) -> list[asyncio.Future]:
     """Queue ``rows`` (in outbox order) as one record batch per partition, chosen
-    by the producer's own partitioner on the payment id exactly as ``send`` would,
+    by Kafka's default partitioner on the payment id exactly as ``send`` would,
     instead of one ``send`` (a coroutine, a future, a metadata check) per event.
     Per partition the batches go out in order, one at a time, as sends do."""
     count = len(await producer.partitions_for(topic))  # metadata known before partitioning
@@ -301,7 +302,7 @@ async def _send_batches(producer: AIOKafkaProducer, topic: str, rows, memo: Part
     open_batches: dict[int, object] = {}
     for r in rows:
         key, value = r["payment_id"].encode(), r["payload"]
-        part = memo.of(producer, topic, count, key, value)
+        part = memo.of(count, key)
         batch = open_batches.get(part)
         if batch is None:
             batch = open_batches[part] = producer.create_batch()

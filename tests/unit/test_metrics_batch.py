@@ -71,30 +71,19 @@ def test_counts_and_times_appear_at_flush_and_equal_direct_updates():
     assert b'paycore_payments_created_total{channel="alipay",method="qr"} 1.0' in gathered.render()[0]
 
 
-class _Producer:
-    """What PartitionMemo asks of an AIOKafkaProducer: its partitioner's choice for a key."""
-
-    def __init__(self, partitions: int) -> None:
-        self.partitions = list(range(partitions))
-        self.asked = 0
-
-    def _partition(self, topic, partition, key, value, serialized_key, serialized_value) -> int:
-        self.asked += 1
-        return DefaultPartitioner()(serialized_key, self.partitions, self.partitions)
-
-
 def test_partition_memo_answers_as_the_partitioner_and_forgets_when_the_topic_changes():
     memo = PartitionMemo(size=100)
-    p12 = _Producer(12)
+    p12, p7 = list(range(12)), list(range(7))
     keys = [f"pay_{i:024x}".encode() for i in range(60)]
     for key in keys + keys:   # each payment's second event is remembered
-        assert memo.of(p12, "t", 12, key, b"{}") == DefaultPartitioner()(key, p12.partitions, p12.partitions)
-    assert p12.asked == 60
-    assert len({memo.of(p12, "t", 12, k, b"") for k in keys}) > 1   # keys spread over partitions
-    p7 = _Producer(7)   # the topic now has 7 partitions: what was remembered for 12 is not used
-    for key in keys:
-        assert memo.of(p7, "t", 7, key, b"{}") == DefaultPartitioner()(key, p7.partitions, p7.partitions)
-    assert p7.asked == 60
+        assert memo.of(12, key) == DefaultPartitioner()(key, p12, p12)
+    assert len(memo.known) == 60 and memo.count == 12
+    assert len({memo.of(12, k) for k in keys}) > 1   # keys spread over partitions
+    memo.known[keys[0]] = 99   # a remembered answer is what it answers, while the topic is unchanged
+    assert memo.of(12, keys[0]) == 99
+    for key in keys:   # the topic now has 7 partitions: what was remembered for 12 is not used
+        assert memo.of(7, key) == DefaultPartitioner()(key, p7, p7)
+    assert memo.count == 7 and len(memo.known) == 60
     for key in [f"pay_x{i}".encode() for i in range(150)]:   # bounded: cleared at size
-        memo.of(p7, "t", 7, key, b"")
+        memo.of(7, key)
     assert len(memo.known) <= 100
