@@ -62,8 +62,15 @@ class KafkaConfig:
     batch_max: int = 1000
     send_timeout: float = 10.0
     partitions: int = 6
+    # who runs the relay (outbox → Kafka; one leader at a time, by a Postgres advisory lock):
+    # "workers": every `paycore serve` worker stands for leadership (the default);
+    # "separate": serve workers never relay — `paycore relay` runs it as a process of its own
+    # (docs/deploy.md), so that no API worker carries the relay's share of the events
+    relay: str = "workers"
 
     def __post_init__(self) -> None:
+        if self.relay not in ("workers", "separate"):
+            raise ValueError(f"kafka.relay must be \"workers\" or \"separate\", not {self.relay!r}")
         if self.compression not in COMPRESSIONS:
             raise ValueError(f"kafka.compression must be one of {sorted(c for c in COMPRESSIONS if c)} or empty "
                              f"(none), not {self.compression!r}")
@@ -303,7 +310,7 @@ def from_dict(data: Mapping[str, Any], env: Mapping[str, str] | None = None) -> 
         ("PAYCORE_WORKERS", server, "workers", int), ("PAYCORE_PUBLIC_URL", server, "public_base_url", str),
         ("PAYCORE_LOG_LEVEL", server, "log_level", str),
         ("PAYCORE_DATABASE_URL", database, "url", str), ("PAYCORE_KAFKA_BOOTSTRAP", kafka, "bootstrap", str),
-        ("PAYCORE_KAFKA_TOPIC", kafka, "topic", str),
+        ("PAYCORE_KAFKA_TOPIC", kafka, "topic", str), ("PAYCORE_KAFKA_RELAY", kafka, "relay", str),
         ("PAYCORE_MASTER_KEY", security, "master_key", str), ("PAYCORE_OPS_TOKEN", security, "ops_token", str),
     ):
         if env.get(key):

@@ -16,7 +16,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="paycore", description="paycore payment platform")
     ap.add_argument("--config", default=None, help="TOML config (default: $PAYCORE_CONFIG)")
     sub = ap.add_subparsers(dest="cmd", required=True)
-    serve.register(sub)      # serve, migrate
+    serve.register(sub)      # serve, relay, migrate
     merchant.register(sub)   # merchant add|list|rotate-secret|disable|enable|qrcode|code
     ops.register(sub)        # channels, webhooks, reconcile, consume settlement, audit, maintain
     attention.register(sub)  # attention list|show|resolve, payment show|requery

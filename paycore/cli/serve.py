@@ -1,4 +1,4 @@
-"""``paycore serve`` and ``paycore migrate``."""
+"""``paycore serve``, ``paycore relay`` and ``paycore migrate``."""
 from __future__ import annotations
 
 import argparse
@@ -10,6 +10,7 @@ import signal
 import tempfile
 
 from aiohttp import web
+from prometheus_client import start_http_server
 
 from paycore import config as config_mod
 from paycore import logs, runtime
@@ -18,6 +19,7 @@ from paycore.cli.common import load, run
 from paycore.core.journal import DB_DOWN
 from paycore.http.app import AppRunner, create_app
 from paycore.metrics import Metrics
+from paycore.outbox.relay import Relay
 from paycore.storage import db
 
 log = logging.getLogger("paycore")
@@ -95,6 +97,40 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_relay(args: argparse.Namespace) -> int:
+    """The relay as a process of its own (``kafka.relay = "separate"``, docs/deploy.md): it stands
+    for the outbox's leadership (the same advisory lock as the workers' relay: run two for a quick
+    takeover) and publishes until SIGTERM, which ends its term at once — the next leader starts from
+    the oldest row still in the outbox, so nothing is lost and at most a batch is published twice."""
+    cfg = load(args)
+    if not cfg.kafka.bootstrap:
+        log.error("no Kafka configured (kafka.bootstrap / PAYCORE_KAFKA_BOOTSTRAP): nothing to relay to")
+        return 2
+    if cfg.kafka.relay == "workers":
+        log.warning('kafka.relay is "workers": the serve workers stand for the relay too (one leader at a time)')
+    metrics = Metrics()
+    if args.metrics_port:   # paycore_relay_leader, paycore_events_published_total, paycore_relay_lag_seconds, ...
+        start_http_server(args.metrics_port, args.metrics_host, registry=metrics.registry)
+
+    async def main() -> int:
+        await db.migrate(cfg.database.url)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        relay = Relay(cfg, metrics=metrics)
+        relay.start()
+        log.info("relay %d started: standing for the outbox's leadership (topic %s)", os.getpid(), cfg.kafka.topic)
+        try:
+            await stop.wait()
+        finally:
+            await relay.stop()
+            log.info("relay %d stopped: %d events published", os.getpid(), relay.published)
+        return 0
+
+    return run(main())
+
+
 def cmd_migrate(args: argparse.Namespace) -> int:
     cfg = load(args, logging=False)
     applied = run(db.migrate(cfg.database.url))
@@ -106,6 +142,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser("serve", help="run the API (N worker processes on one port)")
     s.add_argument("--workers", type=int, default=0)
     s.set_defaults(fn=cmd_serve)
+
+    s = sub.add_parser("relay", help='publish the outbox to Kafka as a process of its own (kafka.relay = "separate")')
+    s.add_argument("--metrics-port", type=int, default=0, help="serve /metrics on this port (0: off)")
+    s.add_argument("--metrics-host", default="0.0.0.0")
+    s.set_defaults(fn=cmd_relay)
 
     s = sub.add_parser("migrate", help="apply database migrations")
     s.set_defaults(fn=cmd_migrate)

@@ -177,7 +177,7 @@ def create_app(cfg: Config, *, run_relay: bool = True, run_recovery: bool = True
             after = AfterRecovery(splits, payouts, cfg.payments.recovery_interval)
             after.start()
             background.append(after)
-        if run_relay and cfg.kafka.bootstrap:
+        if run_relay and cfg.kafka.bootstrap and cfg.kafka.relay == "workers":   # "separate": `paycore relay`
             relay = Relay(cfg, metrics=metrics)
             relay.start()
             app[RELAY] = relay

@@ -169,6 +169,14 @@ def test_kafka_compression_is_a_codec_aiokafka_has():
         config_mod.from_dict({"kafka": {"compression": "brotli"}}, env={})
 
 
+def test_who_relays_is_workers_or_separate():
+    assert config_mod.from_dict({}, env={}).kafka.relay == "workers"
+    assert config_mod.from_dict({"kafka": {"relay": "separate"}}, env={}).kafka.relay == "separate"
+    assert config_mod.from_dict({}, env={"PAYCORE_KAFKA_RELAY": "separate"}).kafka.relay == "separate"
+    with pytest.raises(ValueError, match="kafka.relay"):
+        config_mod.from_dict({"kafka": {"relay": "sidecar"}}, env={})
+
+
 def test_a_serve_worker_tunes_the_cyclic_collector_once_started():
     import gc
 
