@@ -556,7 +556,7 @@ async def main_async(args) -> int:
         os.sched_setaffinity(0, _cpus(side_cpus))
     var = Path(args.var or tempfile.mkdtemp(prefix="paycore-bench-"))
     stack = BenchStack(var, workers=args.workers, sim_latency_ms=args.sim_latency_ms, paycore_cpus=paycore_cpus,
-                       side_cpus=side_cpus, pg=args.postgres)
+                       side_cpus=side_cpus, pg=args.postgres, relay=args.relay)
     t_start = time.monotonic()
     clean = False
     log(f"bringing up the stack in {var} (paycore cores: {paycore_cpus or 'any'}, "
@@ -576,6 +576,7 @@ async def main_async(args) -> int:
                            f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB",
                 "cpu_model": _cpu_model(), "python": platform.python_version(), "workers": args.workers,
                 "paycore_cores": paycore_cpus, "side_cores": side_cpus, "postgres": stack.postgres,
+                "relay": args.relay,
                 "sim_latency_ms": args.sim_latency_ms, "step_seconds": args.duration,
                 "paycore_idle_core_util": round(idle, 3), "loadavg_1m": os.getloadavg()[0],
                 "calibration": calib}).decode(), flush=True)
@@ -631,6 +632,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--duration", type=float, default=5.0, help="measured seconds per step")
     ap.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds before each step")
     ap.add_argument("--max-rate", type=int, default=0, help="climb no higher than this")
+    ap.add_argument("--relay", choices=("workers", "separate"), default="workers",
+                    help='kafka.relay: "separate" runs `paycore relay` apart, on paycore\'s cores (its CPU is paycore\'s)')
     ap.add_argument("--p99-ms", type=float, default=1000.0, help="a step with a higher p99 is not sustained")
     ap.add_argument("--sim-latency-ms", type=float, default=0.0, help="added to every simulator answer")
     ap.add_argument("--postgres", choices=("own", "machine", "auto"), default="own",

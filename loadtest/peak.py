@@ -39,14 +39,21 @@ PEAK_TPS = 5000.0
 PER_WORKER_TPS = 400.0   # the mix at ~70 % of a core (docs/performance.md, capacity model)
 
 
-def plan(scale: float, cores: int, workers: int = 0, processes: int = 0) -> dict[str, Any]:
-    """Rate, paycore workers and locust processes for ``scale`` on ``cores`` cores: paycore gets at most
-    half the cores, locust a quarter (the rest: Postgres, the simulators, the broker)."""
+#: from this many workers on, the relay runs as a process of its own (kafka.relay = "separate"): the
+#: worker that would lead it carries ~5–10 % more CPU than its siblings, which SO_REUSEPORT feeds evenly
+SEPARATE_RELAY_FROM = 4
+
+
+def plan(scale: float, cores: int, workers: int = 0, processes: int = 0, relay: str = "auto") -> dict[str, Any]:
+    """Rate, paycore workers, locust processes and who relays for ``scale`` on ``cores`` cores: paycore
+    gets at most half the cores, locust a quarter (the rest: Postgres, the simulators, the broker)."""
     tps = PEAK_TPS * scale
     w = workers or max(1, min(max(cores // 2, 1), math.ceil(tps / PER_WORKER_TPS)))
     p = processes or (max(1, cores // 4) if cores >= 8 else 1)
+    if relay == "auto":
+        relay = "separate" if w >= SEPARATE_RELAY_FROM else "workers"
     return {"target_tps": tps, "workers": w, "locust_processes": p,
-            "users": max(10, math.ceil(tps / 2))}
+            "users": max(10, math.ceil(tps / 2)), "relay": relay}
 
 
 class Meter:
@@ -103,13 +110,14 @@ def saturated(cpu: dict[str, Any], cores: int) -> bool:
 
 async def main_async(args) -> int:
     cores = os.cpu_count() or 1
-    p = plan(args.scale, cores, args.workers, args.processes)
+    p = plan(args.scale, cores, args.workers, args.processes, args.relay)
     pin = cores >= 8 and not args.no_pin
     paycore_cpus, _ = cpu_plan(p["workers"]) if pin else (None, None)
     var = Path(args.var or tempfile.mkdtemp(prefix="paycore-peak-"))
-    stack = BenchStack(var, workers=p["workers"], paycore_cpus=paycore_cpus, pg=args.postgres)
+    stack = BenchStack(var, workers=p["workers"], paycore_cpus=paycore_cpus, pg=args.postgres, relay=p["relay"])
     print(f"peak check at scale {args.scale}: {p['target_tps']:.0f} payments/s for {args.duration:.0f} s; "
-          f"{cores} cores: paycore {p['workers']} worker(s) on {paycore_cpus or 'any core'}, "
+          f"{cores} cores: paycore {p['workers']} worker(s) on {paycore_cpus or 'any core'} "
+          f"(relay: {'its own process' if p['relay'] == 'separate' else 'in a worker'}), "
           f"locust {p['locust_processes']} process(es), {p['users']} users", file=sys.stderr, flush=True)
     clean = False
     try:
@@ -131,7 +139,8 @@ async def main_async(args) -> int:
         finally:
             await conn.close()
         verdict = {"scale": args.scale, "target_tps": p["target_tps"], "duration_s": args.duration,
-                   "cores": cores, "paycore_workers": p["workers"], "locust_processes": p["locust_processes"],
+                   "cores": cores, "paycore_workers": p["workers"], "relay": p["relay"],
+                   "locust_processes": p["locust_processes"],
                    "postgres": stack.postgres, "postgres_tuning": stack.pg_settings, "payments_created": made,
                    "outbox_left": outbox, "cpu": cpu, "machine_saturated": saturated(cpu, cores),
                    "passed": code == 0, "loadavg_1m": os.getloadavg()[0]}
@@ -160,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--postgres", choices=("auto", "own", "machine"), default="auto",
                     help="auto: the machine's if it answers, else one of its own; own: a private one sized for "
                          "the machine (loadtest/stack.py); machine: the machine's, as its owner set it")
+    ap.add_argument("--relay", choices=("auto", "workers", "separate"), default="auto",
+                    help=f"kafka.relay; auto: its own process from {SEPARATE_RELAY_FROM} workers on")
     ap.add_argument("--no-pin", action="store_true", help="do not pin paycore to its own cores")
     ap.add_argument("--var", default=None)
     ap.add_argument("--out", default=None, help="write the verdict JSON here")

@@ -260,6 +260,10 @@ class BenchStack:
     overrides: dict[str, Any] = field(default_factory=dict)
     #: a twin: its broker and simulators are its parent's (stopped with the parent, not with it)
     shared: bool = False
+    #: kafka.relay: "workers" (a serve worker relays) or "separate" (`paycore relay`, a process of its own,
+    #: on paycore's cores; its CPU counts as paycore's)
+    relay: str = "workers"
+    relay_proc: subprocess.Popen | None = None
 
     @property
     def base(self) -> str:
@@ -290,6 +294,7 @@ class BenchStack:
         overrides["security"] = {"rate_limit_per_second": 1_000_000.0, "rate_limit_burst": 2_000_000.0,
                                  "merchant_concurrency": 1_000_000}
         overrides["server"]["log_level"] = os.environ.get("PAYCORE_LOG_LEVEL", "INFO")
+        overrides["kafka"]["relay"] = self.relay
         self.overrides = overrides
         self.master_key = secrets.token_hex(32)
         await self._configure()
@@ -380,10 +385,18 @@ class BenchStack:
             stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True)
         log.close()
         _wait_http(self.base + "/readyz", self.paycore, "paycore", self.var / "paycore.log")
+        if self.overrides.get("kafka", {}).get("relay") == "separate":
+            log = open(self.var / "relay.log", "ab")
+            self.relay_proc = subprocess.Popen(
+                pinned(self.paycore_cpus, [sys.executable, "-m", "paycore.cli", "--config", str(self.config_path),
+                                           "relay"]),
+                stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True)
+            log.close()
 
     def paycore_cpu(self) -> float:
+        """paycore's processes: the serve tree, and the relay process where it runs apart."""
         assert self.paycore is not None
-        return proc_tree_cpu(self.paycore.pid)
+        return proc_tree_cpu(self.paycore.pid) + (proc_tree_cpu(self.relay_proc.pid) if self.relay_proc else 0.0)
 
     def sims_cpu(self) -> float:
         assert self.sims is not None
@@ -400,6 +413,7 @@ class BenchStack:
         """Stop every process and drop the database; ``remove_var`` also deletes the
         state directory (keys, logs): for a temporary one after a clean run."""
         _stop(self.paycore)
+        _stop(self.relay_proc)
         if not self.shared:
             _stop(self.sims)
             if self.broker:

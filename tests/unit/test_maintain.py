@@ -54,6 +54,9 @@ def test_the_peak_check_sizes_workers_and_locust_for_the_rate_and_the_machine():
     tenth = plan(0.1, 2)
     assert tenth["target_tps"] == 500 and tenth["workers"] == 1 and tenth["locust_processes"] == 1
     assert plan(0.1, 16)["workers"] == 2
+    # from four workers on the relay is a process of its own (no worker carries it beside its API share)
+    assert full["relay"] == "separate" and tenth["relay"] == "workers" and plan(0.1, 16)["relay"] == "workers"
+    assert plan(1.0, 16, relay="workers")["relay"] == "workers" and plan(0.1, 2, relay="separate")["relay"] == "separate"
 
 
 def test_the_peak_check_sums_the_stacks_cpu_and_says_when_the_machine_ran_out():
