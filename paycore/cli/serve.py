@@ -128,7 +128,11 @@ def cmd_relay(args: argparse.Namespace) -> int:
             log.info("relay %d stopped: %d events published", os.getpid(), relay.published)
         return 0
 
-    return run(main())
+    try:
+        return run(main())
+    except DB_DOWN as e:   # as a worker: one line, and a non-zero exit for its supervisor to restart it
+        log.error("relay %d could not start: the database is unreachable (%s: %s)", os.getpid(), type(e).__name__, e)
+        return 3
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:

@@ -106,3 +106,18 @@ async def test_the_relay_command_refuses_without_kafka(separate, tmp_path):
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 2 and "no Kafka configured" in err.decode()
+
+
+async def test_the_relay_command_says_so_when_the_database_is_unreachable(separate, tmp_path):
+    config = tmp_path / "nodb.toml"
+    db_url = separate.db_url
+    dead = devstack.free_port()   # nothing listens there
+    text = separate.config_path.read_text()
+    assert db_url in text
+    config.write_text(text.replace(db_url, f"postgresql://postgres@127.0.0.1:{dead}/paycore"))
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "paycore.cli", "--config", str(config), "relay", env=separate.env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 3 and "the database is unreachable" in err.decode()
+    assert "Traceback" not in err.decode()
