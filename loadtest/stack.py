@@ -324,7 +324,7 @@ class BenchStack:
         t = BenchStack(self.var / name, workers=self.workers, sim_latency_ms=self.sim_latency_ms,
                        paycore_cpus=self.paycore_cpus, side_cpus=self.side_cpus, admin_url=self.admin_url,
                        pg=self.pg, pg_settings=self.pg_settings, embedded=self.embedded, broker=self.broker,
-                       sim_ports=self.sim_ports, sims=self.sims,
+                       sim_ports=self.sim_ports, sims=self.sims, relay=self.relay,
                        master_key=self.master_key, env=self.env, shared=True)
         t.var.mkdir(parents=True, exist_ok=True)
         await t._create_database(f"{self.dbname}_{name}")
@@ -376,22 +376,20 @@ class BenchStack:
         for name, port in self.sim_ports.items():
             _wait_http(f"http://127.0.0.1:{port}/_sim/health", self.sims, "simulators", self.var / "simulators.log")
 
-    def start_paycore(self) -> None:
+    def _paycore_command(self, logname: str, *args: str) -> subprocess.Popen:
+        """``paycore <args>`` with this stack's config, on paycore's cores, its output in ``logname``."""
         assert self.config_path is not None
-        log = open(self.var / "paycore.log", "ab")
-        self.paycore = subprocess.Popen(
-            pinned(self.paycore_cpus, [sys.executable, "-m", "paycore.cli", "--config", str(self.config_path),
-                                       "serve", "--workers", str(self.workers)]),
-            stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True)
-        log.close()
-        _wait_http(self.base + "/readyz", self.paycore, "paycore", self.var / "paycore.log")
-        if self.overrides.get("kafka", {}).get("relay") == "separate":
-            log = open(self.var / "relay.log", "ab")
-            self.relay_proc = subprocess.Popen(
+        with open(self.var / logname, "ab") as log:
+            return subprocess.Popen(
                 pinned(self.paycore_cpus, [sys.executable, "-m", "paycore.cli", "--config", str(self.config_path),
-                                           "relay"]),
+                                           *args]),
                 stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True)
-            log.close()
+
+    def start_paycore(self) -> None:
+        self.paycore = self._paycore_command("paycore.log", "serve", "--workers", str(self.workers))
+        _wait_http(self.base + "/readyz", self.paycore, "paycore", self.var / "paycore.log")
+        if self.relay == "separate":
+            self.relay_proc = self._paycore_command("relay.log", "relay")
 
     def paycore_cpu(self) -> float:
         """paycore's processes: the serve tree, and the relay process where it runs apart."""
