@@ -452,16 +452,14 @@ async def paired(stack: BenchStack, session: aiohttp.ClientSession, args) -> lis
         await asyncio.sleep(5.0)   # let the checkpoint after the load pass before measuring
         for c in (ce, cg):
             await c.begin(session)
-        both: list[int] = []
         rates = climb_rates(ce.rates, args)
-        for rate in rates:
-            ok_e = ce.record(await measure(empty, session, ce.kind, ce.channel, rate, args.duration, args, [],
-                                           "empty "))
-            ok_g = cg.record(await measure(grown, session, cg.kind, cg.channel, rate, args.duration, args, [],
-                                           "grown "))
-            if not (ok_e and ok_g):
-                break
-            both.append(rate)
+        sides = {"empty": (empty, ce), "grown": (grown, cg)}
+
+        async def step(side: str, rate: int) -> bool:
+            t, c = sides[side]
+            return c.record(await measure(t, session, c.kind, c.channel, rate, args.duration, args, [], f"{side} "))
+
+        both = await climb_pair(rates, step)
         op = operating_rate(both, rates[0])
         turns: dict[str, list[dict[str, Any]]] = {"empty": [], "grown": []}
         log(f"  operating point {op}/s{'' if both else ' (no rate sustained by both: the lowest tried)'}: "
@@ -477,6 +475,25 @@ async def paired(stack: BenchStack, session: aiohttp.ClientSession, args) -> lis
             await p.close()
         for t in (empty, grown):
             await t.stop()
+
+
+async def climb_pair(rates: tuple[int, ...], step) -> list[int]:
+    """The paired climb: at each rate ``await step("empty", rate)`` then ``step("grown", rate)`` (each
+    True when sustained), together while both sustain; once one stops, the other goes on alone until it
+    stops too, so that each scenario line's top step is its own and not the first stall of either
+    database. Returns the rates both sustained (the comparison's operating point is chosen from them)."""
+    going = {"empty": True, "grown": True}
+    both: list[int] = []
+    for rate in rates:
+        together = all(going.values())
+        for side in going:
+            if going[side]:
+                going[side] = await step(side, rate)
+        if together and all(going.values()):
+            both.append(rate)
+        if not any(going.values()):
+            break
+    return both
 
 
 def operating_rate(sustained_both: list[int], lowest_tried: int) -> int:

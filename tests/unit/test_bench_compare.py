@@ -1,7 +1,9 @@
 """The bench's grown comparison (loadtest/bench.py compare_grown): which rate it judges at and how."""
 from __future__ import annotations
 
-from loadtest.bench import GROWN_BOUND, compare_grown, operating_rate
+import asyncio
+
+from loadtest.bench import GROWN_BOUND, climb_pair, compare_grown, operating_rate
 
 
 def step(rate, cpu, pg, p99, achieved=None, errors=0):
@@ -95,3 +97,33 @@ def test_nothing_sustained_still_compares_in_turns_at_the_lowest_rate_and_is_not
     assert c["at_knee"]["rate"] == 100 and c["at_knee"]["sustained"] is False
     assert c["ratio"] == {"paycore_cpu": 1.0, "postgres_cpu": 1.0, "p99": 1.0}
     assert c["within_bound"] is False   # equal figures, but nothing was sustained
+
+
+def _ladder(tops: dict[str, int]):
+    """A climb against two databases that sustain up to their ``tops``; what was measured, in order."""
+    calls: list[tuple[str, int]] = []
+
+    async def step(side: str, rate: int) -> bool:
+        calls.append((side, rate))
+        return rate <= tops[side]
+    return calls, step
+
+
+def test_the_paired_climb_goes_on_alone_for_the_database_that_still_sustains():
+    rates = (100, 200, 300, 500, 750, 1000, 1250, 1500)
+    # the grown database stalls at 1,000/s: the empty one's line must still reach its own top (1,250/s)
+    calls, step = _ladder({"empty": 1250, "grown": 750})
+    both = asyncio.run(climb_pair(rates, step))
+    assert both == [100, 200, 300, 500, 750]
+    assert calls[:10] == [(s, r) for r in both for s in ("empty", "grown")]   # together, empty first
+    assert calls[10:] == [("empty", 1000), ("grown", 1000), ("empty", 1250), ("empty", 1500)]
+    # and the other way round: the empty one stalls first
+    calls, step = _ladder({"empty": 200, "grown": 500})
+    assert asyncio.run(climb_pair(rates, step)) == [100, 200]
+    assert calls[4:] == [("empty", 300), ("grown", 300), ("grown", 500), ("grown", 750)]
+    # both sustain every rate: every step on both, and nothing after the ladder's end
+    calls, step = _ladder({"empty": 10_000, "grown": 10_000})
+    assert asyncio.run(climb_pair(rates, step)) == list(rates) and len(calls) == 2 * len(rates)
+    # neither sustains the first: one step each, nothing sustained by both
+    calls, step = _ladder({"empty": 0, "grown": 0})
+    assert asyncio.run(climb_pair(rates, step)) == [] and calls == [("empty", 100), ("grown", 100)]
