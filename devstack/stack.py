@@ -20,6 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
+from paycore.runtime import LISTEN_BACKLOG
 from simulators import devkeys
 from simulators.registry import SIMULATORS
 from simulators.kit import SimSettings
@@ -149,7 +150,7 @@ class Simulators:
             app = SIMULATORS[name](s)
             runner = web.AppRunner(app, access_log=None)
             await runner.setup()
-            await web.TCPSite(runner, s.host, s.port).start()
+            await web.TCPSite(runner, s.host, s.port, backlog=LISTEN_BACKLOG).start()
             self.runners.append(runner)
             self.apps[name] = app
         return self

@@ -12,6 +12,12 @@ from typing import Any, Coroutine
 #: mostly) are still collected, every few seconds instead of several times a second.
 GC_THRESHOLD0 = 20_000
 
+#: the accept queue of every listening socket paycore and its dev stack open (aiohttp's default is
+#: 128). A burst of new connections larger than the queue while the loop is busy drops SYNs, and the
+#: kernel's SYN retransmission answers them a second later: one payment in a few hundred took
+#: 1.05 s (the p99 stalls of docs/performance.md, eighth stop). Capped by net.core.somaxconn.
+LISTEN_BACKLOG = 4096
+
 
 def run(coro: Coroutine[Any, Any, Any]) -> Any:
     try:

@@ -42,7 +42,8 @@ def _worker(config_path: str | None, workers: int, reuse_port: bool) -> None:
         await runner.setup()
         try:
             if not stop.is_set():
-                site = web.TCPSite(runner, cfg.server.host, cfg.server.port, reuse_port=reuse_port, backlog=4096)
+                site = web.TCPSite(runner, cfg.server.host, cfg.server.port, reuse_port=reuse_port,
+                                   backlog=runtime.LISTEN_BACKLOG)
                 await site.start()
                 log.info("worker %d listening on %s:%d", os.getpid(), cfg.server.host, cfg.server.port)
                 runtime.tune_gc()

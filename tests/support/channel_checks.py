@@ -20,6 +20,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from paycore.runtime import LISTEN_BACKLOG
+
 from channels.base import ChannelError, Method, Notification, RefundRequest, RefundStatus, TradeRef, TradeStatus
 from channels.client import ProviderClient
 from channels.http import ChannelHttp
@@ -244,7 +246,7 @@ async def serve(routes: dict[str, Callable[[web.Request], Awaitable[web.StreamRe
     runner = web.AppRunner(app)
     await runner.setup()
     port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    await web.TCPSite(runner, "127.0.0.1", port, backlog=LISTEN_BACKLOG).start()
     return runner, f"http://127.0.0.1:{port}"
 
 

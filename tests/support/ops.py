@@ -18,6 +18,8 @@ from typing import Any, AsyncIterator, Callable
 import aiohttp
 from aiohttp import web
 
+from paycore.runtime import LISTEN_BACKLOG
+
 from devstack.stack import free_port
 
 
@@ -105,7 +107,7 @@ class Receiver:
         self.runner = web.AppRunner(app, access_log=None)
         await self.runner.setup()
         self.port = free_port()
-        await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
+        await web.TCPSite(self.runner, "127.0.0.1", self.port, backlog=LISTEN_BACKLOG).start()
         return self
 
     async def stop(self) -> None:

@@ -19,6 +19,8 @@ from typing import Any, AsyncIterator
 import aiohttp
 from aiohttp import web
 
+from paycore.runtime import LISTEN_BACKLOG
+
 from simulators import devkeys
 from channels.base import ChannelAdapter, Method, Notification, NotificationRejected, PayRequest
 from channels.client import ProviderClient
@@ -77,7 +79,7 @@ class SimPair:
         sim_app = SIMULATORS[name](sims[name])
         sim_runner = web.AppRunner(sim_app)
         await sim_runner.setup()
-        await web.TCPSite(sim_runner, "127.0.0.1", sim_port).start()
+        await web.TCPSite(sim_runner, "127.0.0.1", sim_port, backlog=LISTEN_BACKLOG).start()
 
         session = ProviderClient()
         adapter = ADAPTERS[name](settings, ChannelHttp(session, name, timeout))
@@ -100,7 +102,7 @@ class SimPair:
         recv_app.router.add_post(f"/notify/{name}/refund", receive)
         recv_runner = web.AppRunner(recv_app)
         await recv_runner.setup()
-        await web.TCPSite(recv_runner, "127.0.0.1", recv_port).start()
+        await web.TCPSite(recv_runner, "127.0.0.1", recv_port, backlog=LISTEN_BACKLOG).start()
         try:
             yield pair
         finally:
