@@ -30,6 +30,8 @@ from aiohttp import web
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from paycore.runtime import LISTEN_BACKLOG
+
 
 class RsaWork:
     """One sign of the request and one verify of an answer's signature, as an RSA channel does."""
@@ -83,8 +85,8 @@ def main() -> None:
     ap.add_argument("--rsa", action="store_true", help="also one RSA-2048 sign and one verify per request")
     a = ap.parse_args()
     # the readiness line is what make bench waits for; SIGTERM stops it
-    web.run_app(make_app(a.upstream, RsaWork() if a.rsa else None), host="127.0.0.1", port=a.port, access_log=None, backlog=4096,
-                loop=uvloop.new_event_loop(), print=lambda _: print("floor listening", flush=True))
+    web.run_app(make_app(a.upstream, RsaWork() if a.rsa else None), host="127.0.0.1", port=a.port, access_log=None,
+                backlog=LISTEN_BACKLOG, loop=uvloop.new_event_loop(), print=lambda _: print("floor listening", flush=True))
 
 
 if __name__ == "__main__":

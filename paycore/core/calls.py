@@ -81,8 +81,8 @@ class _CallScope:
 
     async def __aexit__(self, exc_type, exc, tb) -> None:
         c, statuses = self.c, self.statuses
-        if exc_type is not None:
-            c.outcome, c.code = "error", classify(exc if exc is not None else exc_type())
+        if exc is not None:
+            c.outcome, c.code = "error", classify(exc)
         EXCHANGES.reset(self.token)
         self.log.add((c.payment_id, c.refund_id, c.channel, c.flow, c.outcome, c.answer, c.code,
                       statuses[-1] if statuses and statuses[-1] else None,
