@@ -16,6 +16,7 @@ from devstack import stack as devstack
 from paycore import config as config_mod
 from paycore.http.app import AppRunner, create_app
 from paycore.logs import setup
+from paycore import runtime
 from paycore.runtime import LISTEN_BACKLOG
 from paycore.merchants import codes
 from paycore.merchants import store as merchants
@@ -153,11 +154,16 @@ async def run_simulators(args: argparse.Namespace) -> int:
     ports = devstack.channel_ports(args.base_port)
     _, sims = devkeys.generate(Path(args.var) / "keys", ports, args.public_url, latency_ms=args.latency_ms)
     s = await devstack.Simulators(sims).start()
+    # the order books only grow: keep them out of the cyclic collector's full collections, which
+    # otherwise stop every simulator for longer as a load test goes on (paycore.runtime)
+    runtime.tune_gc()
+    freezer = asyncio.create_task(runtime.freeze_survivors(), name="freeze-survivors")
     print("simulators:", ", ".join(f"{n}:{x.port}" for n, x in sims.items()), flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
+    freezer.cancel()
     await s.stop()
     return 0
