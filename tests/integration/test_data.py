@@ -410,9 +410,13 @@ async def test_the_journal_plans_its_batch_once_and_keeps_the_index_plan(scratch
         async with pool.acquire() as c:
             assert await c.fetchval("select count(*) from events") == 9
             assert await c.fetchval("select max(seq) from payments") == 3
-        async with pool.acquire() as c:   # the one connection the journal used (it writes one batch at a time)
-            row = await c.fetchrow("select generic_plans, custom_plans from pg_prepared_statements "
-                                   "where statement like '%insert into nonces%'")
-        assert row is not None and row["generic_plans"] >= 3 and row["custom_plans"] == 0, row
+        # every connection of the journal's pool at once (it writes one batch at a time, but which of its
+        # two connections a write gets is the pool's choice: a CI run saw the three writes split 1 + 2)
+        async with pool.acquire() as a, pool.acquire() as b:
+            rows = [r for c in (a, b) for r in await c.fetch(
+                "select generic_plans, custom_plans from pg_prepared_statements "
+                "where statement like '%insert into nonces%'")]
+        assert rows and all(r["custom_plans"] == 0 for r in rows), rows       # never planned per call
+        assert sum(r["generic_plans"] for r in rows) >= 3, rows               # each write used the one plan
     finally:
         await pool.close()
