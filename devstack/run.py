@@ -17,7 +17,6 @@ from paycore import config as config_mod
 from paycore.http.app import AppRunner, create_app
 from paycore.logs import setup
 from paycore import runtime
-from paycore.runtime import LISTEN_BACKLOG
 from paycore.merchants import codes
 from paycore.merchants import store as merchants
 from paycore.merchants import users
@@ -108,7 +107,7 @@ async def run_dev(args: argparse.Namespace) -> int:
     app = create_app(cfg)
     runner = AppRunner(app, access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, host, port, backlog=LISTEN_BACKLOG).start()
+    await web.TCPSite(runner, host, port, backlog=runtime.LISTEN_BACKLOG).start()
 
     print(BANNER.format(base=base, secret=demo_secret, code=demo_code, n=len(sims), sims=", ".join(
         f"{n}:{s.port}" for n, s in sims.items()), var=var, example=EXAMPLE.format(secret=demo_secret, base=base),

@@ -47,8 +47,8 @@ async def freeze_survivors(every: float = FREEZE_EVERY) -> None:
     generations (so that their garbage is freed, not kept) and freeze what survived. The cyclic
     collector's full collections then walk only what is younger than the last freeze, instead of the
     whole heap: in the simulators, whose order books hold every order of a load test, each full
-    collection stopped the event loop for 0.2 s at 150,000 tracked objects and 0.5-0.9 s later in a
-    ``make bench``, and every provider call in flight waited (the bench's p99 stalls,
+    collection stopped the event loop for 0.2-0.26 s at 150,000-200,000 tracked objects, longer as
+    the book grew, and every provider call in flight waited (the bench's p99 stalls,
     docs/performance.md, ninth stop). A cycle that becomes garbage after it was frozen is not
     collected: acceptable where nearly everything that lives that long lives for good."""
     while True:
