@@ -6,6 +6,7 @@ import asyncio
 import logging
 import multiprocessing as mp
 import os
+import shutil
 import signal
 import tempfile
 
@@ -62,9 +63,19 @@ def _worker(config_path: str | None, workers: int, reuse_port: bool) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    # every worker's metrics go to shared files; set before any worker builds its Metrics
+    # every worker's metrics go to shared files; set before any worker builds its Metrics. A directory
+    # made here is this server's alone: removed when it stops (every start would leave one in /tmp)
+    made = None
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="paycore-metrics-")
+        made = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="paycore-metrics-")
+    try:
+        return _serve(args)
+    finally:
+        if made:
+            shutil.rmtree(made, ignore_errors=True)
+
+
+def _serve(args: argparse.Namespace) -> int:
     cfg = load(args)
     workers = args.workers or cfg.server.workers
     run(db.migrate(cfg.database.url))

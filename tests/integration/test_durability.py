@@ -3,6 +3,7 @@ Postgres holds, in seq order per payment."""
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
 import signal
 
@@ -106,3 +107,27 @@ async def test_two_workers_share_one_port_and_the_journal(stack):
     finally:
         await asyncio.to_thread(stack.stop_paycore)
         await asyncio.to_thread(stack.start_paycore)
+
+
+def _metrics_dirs(pid: int) -> set[str]:
+    """The directories of the metric files a process has mapped (prometheus_client's multiprocess
+    mode maps one file per kind and worker)."""
+    with open(f"/proc/{pid}/maps") as f:
+        return {line.split()[-1].rsplit("/", 1)[0] for line in f
+                if "/paycore-metrics-" in line and line.rstrip().endswith(".db")}
+
+
+async def test_a_stopped_server_leaves_no_metrics_directory_behind(stack):
+    """``paycore serve`` without PROMETHEUS_MULTIPROC_DIR makes a directory for its workers' metric
+    files; a clean stop (SIGTERM) removes it, so that restarts do not pile them up in /tmp."""
+    await stack.pay(amount=amount(), method="barcode", auth_code=auth_code("bankwallet"))
+    dirs = _metrics_dirs(stack.proc.pid)
+    assert len(dirs) == 1
+    made = dirs.pop()
+    assert os.path.isdir(made) and os.listdir(made)
+    stack.stop_paycore()
+    assert not os.path.exists(made)
+    await asyncio.to_thread(stack.start_paycore)
+    # the next server has a directory of its own, and serves
+    assert _metrics_dirs(stack.proc.pid) - {made}
+    assert (await stack.pay(amount=amount(), method="barcode", auth_code=auth_code("bankwallet"))).status == 201
