@@ -573,7 +573,8 @@ async def main_async(args) -> int:
         os.sched_setaffinity(0, _cpus(side_cpus))
     var = Path(args.var or tempfile.mkdtemp(prefix="paycore-bench-"))
     stack = BenchStack(var, workers=args.workers, sim_latency_ms=args.sim_latency_ms, paycore_cpus=paycore_cpus,
-                       side_cpus=side_cpus, pg=args.postgres, relay=args.relay, wal_prewarm=args.wal_prewarm_mb * 2 ** 20)
+                       side_cpus=side_cpus, pg=args.postgres, relay=args.relay,
+                       wal_prewarm=args.wal_prewarm_mb * 2 ** 20)
     t_start = time.monotonic()
     clean = False
     log(f"bringing up the stack in {var} (paycore cores: {paycore_cpus or 'any'}, "

@@ -49,11 +49,15 @@ from channels.secrets import Secret
 
 PG_ADMIN = os.environ.get("PAYCORE_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 MERCHANT = "m_bench"
+#: WAL a Postgres of our own has ready before anything is measured: about what is written before the
+#: first checkpoint that max_wal_size (8 GB) asks for, so that no step meets a segment being made
+WAL_PREWARM_BYTES = 4 * 2 ** 30
+
 #: settings for a Postgres of our own whatever the machine (never applied to a shared one):
-#: WAL and checkpoints spread out, so that a checkpoint is not what a step measures; and a
-#: checkpoint keeps min_wal_size of finished segments for reuse (``prewarm_wal``)
-PG_TUNING = {"max_wal_size": "8GB", "min_wal_size": "4GB", "checkpoint_timeout": "15min",
-             "checkpoint_completion_target": "0.9",
+#: WAL and checkpoints spread out, so that a checkpoint is not what a step measures; and each
+#: checkpoint keeps as much of the finished segments for reuse as ``prewarm_wal`` made
+PG_TUNING = {"max_wal_size": "8GB", "min_wal_size": f"{WAL_PREWARM_BYTES // 2 ** 20}MB",
+             "checkpoint_timeout": "15min", "checkpoint_completion_target": "0.9",
              "work_mem": "16MB", "maintenance_work_mem": "1GB", "wal_compression": "on",
              "autovacuum_vacuum_cost_limit": "2000", "random_page_cost": "1.1"}
 
@@ -90,11 +94,6 @@ def own_postgres(data_dir: Path, settings: dict[str, str]) -> tuple[str, Any]:
     pg_ctl(["-w", "-l", str(data_dir / "log"), "restart"], pgdata=data_dir, user=server.system_user, timeout=120)
     server.ensure_postgres_running()   # the restarted postmaster's pid, for the stop at the end
     return db.with_database(server.get_uri(), "postgres"), server
-
-
-#: WAL a Postgres of our own has ready before anything is measured: about what is written before the
-#: first checkpoint that max_wal_size (8 GB) asks for, so that no step meets a segment being made
-WAL_PREWARM_BYTES = 4 * 2 ** 30
 
 
 async def prewarm_wal(admin_url: str, size: int) -> int:

@@ -125,7 +125,7 @@ async def test_a_stopped_server_leaves_no_metrics_directory_behind(stack):
     assert len(dirs) == 1
     made = dirs.pop()
     assert os.path.isdir(made) and os.listdir(made)
-    stack.stop_paycore()
+    await asyncio.to_thread(stack.stop_paycore)
     assert not os.path.exists(made)
     await asyncio.to_thread(stack.start_paycore)
     # the next server has a directory of its own, and serves
