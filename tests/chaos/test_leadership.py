@@ -95,7 +95,7 @@ async def _kill(proc: subprocess.Popen) -> None:
 async def test_a_frozen_relay_leader_is_replaced_within_the_lease_and_steps_down_on_thaw(chaos):
     stack = chaos.stack
     # the stack's own paycore (leader, restarted with the short lease), then a second process on another port
-    stack.stop_paycore()
+    await asyncio.to_thread(stack.stop_paycore)
     a_cfg = _config(stack, stack.var / "leader-a.toml", stack.port)
     orig, orig_port, stack.config_path = stack.config_path, stack.port, a_cfg
     b_port = free_port()
@@ -137,7 +137,7 @@ async def test_a_frozen_relay_leader_is_replaced_within_the_lease_and_steps_down
     finally:
         stack.config_path, stack.port = orig, orig_port
         await _kill(b)
-        stack.stop_paycore()
+        await asyncio.to_thread(stack.stop_paycore)
 
 
 async def _outbox_empty(stack, ids):
@@ -163,7 +163,7 @@ async def _worker_pids(pid: int) -> list[int]:
 
 async def test_a_dead_worker_is_restarted_and_a_crash_loop_fails_readyz(chaos):
     stack = chaos.stack
-    stack.stop_paycore()
+    await asyncio.to_thread(stack.stop_paycore)
     cfg = _config(stack, stack.var / "workers.toml", stack.port, restart_backoff_max=0.5, crash_loop_restarts=3,
                   crash_loop_window=30.0)
     orig, stack.config_path = stack.config_path, cfg
@@ -198,7 +198,7 @@ async def test_a_dead_worker_is_restarted_and_a_crash_loop_fails_readyz(chaos):
             assert r.status == 200   # the process is up; it is not fit for traffic
         record("worker_restart", restart_s=round(restarted, 2), crash_loop_restarts=3)
     finally:
-        stack.stop_paycore()
+        await asyncio.to_thread(stack.stop_paycore)
         stack.config_path = orig
 
 

@@ -105,13 +105,14 @@ class Stack:
                 time.sleep(0.1)
         raise TimeoutError("paycore did not become ready")
 
-    def kill_paycore(self, sig: int = signal.SIGKILL) -> None:
+    def kill_paycore(self, sig: int = signal.SIGKILL, wait: float = 10) -> None:
         if self.proc and self.proc.poll() is None:
             os.killpg(self.proc.pid, sig)
-            self.proc.wait(10)
+            self.proc.wait(wait)
 
     def stop_paycore(self) -> None:
-        self.kill_paycore(signal.SIGTERM)
+        # a graceful stop drains in-flight requests (up to 5 s) and the relay's last batch first
+        self.kill_paycore(signal.SIGTERM, wait=30)
 
     # -- API client -------------------------------------------------------
     async def api(self, method: str, path: str, body: Any = None, *, merchant: str | None = None,
@@ -248,7 +249,9 @@ async def build_stack(var: Path, *, workers: int = 1, proxy: Proxy | None = None
 
 
 async def teardown_stack(stack: Stack) -> None:
-    stack.stop_paycore()
+    # in a thread: a stopping paycore still talks to Postgres and the broker, through the chaos
+    # stack's proxies, which are served by this loop (blocking it here left paycore unable to finish)
+    await asyncio.to_thread(stack.stop_paycore)
     if stack.session:
         await stack.session.close()
     if stack.pool:
