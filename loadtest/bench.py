@@ -55,7 +55,8 @@ import orjson
 
 from loadtest.charts import chart
 from loadtest.grow import preload
-from loadtest.stack import WAL_PREWARM_BYTES, BackendCpu, BenchStack, cpu_plan, pinned, proc_tree_cpu
+from loadtest.stack import (DIRTY_BACKGROUND_BYTES, WAL_PREWARM_BYTES, BackendCpu, BenchStack, cpu_plan, pinned,
+                            proc_tree_cpu)
 from paycore.runtime import run as _run  # uvloop when present
 
 #: name → (generator kind, channel, rates to climb, goal µs of paycore CPU per payment or None)
@@ -574,7 +575,7 @@ async def main_async(args) -> int:
     var = Path(args.var or tempfile.mkdtemp(prefix="paycore-bench-"))
     stack = BenchStack(var, workers=args.workers, sim_latency_ms=args.sim_latency_ms, paycore_cpus=paycore_cpus,
                        side_cpus=side_cpus, pg=args.postgres, relay=args.relay,
-                       wal_prewarm=args.wal_prewarm_mb * 2 ** 20)
+                       wal_prewarm=args.wal_prewarm_mb * 2 ** 20, dirty_background=args.dirty_background_mb * 2 ** 20)
     t_start = time.monotonic()
     clean = False
     log(f"bringing up the stack in {var} (paycore cores: {paycore_cpus or 'any'}, "
@@ -594,7 +595,8 @@ async def main_async(args) -> int:
                            f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB",
                 "cpu_model": _cpu_model(), "python": platform.python_version(), "workers": args.workers,
                 "paycore_cores": paycore_cpus, "side_cores": side_cpus, "postgres": stack.postgres,
-                "postgres_wal_segments": stack.wal_segments, "relay": args.relay,
+                "postgres_wal_segments": stack.wal_segments,
+                "dirty_background": stack.writeback.describe() if stack.writeback else None, "relay": args.relay,
                 "sim_latency_ms": args.sim_latency_ms, "step_seconds": args.duration,
                 "paycore_idle_core_util": round(idle, 3), "loadavg_1m": os.getloadavg()[0],
                 "calibration": calib}).decode(), flush=True)
@@ -662,6 +664,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="WAL made on a private Postgres before anything is measured, so that no step waits "
                          "for a new segment to be zero-filled (default 4096: what is written before the first "
                          "checkpoint)")
+    ap.add_argument("--dirty-background-mb", type=int, default=DIRTY_BACKGROUND_BYTES // 2 ** 20,
+                    help="vm.dirty_background_bytes for the run where the bench may set it (root), put back "
+                         "after, so that the kernel writes dirty pages as they come, not in 30 s batches that "
+                         "commits' fsyncs wait behind (default 32; 0: leave the machine's)")
     ap.add_argument("--var", default=None, help="state directory (default: a temporary one)")
     ap.add_argument("--charts", default="test-output/bench",
                     help="where to write one PNG chart per scenario ('' for none)")

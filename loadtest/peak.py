@@ -141,7 +141,9 @@ async def main_async(args) -> int:
         verdict = {"scale": args.scale, "target_tps": p["target_tps"], "duration_s": args.duration,
                    "cores": cores, "paycore_workers": p["workers"], "relay": p["relay"],
                    "locust_processes": p["locust_processes"],
-                   "postgres": stack.postgres, "postgres_tuning": stack.pg_settings, "payments_created": made,
+                   "postgres": stack.postgres, "postgres_tuning": stack.pg_settings,
+                   "dirty_background": stack.writeback.describe() if stack.writeback else None,
+                   "payments_created": made,
                    "outbox_left": outbox, "cpu": cpu, "machine_saturated": saturated(cpu, cores),
                    "passed": code == 0, "loadavg_1m": os.getloadavg()[0]}
         print("PAYCORE-PEAK " + json.dumps(verdict), flush=True)

@@ -7,6 +7,8 @@ process so that its CPU can be counted and pinned:
   (``sized_settings``: shared_buffers a quarter of the memory, WAL and
   checkpoints spread out), touching nothing of the machine's, and its WAL
   segments made before anything is measured (``prewarm_wal``);
+  and, where the bench may set it (root), the kernel's background writeback
+  threshold kept small for the run (``KernelWriteback``), as on a database host;
   ``machine``: the machine's at 127.0.0.1:5432 (``PAYCORE_BENCH_PG``) as its
   owner set it; ``auto``: the machine's if it answers, else an own one;
   a fresh database per run, dropped afterwards;
@@ -120,6 +122,77 @@ async def prewarm_wal(admin_url: str, size: int) -> int:
         return int(await conn.fetchval("select count(*) from pg_ls_waldir() where name ~ '^[0-9A-F]{24}$'"))
     finally:
         await conn.close()
+
+
+#: the kernel's background writeback threshold while a bench stack runs, as a database host is set:
+#: Linux by default lets 10 % of memory be dirty and writes out what has been dirty for 30 s in one
+#: batch, and every commit's WAL fsync queues behind that batch on the same disk (measured: the
+#: relations' extends, 75-170 MB, written every 30 s; an 8 KB fdatasync beside them up to 85 ms
+#: instead of 0.3; a burst of slow requests each time; docs/performance.md, eleventh stop)
+DIRTY_BACKGROUND_BYTES = 32 * 2 ** 20
+
+
+class KernelWriteback:
+    """``vm.dirty_background_bytes`` = ``want`` for the run, and what was there before put back
+    after (``restore``; also at exit). Only where it may be written (root) and ``want`` > 0;
+    ``describe`` says what is in force and why, for the bench's header."""
+
+    def __init__(self, want: int, vm: Path = Path("/proc/sys/vm")) -> None:
+        self.want, self.vm = want, vm
+        self.before: tuple[int, int] | None = None
+        self.applied = False
+        self.why_not = ""
+
+    def _read(self, name: str) -> int:
+        return int((self.vm / name).read_text().split()[0])
+
+    def _write(self, name: str, value: int) -> None:
+        (self.vm / name).write_text(f"{value}\n")
+
+    def apply(self) -> "KernelWriteback":
+        try:
+            self.before = (self._read("dirty_background_bytes"), self._read("dirty_background_ratio"))
+        except (OSError, ValueError) as e:
+            self.why_not = f"unreadable ({type(e).__name__})"
+            return self
+        if self.want <= 0:
+            self.why_not = "left as it is (asked)"
+            return self
+        try:
+            self._write("dirty_background_bytes", self.want)
+        except OSError as e:
+            self.why_not = f"not ours to set ({type(e).__name__})"
+            return self
+        self.applied = True
+        import atexit
+        atexit.register(self.restore)
+        return self
+
+    def restore(self) -> None:
+        """Put back what was there, unless someone changed it since (then theirs stands)."""
+        if not self.applied or self.before is None:
+            return
+        self.applied = False
+        try:
+            if self._read("dirty_background_bytes") != self.want:
+                return
+            nbytes, ratio = self.before
+            # the kernel keeps one of the two: writing the ratio clears the bytes and back
+            if nbytes:
+                self._write("dirty_background_bytes", nbytes)
+            else:
+                self._write("dirty_background_ratio", ratio)
+        except OSError:
+            pass
+
+    def describe(self) -> str:
+        if self.applied:
+            return f"{self.want // 2 ** 20} MB (set for the run)"
+        if self.before is None:
+            return f"unknown: {self.why_not}"
+        nbytes, ratio = self.before
+        now = f"{nbytes // 2 ** 20} MB" if nbytes else f"{ratio} % of memory"
+        return f"{now} (the machine's; {self.why_not})"
 
 
 def cpu_plan(workers: int, paycore_cpus: str | None = None, side_cpus: str | None = None) -> tuple[str | None, str | None]:
@@ -283,6 +356,9 @@ class BenchStack:
     #: bytes of WAL made on a Postgres of our own before anything runs (``prewarm_wal``); segments ready
     wal_prewarm: int = WAL_PREWARM_BYTES
     wal_segments: int | None = None
+    #: vm.dirty_background_bytes for the run (``KernelWriteback``; 0: the machine's as it is)
+    dirty_background: int = DIRTY_BACKGROUND_BYTES
+    writeback: KernelWriteback | None = None
     broker: devstack.Broker | None = None
     port: int = 0
     sim_ports: dict[str, int] = field(default_factory=dict)
@@ -315,6 +391,7 @@ class BenchStack:
     # -------------------------------------------------------------- bring-up
     async def start(self) -> "BenchStack":
         self.var.mkdir(parents=True, exist_ok=True)
+        self.writeback = KernelWriteback(self.dirty_background).apply()
         await self._database()
         self.broker = devstack.Broker().start(self.var)
         self.port = devstack.free_port()
@@ -462,5 +539,7 @@ class BenchStack:
                 print(f"could not drop {self.dbname}: {type(e).__name__}", file=sys.stderr)
         if self.embedded and not self.shared:
             await asyncio.to_thread(self.embedded.cleanup)
+        if self.writeback and not self.shared:
+            self.writeback.restore()
         if remove_var:
             shutil.rmtree(self.var, ignore_errors=True)

@@ -10,9 +10,17 @@ import asyncio
 import os
 import sys
 
+from pathlib import Path
+
 import orjson
 
 from loadtest.stack import sized_settings
+
+VM = Path("/proc/sys/vm")
+
+
+def _writeback() -> tuple[str, str]:
+    return ((VM / "dirty_background_bytes").read_text(), (VM / "dirty_background_ratio").read_text())
 
 
 async def test_the_bench_runs_the_empty_and_the_grown_database_turn_by_turn(tmp_path):
@@ -23,7 +31,10 @@ async def test_the_bench_runs_the_empty_and_the_grown_database_turn_by_turn(tmp_
             # reach the topic, and its CPU is counted as paycore's
             "--relay", "separate",
             # its private Postgres makes 64 MB of WAL segments before the first step (4 GB in make bench)
-            "--wal-prewarm-mb", "64"]
+            "--wal-prewarm-mb", "64",
+            # the kernel's background writeback at 16 MB for the run where it may be set (root)
+            "--dirty-background-mb", "16"]
+    before = _writeback()
     proc = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE,
                                                 stderr=asyncio.subprocess.PIPE, cwd=os.getcwd())
     out, err = await asyncio.wait_for(proc.communicate(), 600)
@@ -66,6 +77,12 @@ async def test_the_bench_runs_the_empty_and_the_grown_database_turn_by_turn(tmp_
     # the WAL made before the first step is kept for reuse by the checkpoint after it: at least the
     # four 16 MB segments asked for are in pg_wal (a fresh cluster has one or two)
     assert head["postgres_wal_segments"] >= 4
+    # the writeback threshold was the bench's for the run, and the machine's is back after it
+    if os.access(VM / "dirty_background_bytes", os.W_OK):
+        assert head["dirty_background"] == "16 MB (set for the run)"
+    else:
+        assert "the machine's" in head["dirty_background"]
+    assert _writeback() == before
     assert b"could not drop" not in err
     pgdata = str(tmp_path / "var" / "pg")
     assert not [pid for pid in os.listdir("/proc") if pid.isdigit() and pgdata in _cmdline(pid)]
