@@ -70,6 +70,11 @@ async def test_the_bench_runs_the_empty_and_the_grown_database_turn_by_turn(tmp_
     assert compare["rate"] in [s["rate"] for s in empty["steps"]]
     assert compare["at_knee"]["rate"] >= compare["rate"]
     assert set(compare["ratio"]) == {"paycore_cpu", "postgres_cpu", "p99"}
+    # p99 judged on the median second of the turns' (each second's own p99), the median turn's beside it
+    for side in ("empty", "grown"):
+        assert compare[side]["p99_of"].startswith("the median of ") and compare[side]["p99_of"].endswith(" seconds")
+        assert compare[side]["p99_ms_of_turns"] is not None
+    assert "p99_of_turns_ratio" in compare
     assert isinstance(compare["within_bound"], bool)
     assert (tmp_path / "charts" / "bench-barcode_hmac_grown.png").stat().st_size > 1000
     # its databases on a Postgres of its own, sized for the machine, stopped at the end

@@ -54,6 +54,34 @@ def test_with_turns_p99_is_judged_at_the_operating_point_on_the_median_turn():
     assert c["rows_preloaded"] == 10_000_000
 
 
+def secs(rate, cpu, pg, seconds, ok=True):
+    """A turn whose generator gave each second's p99; the turn's own p99 is its worst second's here."""
+    return dict(turn(rate, cpu, pg, max(seconds), ok), p99_ms_by_second=list(seconds))
+
+
+def test_with_each_second_s_p99_the_median_second_decides_and_a_stall_in_a_few_does_not():
+    # three 5 s turns a side; a stall of the machine lands in two of the empty turns and one grown
+    empty = [secs(1000, 600, 300, [20, 22, 250, 21, 23]), secs(1000, 600, 300, [21, 20, 22, 24, 20]),
+             secs(1000, 600, 300, [22, 180, 21, 20, 22])]
+    grown = [secs(1000, 600, 300, [22, 21, 23, 22, 300]), secs(1000, 600, 300, [21, 23, 22, 20, 21]),
+             secs(1000, 600, 300, [23, 22, 21, 22, 24])]
+    c = compare_grown(EMPTY, GROWN, 1000, {"empty": empty, "grown": grown})
+    assert c["empty"]["p99_ms"] == 22 and c["grown"]["p99_ms"] == 22
+    assert c["empty"]["p99_of"] == "the median of 15 seconds"
+    # the turns' own figures beside it: two of three empty turns stalled, so their median is a stall's
+    assert c["empty"]["p99_ms_of_turns"] == 180 and c["grown"]["p99_ms_of_turns"] == 24
+    assert c["empty"]["p99_ms_each"] == [250, 24, 180]
+    assert c["p99_of_turns_ratio"] == round(24 / 180, 3)
+    assert c["ratio"]["p99"] == 1.0 and c["within_bound"] is True
+
+
+def test_a_grown_database_slower_in_every_second_fails_on_the_median_second():
+    empty = [secs(1000, 600, 300, [20, 21, 22, 20, 21])] * 3
+    grown = [secs(1000, 600, 300, [24, 25, 26, 24, 25])] * 3   # every second ~20 % slower
+    c = compare_grown(EMPTY, GROWN, 1000, {"empty": empty, "grown": grown})
+    assert c["ratio"]["p99"] == round(25 / 21, 3) and c["within_bound"] is False
+
+
 def test_a_grown_p99_beyond_the_bound_at_the_operating_point_fails():
     turns = {"empty": [turn(1000, 600, 300, 40)] * 3, "grown": [turn(1000, 600, 300, 45)] * 3}
     c = compare_grown(EMPTY, GROWN, 1000, turns)
