@@ -615,7 +615,7 @@ async def main_async(args) -> int:
                 "cpu_model": _cpu_model(), "python": platform.python_version(), "workers": args.workers,
                 "paycore_cores": paycore_cpus, "side_cores": side_cpus, "postgres": stack.postgres,
                 "postgres_wal_segments": stack.wal_segments,
-                "dirty_background": stack.writeback.describe() if stack.writeback else None, "relay": args.relay,
+                "dirty_background": stack.dirty_background_note, "relay": args.relay,
                 "sim_latency_ms": args.sim_latency_ms, "step_seconds": args.duration,
                 "paycore_idle_core_util": round(idle, 3), "loadavg_1m": os.getloadavg()[0],
                 "calibration": calib}).decode(), flush=True)

@@ -142,7 +142,7 @@ async def main_async(args) -> int:
                    "cores": cores, "paycore_workers": p["workers"], "relay": p["relay"],
                    "locust_processes": p["locust_processes"],
                    "postgres": stack.postgres, "postgres_tuning": stack.pg_settings,
-                   "dirty_background": stack.writeback.describe() if stack.writeback else None,
+                   "dirty_background": stack.dirty_background_note,
                    "payments_created": made,
                    "outbox_left": outbox, "cpu": cpu, "machine_saturated": saturated(cpu, cores),
                    "passed": code == 0, "loadavg_1m": os.getloadavg()[0]}

@@ -7,11 +7,11 @@ process so that its CPU can be counted and pinned:
   (``sized_settings``: shared_buffers a quarter of the memory, WAL and
   checkpoints spread out), touching nothing of the machine's, and its WAL
   segments made before anything is measured (``prewarm_wal``);
-  and, where the bench may set it (root), the kernel's background writeback
-  threshold kept small for the run (``KernelWriteback``), as on a database host;
   ``machine``: the machine's at 127.0.0.1:5432 (``PAYCORE_BENCH_PG``) as its
   owner set it; ``auto``: the machine's if it answers, else an own one;
   a fresh database per run, dropped afterwards;
+* the kernel's background writeback threshold kept small for the run, as on a
+  database host, where the bench may set it (root; ``KernelWriteback``);
 * the Tansu broker (devstack.stack.Broker);
 * the twelve simulators in one ``python -m devstack sim`` process, with ``latency_ms``
   added to each provider answer;
@@ -24,6 +24,7 @@ Nothing here is a mock: the same code paths as production, on one machine.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import copy
 import os
 import random
@@ -164,7 +165,6 @@ class KernelWriteback:
             self.why_not = f"not ours to set ({type(e).__name__})"
             return self
         self.applied = True
-        import atexit
         atexit.register(self.restore)
         return self
 
@@ -383,6 +383,11 @@ class BenchStack:
 
     def sim_url(self, channel: str) -> str:
         return f"http://127.0.0.1:{self.sim_ports[channel]}"
+
+    @property
+    def dirty_background_note(self) -> str | None:
+        """What the kernel's background writeback was for the run, for a header or verdict."""
+        return self.writeback.describe() if self.writeback else None
 
     @property
     def postgres(self) -> str:
