@@ -1,6 +1,6 @@
 """``make bench``'s grown comparison end to end, at a toy size: the empty and the grown database
 each get their own paycore (sharing the simulators and the broker), every step runs on both, and
-the comparison line is made of turns at the operating point. Figures are not judged here (a
+the comparison line is made of turns at the operating point that load both at the same time. Figures are not judged here (a
 test never times anything); what the bench's user reads is: both scenario lines, the preload's
 rows in the grown database only, every event published from each, and a comparison line that
 says at which rate and from how many turns it judged."""
@@ -65,6 +65,10 @@ async def test_the_bench_runs_the_empty_and_the_grown_database_turn_by_turn(tmp_
     assert empty["floor_turns"][0]["paycore_cpu_us"] == empty["paycore_cpu_us_per_payment"]
     assert compare["rows_preloaded"] == 3000
     assert compare["at"] == "operating point" and compare["turns_each"] == 9
+    # the turns load both databases at once, half the operating rate each: their windows overlap
+    # (one after the other they would share nothing)
+    assert compare["side_by_side"] == "at the same time" and compare["each_at"] == compare["rate"] / 2
+    assert compare["overlap"] > 0
     assert len(compare["empty"]["p99_ms_each"]) == len(compare["grown"]["p99_ms_each"]) == 9
     assert compare["rate"] in [s["rate"] for s in empty["steps"]]
     assert compare["at_knee"]["rate"] >= compare["rate"]

@@ -82,6 +82,22 @@ def test_a_grown_database_slower_in_every_second_fails_on_the_median_second():
     assert c["ratio"]["p99"] == round(25 / 21, 3) and c["within_bound"] is False
 
 
+def test_the_turns_say_how_much_of_their_windows_both_databases_shared():
+    def at(t, start, end):
+        return dict(t, window=[start, end])
+    # both at once (one generator a little later than the other): the least shared of the turns
+    together = {"empty": [at(turn(500, 600, 300, 40), 10.0, 20.0), at(turn(500, 600, 300, 40), 30.2, 40.2)],
+                "grown": [at(turn(500, 600, 300, 40), 10.5, 20.5), at(turn(500, 600, 300, 40), 30.0, 40.0)]}
+    c = compare_grown(EMPTY, GROWN, 1000, together)
+    assert c["overlap"] == 0.95 and c["each_at"] == 500 and c["side_by_side"] == "at the same time"
+    # one after the other: nothing shared
+    apart = {"empty": [at(turn(500, 600, 300, 40), 10.0, 20.0)], "grown": [at(turn(500, 600, 300, 40), 21.0, 31.0)]}
+    assert compare_grown(EMPTY, GROWN, 1000, apart)["overlap"] == 0.0
+    # turns without windows (older lines): not known
+    assert compare_grown(EMPTY, GROWN, 1000, {"empty": [turn(500, 600, 300, 40)],
+                                              "grown": [turn(500, 600, 300, 40)]})["overlap"] is None
+
+
 def test_a_grown_p99_beyond_the_bound_at_the_operating_point_fails():
     turns = {"empty": [turn(1000, 600, 300, 40)] * 3, "grown": [turn(1000, 600, 300, 45)] * 3}
     c = compare_grown(EMPTY, GROWN, 1000, turns)
