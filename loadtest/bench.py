@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import os
 import platform
 import re
@@ -76,7 +77,15 @@ LAG_GOAL_MS = 250.0
 
 
 def log(*a: Any) -> None:
-    print(*a, file=sys.stderr, flush=True)
+    """A progress line on stderr, with the wall-clock time (to set beside the machine's own logs)."""
+    print(time.strftime("%H:%M:%S"), *a, file=sys.stderr, flush=True)
+
+
+def errors_text(r: dict[str, Any]) -> str:
+    """A step's failed requests, by kind: ``0``, or ``12 (http_503 10, unfinished 2)``."""
+    kinds = {**r["errors"], **({"unfinished": r["unfinished"]} if r["unfinished"] else {})}
+    total = sum(kinds.values())
+    return f"{total} ({', '.join(f'{k} {v}' for k, v in sorted(kinds.items(), key=lambda kv: -kv[1]))})" if total else "0"
 
 
 # ----------------------------------------------------------------- metrics
@@ -281,7 +290,7 @@ async def measure(stack: BenchStack, session: aiohttp.ClientSession, kind: str, 
     step_lag = hist_quantile(s0, s1, "paycore_relay_lag_seconds", 0.99)
     r["relay_lag_p99_ms"] = round(step_lag * 1000, 1) if step_lag is not None else None
     log(f"  {label}{rate:>6}/s offered: {r['achieved']:>8}/s  p50 {r['p50_ms']} ms  p99 {r['p99_ms']} ms  "
-        f"errors {sum(r['errors'].values()) + r['unfinished']}  paycore {r['cpu_us']} µs/payment "
+        f"errors {errors_text(r)}  paycore {r['cpu_us']} µs/payment "
         f"({r['cpu_util'] * 100:.0f}% of its cores)  postgres {r['postgres_cpu_us']} µs  sims {r['sim_cpu_us']} µs  "
         f"relay lag p99 {r['relay_lag_p99_ms']} ms  {'ok' if r['ok'] else 'NOT sustained'}")
     return r
@@ -546,7 +555,12 @@ def _median_of(turns: list[dict[str, Any]]) -> dict[str, Any]:
         return round(statistics.median(vals), 1) if vals else None
     seconds = [v for t in turns for v in t.get("p99_ms_by_second") or () if v is not None]
     of_turns = median("p99_ms")
-    return {"achieved": median("achieved"), "errors": sum(sum(t["errors"].values()) + t["unfinished"] for t in turns),
+    kinds: collections.Counter[str] = collections.Counter()
+    for t in turns:
+        kinds.update(t["errors"])
+        kinds["unfinished"] += t["unfinished"]
+    return {"achieved": median("achieved"), "errors": sum(kinds.values()),
+            "errors_by_kind": {k: v for k, v in kinds.items() if v},
             "cpu_us": median("cpu_us"), "postgres_cpu_us": median("postgres_cpu_us"),
             "p99_ms": round(statistics.median(seconds), 1) if seconds else of_turns,
             "p99_of": f"the median of {len(seconds)} seconds" if seconds else f"the median of {len(turns)} turns",

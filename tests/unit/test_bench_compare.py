@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import asyncio
 
-from loadtest.bench import GROWN_BOUND, climb_pair, compare_grown, operating_rate
+from loadtest.bench import GROWN_BOUND, climb_pair, compare_grown, errors_text, operating_rate
 
 
 def step(rate, cpu, pg, p99, achieved=None, errors=0):
@@ -128,6 +128,18 @@ def test_the_median_turn_decides_sustained_too_and_any_error_fails():
     failed = dict(good, errors={"http_503": 1})
     c = compare_grown(EMPTY, GROWN, 1000, {"empty": [good] * 5, "grown": [good, good, failed, good, good]})
     assert c["grown"]["errors"] == 1 and c["within_bound"] is False
+    # which kinds failed, summed over the turns (a request still out at the end counts as unfinished)
+    late = dict(good, errors={"http_503": 2, "connection": 1}, unfinished=3)
+    c = compare_grown(EMPTY, GROWN, 1000, {"empty": [good] * 5, "grown": [failed, late, good, good, good]})
+    assert c["grown"]["errors"] == 7
+    assert c["grown"]["errors_by_kind"] == {"http_503": 3, "connection": 1, "unfinished": 3}
+    assert c["empty"]["errors_by_kind"] == {}
+
+
+def test_a_step_s_errors_are_logged_by_kind():
+    assert errors_text({"errors": {}, "unfinished": 0}) == "0"
+    assert errors_text({"errors": {"http_503": 10, "connection": 1}, "unfinished": 2}) == \
+        "13 (http_503 10, unfinished 2, connection 1)"
 
 
 def test_nothing_sustained_still_compares_in_turns_at_the_lowest_rate_and_is_not_within_bound():
