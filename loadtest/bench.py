@@ -81,9 +81,14 @@ def log(*a: Any) -> None:
     print(time.strftime("%H:%M:%S"), *a, file=sys.stderr, flush=True)
 
 
+def failures(r: dict[str, Any]) -> dict[str, int]:
+    """A step's failed requests by kind, those still out at its end as ``unfinished``."""
+    return {**r["errors"], **({"unfinished": r["unfinished"]} if r["unfinished"] else {})}
+
+
 def errors_text(r: dict[str, Any]) -> str:
     """A step's failed requests, by kind: ``0``, or ``12 (http_503 10, unfinished 2)``."""
-    kinds = {**r["errors"], **({"unfinished": r["unfinished"]} if r["unfinished"] else {})}
+    kinds = failures(r)
     total = sum(kinds.values())
     return f"{total} ({', '.join(f'{k} {v}' for k, v in sorted(kinds.items(), key=lambda kv: -kv[1]))})" if total else "0"
 
@@ -229,7 +234,7 @@ async def drive(stack: BenchStack, spec: dict[str, Any], cpu_of) -> dict[str, An
 
 
 def sustained(r: dict[str, Any], p99_ms: float) -> bool:
-    bad = sum(r["errors"].values()) + r["unfinished"]
+    bad = sum(failures(r).values())
     return (r["achieved"] >= 0.97 * r["rate"] and bad <= 0.001 * max(r["offered"], 1)
             and r["p99_ms"] is not None and r["p99_ms"] <= p99_ms)
 
@@ -298,7 +303,7 @@ async def measure(stack: BenchStack, session: aiohttp.ClientSession, kind: str, 
 
 def step_row(r: dict[str, Any]) -> dict[str, Any]:
     return {"rate": r["rate"], "achieved": r["achieved"], "p99_ms": r["p99_ms"], "cpu_us": r["cpu_us"],
-            "errors": sum(r["errors"].values()) + r["unfinished"], "relay_lag_p99_ms": r["relay_lag_p99_ms"],
+            "errors": sum(failures(r).values()), "relay_lag_p99_ms": r["relay_lag_p99_ms"],
             "postgres_cpu_us": r["postgres_cpu_us"]}
 
 
@@ -557,18 +562,15 @@ def _median_of(turns: list[dict[str, Any]]) -> dict[str, Any]:
     of_turns = median("p99_ms")
     kinds: collections.Counter[str] = collections.Counter()
     for t in turns:
-        kinds.update(t["errors"])
-        kinds["unfinished"] += t["unfinished"]
-    return {"achieved": median("achieved"), "errors": sum(kinds.values()),
-            "errors_by_kind": {k: v for k, v in kinds.items() if v},
+        kinds.update(failures(t))
+    return {"achieved": median("achieved"), "errors": sum(kinds.values()), "errors_by_kind": dict(kinds),
             "cpu_us": median("cpu_us"), "postgres_cpu_us": median("postgres_cpu_us"),
             "p99_ms": round(statistics.median(seconds), 1) if seconds else of_turns,
             "p99_of": f"the median of {len(seconds)} seconds" if seconds else f"the median of {len(turns)} turns",
             "p99_ms_of_turns": of_turns,
             "p99_ms_each": [t["p99_ms"] for t in turns], "turns_sustained": sum(1 for t in turns if t["ok"]),
             # like the figures, the median turn decides (most turns sustained); an error in any decides alone
-            "sustained": 2 * sum(1 for t in turns if t["ok"]) > len(turns)
-            and not any(sum(t["errors"].values()) + t["unfinished"] for t in turns)}
+            "sustained": 2 * sum(1 for t in turns if t["ok"]) > len(turns) and not kinds}
 
 
 def _overlap(a: list[float] | None, b: list[float] | None) -> float | None:

@@ -1,9 +1,9 @@
 """``make bench``'s grown comparison end to end, at a toy size: the empty and the grown database
 each get their own paycore (sharing the simulators and the broker), every step runs on both, and
-the comparison line is made of turns at the operating point that load both at the same time. Figures are not judged here (a
-test never times anything); what the bench's user reads is: both scenario lines, the preload's
-rows in the grown database only, every event published from each, and a comparison line that
-says at which rate and from how many turns it judged."""
+the comparison line is made of turns at the operating point that load both at the same time.
+Figures are not judged here (a test never times anything); what the bench's user reads is: both
+scenario lines, the preload's rows in the grown database only, every event published from each,
+and a comparison line that says at which rate and from how many turns it judged."""
 from __future__ import annotations
 
 import asyncio
